@@ -1,0 +1,41 @@
+# TrackOps — the two set-up commands are `make run` and `make test`.
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+BIN      := bin/trackops
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
+TEST_TIMEOUT ?= 14m
+
+.PHONY: all build run test test-short services vet fmt bench vulncheck clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/trackops
+
+# Installs and starts PostgreSQL (wal_level=logical) and Redis when missing.
+services:
+	./scripts/ensure-services.sh
+
+# Runs the whole platform with the embedded Kafka-protocol broker.
+run: services build
+	./$(BIN) migrate
+	./$(BIN) run
+
+test: services
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short: services
+	$(GO) test -count=1 -short ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+bench: services build
+	./$(BIN) bench all --out bench/results/latest.json
+
+vulncheck:
+	./scripts/vulncheck.sh
+
+clean:
+	rm -rf bin data

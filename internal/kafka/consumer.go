@@ -1,0 +1,404 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/logging"
+)
+
+// Handler processes one record. A nil error marks it done. Any other error is
+// retried with back-off, unless it is permanent (see Permanent), in which case
+// the record goes to the dead-letter topic at once.
+type Handler func(ctx context.Context, rec *kgo.Record) error
+
+// RetryPolicy is exponential back-off between attempts at one record.
+type RetryPolicy struct {
+	// Attempts is the total number of tries, the first included.
+	Attempts int
+	// Initial is the wait after the first failure.
+	Initial time.Duration
+	// Multiplier grows the wait after each further failure.
+	Multiplier float64
+	// Max caps the wait.
+	Max time.Duration
+}
+
+// DefaultRetry is the seed's policy: 3 attempts, 1 s then ×2, at most 10 s.
+func DefaultRetry() RetryPolicy {
+	return RetryPolicy{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second}
+}
+
+// Backoff is the wait after the given failed attempt (1-based).
+func (p RetryPolicy) Backoff(attempt int) time.Duration {
+	d := float64(p.Initial)
+	for i := 1; i < attempt; i++ {
+		d *= p.Multiplier
+	}
+	if time.Duration(d) > p.Max {
+		return p.Max
+	}
+	return time.Duration(d)
+}
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one no retry can fix (a malformed record, a schema
+// violation): the record is dead-lettered at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked Permanent or is a malformed event.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed)
+}
+
+// Spring Kafka's DeadLetterPublishingRecoverer header names, so tools and
+// consumers built for Spring read TrackOps' dead letters as they are.
+const (
+	HeaderDLTOriginalTopic     = "kafka_dlt-original-topic"
+	HeaderDLTOriginalPartition = "kafka_dlt-original-partition"
+	HeaderDLTOriginalOffset    = "kafka_dlt-original-offset"
+	HeaderDLTOriginalTimestamp = "kafka_dlt-original-timestamp"
+	HeaderDLTOriginalGroup     = "kafka_dlt-original-consumer-group"
+	HeaderDLTExceptionFQCN     = "kafka_dlt-exception-fqcn"
+	HeaderDLTExceptionMessage  = "kafka_dlt-exception-message"
+	HeaderDLTExceptionTrace    = "kafka_dlt-exception-stacktrace"
+	// HeaderDLTAttempts is TrackOps' own: how often the record was tried.
+	HeaderDLTAttempts = "trackops_dlt-attempts"
+)
+
+var (
+	consumedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackops_kafka_consumed_total",
+		Help: "Records handled by TrackOps consumers, by topic, group and outcome (ok, retry, dead_letter).",
+	}, []string{"topic", "group", "outcome"})
+	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "trackops_kafka_handle_seconds",
+		Help:    "Time to handle one record, retries included.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"topic", "group"})
+	deadLetteredTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackops_kafka_dead_lettered_total",
+		Help: "Records sent to a dead-letter topic by TrackOps consumers.",
+	}, []string{"topic", "group", "permanent"})
+)
+
+// ConsumerConfig describes one consumer group member.
+type ConsumerConfig struct {
+	Options
+	// Group is the consumer group id.
+	Group string
+	// Topics are consumed; a name starting with "^" is a regular expression.
+	Topics []string
+	// Handler processes each record.
+	Handler Handler
+	// Retry is the back-off policy; the zero value means DefaultRetry.
+	Retry RetryPolicy
+	// Logger receives progress and failures.
+	Logger *slog.Logger
+	// DeadLetter, when false, keeps retrying a failing record forever
+	// instead of dead-lettering it (for consumers of dead-letter topics).
+	DisableDeadLetter bool
+}
+
+// Consumer runs a Handler over a consumer group's records with blocking
+// in-partition retries: a failing record holds back the records behind it in
+// its partition (order kept, at most the retry budget of delay) while other
+// partitions go on. Offsets are committed only for records that were handled
+// or dead-lettered, so a crash redelivers, never skips (at-least-once).
+type Consumer struct {
+	cfg      ConsumerConfig
+	client   *kgo.Client
+	producer *kgo.Client
+	log      *slog.Logger
+}
+
+// NewConsumer connects a consumer for cfg. Records of a new group are read
+// from the start of each partition.
+func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
+	if cfg.Retry.Attempts == 0 {
+		cfg.Retry = DefaultRetry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("group", cfg.Group)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(clientID(cfg.ClientID)),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200 * time.Millisecond),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.RebalanceTimeout(30 * time.Second),
+	}
+	for _, t := range cfg.Topics {
+		if strings.HasPrefix(t, "^") {
+			opts = append(opts, kgo.ConsumeRegex())
+			break
+		}
+	}
+	opts = append(opts, cfg.Extra...)
+	opts = append(opts, extra...)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
+	}
+	producer, err := NewProducer(cfg.Options)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return &Consumer{cfg: cfg, client: client, producer: producer, log: log}, nil
+}
+
+// Client exposes the group client, e.g. for lag queries.
+func (c *Consumer) Client() *kgo.Client { return c.client }
+
+// Run consumes until ctx ends, then commits what was handled and leaves the
+// group. It returns nil on a clean stop.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.producer.Close()
+	defer c.client.Close()
+	for {
+		fetches := c.client.PollRecords(ctx, 2000)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			c.client.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		var (
+			mu   sync.Mutex
+			done []*kgo.Record
+			wg   sync.WaitGroup
+		)
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			wg.Go(func() {
+				last := c.handlePartition(ctx, p.Records)
+				if last != nil {
+					mu.Lock()
+					done = append(done, last)
+					mu.Unlock()
+				}
+			})
+		})
+		wg.Wait()
+		if len(done) > 0 {
+			// Commit even while shutting down: these records are finished.
+			commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err := c.client.CommitRecords(commitCtx, done...); err != nil {
+				c.log.Warn("offset commit failed; handled records may be redelivered", "err", err)
+			}
+			cancel()
+		}
+		c.client.AllowRebalance()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// handlePartition handles records in order and returns the last one that is
+// finished (handled or dead-lettered), or nil if none is.
+func (c *Consumer) handlePartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
+	var last *kgo.Record
+	for _, rec := range recs {
+		if !c.handle(ctx, rec) {
+			return last
+		}
+		last = rec
+	}
+	return last
+}
+
+// handle runs the handler with retries; it reports false only when ctx ended
+// before the record was finished.
+func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
+	start := time.Now()
+	defer func() { handleSeconds.WithLabelValues(rec.Topic, c.cfg.Group).Observe(time.Since(start).Seconds()) }()
+	rctx := logging.WithCorrelationID(ctx, Header(rec, events.HeaderCorrelationID))
+	var err error
+	attempt := 0
+	for {
+		attempt++
+		err = c.safeHandle(rctx, rec)
+		if err == nil {
+			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "ok").Inc()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		permanent := IsPermanent(err)
+		if !c.cfg.DisableDeadLetter && (permanent || attempt >= c.cfg.Retry.Attempts) {
+			c.log.ErrorContext(rctx, "record failed; dead-lettering", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "attempts", attempt, "permanent", permanent, "err", err)
+			return c.deadLetter(ctx, rec, err, attempt, permanent)
+		}
+		consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "retry").Inc()
+		wait := c.cfg.Retry.Backoff(min(attempt, 30))
+		c.log.WarnContext(rctx, "record failed; retrying", "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "attempt", attempt, "wait", wait, "err", err)
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// safeHandle turns a handler panic into a permanent error, so one poison
+// record cannot crash the process in a loop.
+func (c *Consumer) safeHandle(ctx context.Context, rec *kgo.Record) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	return c.cfg.Handler(ctx, rec)
+}
+
+// deadLetter publishes rec to its dead-letter topic, retrying until the
+// broker takes it or ctx ends: a record is never skipped unrecorded.
+func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error, attempts int, permanent bool) bool {
+	dl := DeadLetterRecord(rec, c.cfg.Group, cause, attempts)
+	for try := 1; ; try++ {
+		err := c.producer.ProduceSync(ctx, dl).FirstErr()
+		if err == nil {
+			deadLetteredTotal.WithLabelValues(rec.Topic, c.cfg.Group, fmt.Sprint(permanent)).Inc()
+			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "dead_letter").Inc()
+			return true
+		}
+		c.log.Error("dead-letter publish failed; retrying", "topic", dl.Topic, "err", err)
+		if !sleep(ctx, min(time.Duration(try)*time.Second, 10*time.Second)) {
+			return false
+		}
+	}
+}
+
+// DeadLetterRecord builds the dead letter of rec: same key and value, the
+// original headers, and Spring Kafka's kafka_dlt-* headers (partition as a
+// 4-byte and offset and timestamp as 8-byte big-endian integers, as Spring
+// writes them).
+func DeadLetterRecord(rec *kgo.Record, group string, cause error, attempts int) *kgo.Record {
+	headers := make([]kgo.RecordHeader, 0, len(rec.Headers)+9)
+	for _, h := range rec.Headers {
+		if !strings.HasPrefix(h.Key, "kafka_dlt-") && h.Key != HeaderDLTAttempts {
+			headers = append(headers, h)
+		}
+	}
+	part := make([]byte, 4)
+	binary.BigEndian.PutUint32(part, uint32(rec.Partition))
+	off := make([]byte, 8)
+	binary.BigEndian.PutUint64(off, uint64(rec.Offset))
+	ts := make([]byte, 8)
+	binary.BigEndian.PutUint64(ts, uint64(rec.Timestamp.UnixMilli()))
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderDLTOriginalTopic, Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: HeaderDLTOriginalPartition, Value: part},
+		kgo.RecordHeader{Key: HeaderDLTOriginalOffset, Value: off},
+		kgo.RecordHeader{Key: HeaderDLTOriginalTimestamp, Value: ts},
+		kgo.RecordHeader{Key: HeaderDLTOriginalGroup, Value: []byte(group)},
+		kgo.RecordHeader{Key: HeaderDLTExceptionFQCN, Value: []byte(ErrorClass(cause))},
+		kgo.RecordHeader{Key: HeaderDLTExceptionMessage, Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: HeaderDLTExceptionTrace, Value: []byte(errorTrace(cause))},
+		kgo.RecordHeader{Key: HeaderDLTAttempts, Value: []byte(fmt.Sprint(attempts))},
+	)
+	topic := rec.Topic
+	if !strings.HasSuffix(topic, events.DLQSuffix) {
+		topic += events.DLQSuffix
+	}
+	return &kgo.Record{Topic: topic, Key: rec.Key, Value: rec.Value, Headers: headers, Timestamp: time.Now()}
+}
+
+// ErrorClass names the kind of err the way kafka_dlt-exception-fqcn names a
+// Java exception class: the Go type of the innermost error, qualified by
+// package, with TrackOps' own classes for malformed and permanent errors.
+func ErrorClass(err error) string {
+	if errors.Is(err, events.ErrMalformed) {
+		return "trackops.MalformedEventError"
+	}
+	root := err
+	for {
+		next := errors.Unwrap(root)
+		if next == nil {
+			break
+		}
+		root = next
+	}
+	t := reflect.TypeOf(root)
+	name := t.String()
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.PkgPath() != "" {
+		name = t.PkgPath() + "." + t.Name()
+	}
+	if name == "errors.errorString" || name == "*errors.errorString" {
+		if IsPermanent(err) {
+			return "trackops.PermanentError"
+		}
+		return "trackops.Error"
+	}
+	return name
+}
+
+// errorTrace lists the chain of wrapped errors, outermost first; Go errors
+// carry no stack, and the chain is what explains a failure.
+func errorTrace(err error) string {
+	var b strings.Builder
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		fmt.Fprintf(&b, "%T: %s\n", e, e.Error())
+	}
+	return b.String()
+}
+
+// Header returns the value of the record header key, or "".
+func Header(rec *kgo.Record, key string) string {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,191 @@
+// Package postgrestest gives each test its own PostgreSQL database, cloned
+// from a template that has every migration applied, so tests run in parallel
+// against the real server without seeing each other's rows.
+package postgrestest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// AdminURL is the server the test databases are created on. Override it with
+// TRACKOPS_TEST_DATABASE_URL.
+func AdminURL() string {
+	if u := os.Getenv("TRACKOPS_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+var (
+	templateOnce sync.Once
+	templateName string
+	templateErr  error
+)
+
+// Database is one test's private database.
+type Database struct {
+	// Name is the database name.
+	Name string
+	// URL connects to it (libpq URL form).
+	URL string
+	// Pool is an open pool on it, closed when the test ends.
+	Pool *pgxpool.Pool
+}
+
+// New creates a fresh migrated database for t and drops it when t ends.
+func New(t testing.TB) *Database {
+	t.Helper()
+	ctx := context.Background()
+	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx) })
+	if templateErr != nil {
+		t.Fatalf("postgrestest: template database: %v", templateErr)
+	}
+	name := "trackops_test_" + randomSuffix()
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName))
+		// 55006: the template is briefly in use by a concurrent clone.
+		if err == nil || !postgres.IsCode(err, "55006") {
+			break
+		}
+		time.Sleep(time.Duration(50+attempt*25) * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("postgrestest: create database: %v", err)
+	}
+	url := WithDatabase(AdminURL(), name)
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("postgrestest: %v", err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		Drop(t, name)
+	})
+	return &Database{Name: name, URL: url, Pool: pool}
+}
+
+// Drop removes a test database, ending its sessions and dropping any
+// replication slots left in it.
+func Drop(t testing.TB, name string) {
+	ctx := context.Background()
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	_, _ = admin.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name)
+	for attempt := 0; attempt < 20; attempt++ {
+		_, err := admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, name)
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
+		t.Logf("postgrestest: drop database %s: %v", name, err)
+	}
+}
+
+// WithDatabase returns url with its database name replaced.
+func WithDatabase(url, name string) string {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		panic(err)
+	}
+	rest := ""
+	if i := strings.Index(url, "?"); i >= 0 {
+		rest = url[i:]
+	}
+	host := cfg.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	userinfo := cfg.User
+	if cfg.Password != "" {
+		userinfo += ":" + cfg.Password
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s%s", userinfo, host, cfg.Port, name, rest)
+}
+
+func adminConn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), AdminURL())
+	if err != nil {
+		t.Fatalf("postgrestest: connect to %s: %v", postgres.Redact(AdminURL()), err)
+	}
+	return conn
+}
+
+// ensureTemplate builds the migrated template once per migration set; test
+// binaries of several packages race for it, so an advisory lock serialises them.
+func ensureTemplate(ctx context.Context) (string, error) {
+	name := "trackops_tpl_" + postgres.MigrationsHash()
+	conn, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7301)`); err != nil {
+		return "", err
+	}
+	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(7301)`)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return name, nil
+	}
+	building := name + "_build"
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+building+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+building); err != nil {
+		return "", err
+	}
+	if err := postgres.Migrate(ctx, WithDatabase(AdminURL(), building)); err != nil {
+		return "", err
+	}
+	// Old templates from earlier migration sets are dead weight.
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'trackops_tpl_%' AND datname <> $1 AND datname NOT LIKE '%_build'`, name)
+	if err == nil {
+		var stale []string
+		for rows.Next() {
+			var n string
+			if rows.Scan(&n) == nil {
+				stale = append(stale, n)
+			}
+		}
+		rows.Close()
+		for _, n := range stale {
+			_, _ = conn.Exec(ctx, "ALTER DATABASE "+n+" WITH is_template false")
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
+		}
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+building+" RENAME TO "+name); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+name+" WITH is_template true ALLOW_CONNECTIONS false"); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

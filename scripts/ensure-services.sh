@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL (with wal_level=logical) and Redis are installed and
+# running on this machine. Uses running servers as they are; installs them
+# from the distribution's packages only when they are missing. Idempotent.
+set -euo pipefail
+
+PGHOST=${PGHOST:-127.0.0.1}
+PGPORT=${PGPORT:-5432}
+PGUSER=${PGUSER:-postgres}
+export PGHOST PGPORT PGUSER
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+log() { echo "ensure-services: $*" >&2; }
+
+apt_install() {
+  log "installing $*"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_ready() { pg_isready -q -h "$PGHOST" -p "$PGPORT" 2>/dev/null; }
+
+pg_cluster_cmd() {
+  # pg_ctlcluster is Debian's wrapper; the version is the only directory under /etc/postgresql.
+  local action=$1 ver
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$ver" ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main "$action"
+  else
+    $SUDO service postgresql "$action"
+  fi
+}
+
+# --- PostgreSQL -------------------------------------------------------------
+if ! command -v psql >/dev/null 2>&1 || ! ls /etc/postgresql >/dev/null 2>&1; then
+  if ! pg_ready; then apt_install postgresql postgresql-client; fi
+fi
+if ! pg_ready; then
+  log "starting PostgreSQL"
+  pg_cluster_cmd start || true
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+fi
+pg_ready || { log "PostgreSQL is not reachable on $PGHOST:$PGPORT"; exit 1; }
+
+psql_admin() {
+  # Trust auth over TCP is the common local set-up; fall back to the socket as the postgres OS user.
+  psql -X -q -v ON_ERROR_STOP=1 -At "$@" 2>/dev/null || $SUDO -u postgres psql -X -q -v ON_ERROR_STOP=1 -At "$@"
+}
+
+wal=$(psql_admin -d postgres -c "SHOW wal_level")
+if [ "$wal" != "logical" ]; then
+  log "wal_level is $wal; setting wal_level=logical and restarting PostgreSQL"
+  psql_admin -d postgres -c "ALTER SYSTEM SET wal_level = logical"
+  psql_admin -d postgres -c "ALTER SYSTEM SET max_replication_slots = 20"
+  psql_admin -d postgres -c "ALTER SYSTEM SET max_wal_senders = 20"
+  pg_cluster_cmd restart
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+  wal=$(psql_admin -d postgres -c "SHOW wal_level")
+  [ "$wal" = "logical" ] || { log "could not set wal_level=logical (still $wal)"; exit 1; }
+fi
+# Parallel tests each open pools and clone databases; make room for them.
+maxconn=$(psql_admin -d postgres -c "SHOW max_connections")
+if [ "$maxconn" -lt 300 ]; then
+  log "raising max_connections from $maxconn to 300 and restarting PostgreSQL"
+  psql_admin -d postgres -c "ALTER SYSTEM SET max_connections = 300"
+  pg_cluster_cmd restart
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+fi
+
+# --- Redis ------------------------------------------------------------------
+redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_ready; then
+  if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
+  log "starting Redis"
+  $SUDO mkdir -p /var/lib/redis /var/log/redis
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/trackops.log
+  for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
+fi
+redis_ready || { log "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
+log "PostgreSQL (wal_level=logical) and Redis are ready"
