@@ -324,8 +324,8 @@ func newRequestID() string {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
+	status    int
+	wrote     bool
 	route     string
 	principal Principal
 }
