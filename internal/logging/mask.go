@@ -116,7 +116,7 @@ func sensitiveKey(key string) keyKind {
 }
 
 var (
-	emailPattern  = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}`)
+	emailPattern  = regexp.MustCompile(`[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}.\-]+\.\p{L}{2,}`)
 	bearerPattern = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+`)
 	apiKeyPattern = regexp.MustCompile(`tok_[A-Za-z0-9_\-]{8,}`)
 )

@@ -123,15 +123,16 @@ func Kafka(getenv func(string) string) ([]kgo.Opt, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
-	mech, err := saslMechanism(e.str("TRACKOPS_KAFKA_SASL_MECHANISM"), e.str("TRACKOPS_KAFKA_SASL_USERNAME"), e.str("TRACKOPS_KAFKA_SASL_PASSWORD"))
+	mechName, user, pass := e.str("TRACKOPS_KAFKA_SASL_MECHANISM"), e.str("TRACKOPS_KAFKA_SASL_USERNAME"), e.str("TRACKOPS_KAFKA_SASL_PASSWORD")
+	if e.err != nil {
+		return nil, e.err
+	}
+	mech, err := saslMechanism(mechName, user, pass)
 	if err != nil {
 		return nil, err
 	}
 	if mech != nil {
 		opts = append(opts, kgo.SASL(mech))
-	}
-	if e.err != nil {
-		return nil, e.err
 	}
 	return opts, nil
 }
