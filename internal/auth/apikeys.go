@@ -156,10 +156,10 @@ func (s *Service) touchKey(e *keyEntry) {
 	if now-last < int64(lastUsedResolution) || !e.lastTouch.CompareAndSwap(last, now) {
 		return
 	}
-	select {
-	case <-s.closing:
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	if s.closed {
 		return
-	default:
 	}
 	s.wg.Add(1)
 	go func() {
@@ -182,12 +182,11 @@ type keyEntry struct {
 // keyCache is a small bounded map from key hash to principal. When full it
 // drops an arbitrary entry: misses only cost one indexed query.
 type keyCache struct {
-	mu   sync.RWMutex
-	m    map[[32]byte]*keyEntry
-	max  int
-	ttl  time.Duration
-	now  func() time.Time
-	hits atomic.Int64
+	mu  sync.RWMutex
+	m   map[[32]byte]*keyEntry
+	max int
+	ttl time.Duration
+	now func() time.Time
 }
 
 func newKeyCache(max int, ttl time.Duration) *keyCache {
@@ -201,7 +200,6 @@ func (c *keyCache) get(h [32]byte) *keyEntry {
 	if e == nil || c.now().After(e.expires) {
 		return nil
 	}
-	c.hits.Add(1)
 	return e
 }
 
@@ -226,10 +224,4 @@ func (c *keyCache) dropID(id string) {
 			delete(c.m, h)
 		}
 	}
-}
-
-func (c *keyCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
 }

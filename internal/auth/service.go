@@ -50,11 +50,10 @@ type Service struct {
 	// unknown username takes as long to reject as a wrong password.
 	dummyHash string
 
-	touchMu  sync.Mutex
-	touching map[string]bool
-	wg       sync.WaitGroup
-	closing  chan struct{}
-	closed   sync.Once
+	// touchMu orders background last-used writes with Close.
+	touchMu sync.Mutex
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // NewService builds the service on the database pool and the Redis sessions
@@ -86,14 +85,14 @@ func NewService(pool *pgxpool.Pool, sessions *cache.Store, opts Options) *Servic
 		pool: pool, sessions: sessions, opts: opts, log: opts.Logger,
 		keys:      newKeyCache(opts.KeyCacheSize, opts.KeyCacheTTL),
 		dummyHash: dummy,
-		touching:  map[string]bool{},
-		closing:   make(chan struct{}),
 	}
 }
 
 // Close waits for background last-used updates of API keys to finish.
 func (s *Service) Close() {
-	s.closed.Do(func() { close(s.closing) })
+	s.touchMu.Lock()
+	s.closed = true
+	s.touchMu.Unlock()
 	s.wg.Wait()
 }
 

@@ -209,10 +209,18 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 		// Every mutation attempt is audited, refused ones (401, 403, 429) too.
 		if mutation && cfg.Auditor != nil {
 			defer func() {
+				status := rec.status
+				v := recover()
+				if v != nil {
+					status = http.StatusInternalServerError // what withBasics will answer
+				}
 				cfg.Auditor.Record(context.WithoutCancel(r.Context()), AuditEntry{
-					Principal: rec.principal, Method: r.Method, Path: r.URL.Path, Route: rt.Pattern, Status: rec.status,
+					Principal: rec.principal, Method: r.Method, Path: r.URL.Path, Route: rt.Pattern, Status: status,
 					RequestID: logging.RequestID(r.Context()), ClientIP: ClientIP(r), Duration: time.Since(start),
 				})
+				if v != nil {
+					panic(v)
+				}
 			}()
 		}
 		if cfg.Auth != nil && rt.Role != RolePublic {

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -56,10 +58,13 @@ func TestGuardSecurity(t *testing.T) {
 		{Method: "POST", Pattern: "/admin", Role: RoleAdmin, Handler: func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 		}},
+		{Method: "POST", Pattern: "/panic", Role: RoleViewer, Handler: func(w http.ResponseWriter, r *http.Request) {
+			panic("boom")
+		}},
 	}
 	audit := &auditLog{}
 	limits := &budget{n: 2, used: map[string]int{}}
-	h := NewRouter(RouterConfig{Auth: tokenAuth{}, Limiter: limits, Auditor: audit}, routes)
+	h := NewRouter(RouterConfig{Auth: tokenAuth{}, Limiter: limits, Auditor: audit, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, routes)
 	do := func(path, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", path, nil)
 		req.RemoteAddr = "192.0.2.9:1234"
@@ -93,12 +98,16 @@ func TestGuardSecurity(t *testing.T) {
 		t.Errorf("repeated bad token: %d Retry-After %q, want 429 and 3", rec.Code, rec.Header().Get("Retry-After"))
 	}
 
+	if rec := do("/panic", "operator"); rec.Code != 500 {
+		t.Errorf("panicking handler: %d", rec.Code)
+	}
+
 	// Every mutation attempt is audited once, refused ones included, under
 	// the principal the handler named or the one authenticated.
 	want := []struct {
 		actor  string
 		status int
-	}{{"user:alice", 204}, {"user:viewer", 403}, {"user:admin", 204}, {"anonymous", 401}, {"anonymous", 429}}
+	}{{"user:alice", 204}, {"user:viewer", 403}, {"user:admin", 204}, {"anonymous", 401}, {"anonymous", 429}, {"user:operator", 500}}
 	if len(audit.entries) != len(want) {
 		t.Fatalf("audit entries: %+v", audit.entries)
 	}
