@@ -159,6 +159,10 @@ func NewRouter(cfg RouterConfig, routes []Route) http.Handler {
 	}
 	if cfg.Fallback != nil {
 		mux.Handle("/", cfg.Fallback)
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			WriteProblem(w, r, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		})
 	}
 	return withBasics(cfg, mux)
 }
