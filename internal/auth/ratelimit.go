@@ -31,11 +31,13 @@ type Limits struct {
 	Login redis_rate.Limit
 }
 
-// DefaultLimits: 50 requests/s (burst 100) per principal, 20/s (burst 40) per
-// address, and 5 login attempts (then one every 12 s) per username+address.
+// DefaultLimits: 1,000 requests/s (burst 2,000) per principal — API keys are
+// mostly services placing orders in bulk — 20/s (burst 40) per address for
+// unauthenticated calls, and 5 login attempts (then one every 12 s) per
+// username+address.
 func DefaultLimits() Limits {
 	return Limits{
-		PerPrincipal: redis_rate.Limit{Rate: 50, Burst: 100, Period: time.Second},
+		PerPrincipal: redis_rate.Limit{Rate: 1000, Burst: 2000, Period: time.Second},
 		PerIP:        redis_rate.Limit{Rate: 20, Burst: 40, Period: time.Second},
 		Login:        redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Minute},
 	}
