@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
@@ -232,5 +234,280 @@ func TestWalLevelErrorMessage(t *testing.T) {
 	db := postgrestest.New(t)
 	if err := CheckWalLevel(context.Background(), db.Pool); err != nil {
 		t.Fatalf("CheckWalLevel on a logical server: %v", err)
+	}
+}
+
+// slotPositions reads the slot's confirmed_flush_lsn and restart_lsn.
+func slotPositions(t testing.TB, db *postgrestest.Database, slot string) (confirmed, restart uint64) {
+	t.Helper()
+	var c, r string
+	err := db.Pool.QueryRow(context.Background(),
+		`SELECT confirmed_flush_lsn::text, restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&c, &r)
+	if err != nil {
+		t.Fatalf("read slot %s: %v", slot, err)
+	}
+	cl, _ := pglogrepl.ParseLSN(c)
+	rl, _ := pglogrepl.ParseLSN(r)
+	return uint64(cl), uint64(rl)
+}
+
+func currentWAL(t testing.TB, db *postgrestest.Database) uint64 {
+	t.Helper()
+	var s string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := pglogrepl.ParseLSN(s)
+	return uint64(l)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newOrderID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func TestSnapshotThenStreamAndNoSecondSnapshot(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := db.Pool.Exec(ctx, insertOrder, newOrderID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offsets := &MemoryOffsets{}
+	cfg := parse(t, rawConfig(t, db, nil)) // snapshot.mode defaults to initial
+	c, stop := runConnector(t, cfg, b, offsets)
+	waitStreaming(t, c)
+	if _, err := db.Pool.Exec(ctx, insertOrder, newOrderID()); err != nil {
+		t.Fatal(err)
+	}
+	recs := kafkatest.Read(t, b, "orders.orders", 4, 20*time.Second)
+	if len(recs) != 4 {
+		t.Fatalf("got %d records, want 3 snapshot + 1 create", len(recs))
+	}
+	wantMarkers := []string{"first", "true", "last"}
+	var snapLSN int64
+	for i := 0; i < 3; i++ {
+		e := decode(t, recs[i])
+		if e.Op != "r" || e.Source.Snapshot != wantMarkers[i] || e.Before != nil || e.After["status"] != "PENDING" {
+			t.Errorf("snapshot record %d: op %s snapshot %s before %v after %v", i, e.Op, e.Source.Snapshot, e.Before, e.After)
+		}
+		if i == 0 {
+			snapLSN = e.Source.LSN
+		} else if e.Source.LSN != snapLSN {
+			t.Errorf("snapshot records carry different LSNs: %d and %d", snapLSN, e.Source.LSN)
+		}
+	}
+	last := decode(t, recs[3])
+	if last.Op != "c" || last.Source.Snapshot != "false" || last.Source.LSN < snapLSN {
+		t.Errorf("streamed record: op %s snapshot %s lsn %d (snapshot lsn %d)", last.Op, last.Source.Snapshot, last.Source.LSN, snapLSN)
+	}
+	stop()
+
+	// A restart with the same offsets streams on; it does not snapshot again.
+	c2, _ := runConnector(t, cfg, b, offsets)
+	waitStreaming(t, c2)
+	if _, err := db.Pool.Exec(ctx, insertOrder, newOrderID()); err != nil {
+		t.Fatal(err)
+	}
+	recs = kafkatest.Read(t, b, "orders.orders", 5, 20*time.Second)
+	if len(recs) != 5 {
+		t.Fatalf("got %d records after restart, want 5", len(recs))
+	}
+	if e := decode(t, recs[4]); e.Op != "c" {
+		t.Errorf("after restart got op %s, want c (no second snapshot)", e.Op)
+	}
+}
+
+// TestSlotNeverConfirmsUnackedEvents holds Kafka's produce acks back and
+// checks that the slot does not confirm the transactions waiting for them.
+func TestSlotNeverConfirmsUnackedEvents(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	cfg := parse(t, rawConfig(t, db, map[string]string{"snapshot.mode": "no_data"}))
+	c, _ := runConnector(t, cfg, b, nil)
+	waitStreaming(t, c)
+
+	if _, err := db.Pool.Exec(ctx, insertOrder, newOrderID()); err != nil {
+		t.Fatal(err)
+	}
+	afterFirst := currentWAL(t, db)
+	eventually(t, "first order confirmed", 20*time.Second, func() bool {
+		confirmed, _ := slotPositions(t, db, cfg.SlotName)
+		return confirmed >= afterFirst
+	})
+
+	cl := b.Cluster()
+	release := make(chan struct{})
+	cl.ControlKey(kmsg.Produce.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		select {
+		case <-release:
+			cl.DropControl()
+			return nil, nil, false
+		default:
+		}
+		cl.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+
+	before := currentWAL(t, db)
+	events := c.stats.events.Load()
+	// Three orders in one statement: three events of one transaction.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO orders (id, customer_id, status, total_amount)
+		SELECT gen_random_uuid(), 'bulk', 'PENDING', 1 FROM generate_series(1, 3)`); err != nil {
+		t.Fatal(err)
+	}
+	afterBulk := currentWAL(t, db)
+	eventually(t, "bulk transaction produced", 20*time.Second, func() bool { return c.stats.events.Load() >= events+3 })
+	// Give the connector many status intervals (and keepalives) in which a
+	// wrong implementation would confirm the unacknowledged transaction.
+	time.Sleep(500 * time.Millisecond)
+	if confirmed, _ := slotPositions(t, db, cfg.SlotName); confirmed > before {
+		t.Fatalf("slot confirmed %X while the transaction after %X waits for Kafka acks", confirmed, before)
+	}
+	close(release)
+	eventually(t, "bulk transaction confirmed after acks", 20*time.Second, func() bool {
+		confirmed, _ := slotPositions(t, db, cfg.SlotName)
+		return confirmed >= afterBulk
+	})
+	if recs := kafkatest.Read(t, b, "orders.orders", 4, 20*time.Second); len(recs) != 4 {
+		t.Fatalf("got %d records, want 4", len(recs))
+	}
+}
+
+// TestRestartMidStreamLosesNothing stops the connector while a writer
+// commits single- and multi-row transactions, restarts it, and checks every
+// committed row reached Kafka (duplicates allowed: at-least-once).
+func TestRestartMidStreamLosesNothing(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE bulk (id int PRIMARY KEY, tx int NOT NULL, pad text)`); err != nil {
+		t.Fatal(err)
+	}
+	offsets := &MemoryOffsets{}
+	cfg := parse(t, rawConfig(t, db, map[string]string{"snapshot.mode": "no_data", "table.include.list": "public.bulk"}))
+	c1, stop1 := runConnector(t, cfg, b, offsets)
+	waitStreaming(t, c1)
+
+	var committed atomic.Int64
+	writerDone := make(chan struct{})
+	stopWriter := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		next := 0
+		for tx := 0; ; tx++ {
+			select {
+			case <-stopWriter:
+				return
+			default:
+			}
+			rows := 1
+			if tx%3 == 0 {
+				rows = 400 // many events in one transaction
+			}
+			_, err := db.Pool.Exec(ctx, `INSERT INTO bulk (id, tx, pad) SELECT g, $2, repeat('x', 50) FROM generate_series($1::int, $1::int + $3 - 1) g`, next, tx, rows)
+			if err != nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+			next += rows
+			committed.Store(int64(next))
+		}
+	}()
+	eventually(t, "first run mid-stream", 20*time.Second, func() bool { return c1.stats.events.Load() > 1500 })
+	stop1()
+	c2, _ := runConnector(t, cfg, b, offsets)
+	waitStreaming(t, c2)
+	eventually(t, "second run streaming changes", 20*time.Second, func() bool { return c2.stats.events.Load() > 500 })
+	close(stopWriter)
+	<-writerDone
+	want := int(committed.Load())
+
+	seen := map[int]bool{}
+	total := 0
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ConsumeTopics("orders.bulk"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for len(seen) < want && rctx.Err() == nil {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			var key struct{ ID int }
+			if err := json.Unmarshal(r.Key, &key); err == nil && r.Value != nil {
+				seen[key.ID] = true
+				total++
+			}
+		})
+	}
+	if len(seen) != want {
+		t.Fatalf("%d of %d committed rows reached Kafka", len(seen), want)
+	}
+	t.Logf("%d rows committed, %d events on Kafka (%d redelivered after the restart)", want, total, total-want)
+}
+
+// TestIdleSlotAdvances writes WAL only to a table the connector does not
+// capture; the slot must still confirm past it and release the WAL.
+func TestIdleSlotAdvances(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE noise (id bigserial PRIMARY KEY, pad text)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, rawConfig(t, db, map[string]string{"snapshot.mode": "no_data"}))
+	c, _ := runConnector(t, cfg, b, nil)
+	waitStreaming(t, c)
+	start := currentWAL(t, db)
+	for i := 0; i < 10; i++ {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO noise (pad) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 5000) g`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := currentWAL(t, db)
+	if end-start < 5<<20 {
+		t.Fatalf("noise wrote only %d bytes of WAL", end-start)
+	}
+	eventually(t, "slot confirms past the noise", 20*time.Second, func() bool {
+		confirmed, _ := slotPositions(t, db, cfg.SlotName)
+		return confirmed >= end
+	})
+	// restart_lsn moves at the next running-transactions record; a
+	// checkpoint writes one now instead of within 15 s.
+	if _, err := db.Pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		t.Logf("checkpoint: %v", err)
+	}
+	eventually(t, "slot releases the noise WAL", 40*time.Second, func() bool {
+		_, restart := slotPositions(t, db, cfg.SlotName)
+		return restart >= end
+	})
+	if c.stats.events.Load() != 0 {
+		t.Errorf("connector produced %d events for uncaptured writes", c.stats.events.Load())
 	}
 }
