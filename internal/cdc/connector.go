@@ -125,7 +125,8 @@ func (c *Connector) Run(ctx context.Context) error {
 		return err
 	}
 
-	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchCompression(kgo.NoCompression())}
+	// Batches stay under the 1 MB message.max.bytes brokers default to.
+	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(1_000_000), kgo.ProducerBatchCompression(kgo.NoCompression())}
 	popts = append(popts, c.opts.ProducerOpts...)
 	producer, err := kafka.NewProducer(c.opts.Kafka, popts...)
 	if err != nil {
