@@ -371,20 +371,36 @@ func TestSlotNeverConfirmsUnackedEvents(t *testing.T) {
 		return nil, nil, false
 	})
 
-	before := currentWAL(t, db)
-	events := c.stats.events.Load()
-	// Three orders in one statement: three events of one transaction.
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO orders (id, customer_id, status, total_amount)
-		SELECT gen_random_uuid(), 'bulk', 'PENDING', 1 FROM generate_series(1, 3)`); err != nil {
+	// A test_decoding slot tells the bulk transaction's exact commit end LSN
+	// (the WAL is cluster-wide, so "the WAL position before the insert" is
+	// no bound: other databases write WAL meanwhile).
+	probe := uniqueSlot()
+	if _, err := db.Pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, probe); err != nil {
 		t.Fatal(err)
 	}
+	defer db.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, probe) //nolint:errcheck
+	events := c.stats.events.Load()
+	// Three orders in one statement: three events of one transaction.
+	var xid string
+	err := db.Pool.QueryRow(ctx, `WITH ins AS (INSERT INTO orders (id, customer_id, status, total_amount)
+		SELECT gen_random_uuid(), 'bulk', 'PENDING', 1 FROM generate_series(1, 3)) SELECT txid_current()::text`).Scan(&xid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commitText string
+	err = db.Pool.QueryRow(ctx, `SELECT lsn::text FROM pg_logical_slot_peek_changes($1, NULL, NULL)
+		WHERE xid::text = $2 AND data LIKE 'COMMIT%'`, probe, xid).Scan(&commitText)
+	if err != nil {
+		t.Fatalf("find commit of transaction %s: %v", xid, err)
+	}
+	commitLSN, _ := pglogrepl.ParseLSN(commitText)
 	afterBulk := currentWAL(t, db)
 	eventually(t, "bulk transaction produced", 20*time.Second, func() bool { return c.stats.events.Load() >= events+3 })
 	// Give the connector many status intervals (and keepalives) in which a
 	// wrong implementation would confirm the unacknowledged transaction.
 	time.Sleep(500 * time.Millisecond)
-	if confirmed, _ := slotPositions(t, db, cfg.SlotName); confirmed > before {
-		t.Fatalf("slot confirmed %X while the transaction after %X waits for Kafka acks", confirmed, before)
+	if confirmed, _ := slotPositions(t, db, cfg.SlotName); confirmed >= uint64(commitLSN) {
+		t.Fatalf("slot confirmed %X, the commit (end %X) of a transaction waiting for Kafka acks", confirmed, commitLSN)
 	}
 	close(release)
 	eventually(t, "bulk transaction confirmed after acks", 20*time.Second, func() bool {
