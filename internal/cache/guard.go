@@ -68,6 +68,7 @@ type guard struct {
 	overflow      map[*Store]int // overflow events since the last purge
 	lastErr       string
 	degradedSince time.Time
+	everUp        bool
 
 	reconcileMu sync.Mutex
 	wake        chan struct{}
@@ -404,12 +405,13 @@ func (g *guard) reconcile(ctx context.Context) error {
 	pendingGauge.Set(0)
 	if g.state.Swap(stateUp) == stateDegraded {
 		degradedGauge.Set(0)
-		if !g.degradedSince.IsZero() {
+		if g.everUp {
 			g.log.Info("cache recovered", "degraded_for", time.Since(g.degradedSince).Round(time.Millisecond))
 		}
 	}
 	g.lastErr = ""
 	g.degradedSince = time.Time{}
+	g.everUp = true
 	return nil
 }
 
