@@ -399,3 +399,5 @@ return 1
 `
 
 var invalidateScript = redis.NewScript(invalidateSrc)
+
+var redisNil = redis.Nil
