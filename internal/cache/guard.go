@@ -153,7 +153,9 @@ func (g *guard) allow() error {
 // observe feeds the breaker with the outcome of a read or set.
 func (g *guard) observe(ctx context.Context, err error) {
 	if err == nil || errors.Is(err, redis.Nil) {
-		g.failures.Store(0)
+		if g.failures.Load() != 0 { // no store on the hot path: one shared cache line
+			g.failures.Store(0)
+		}
 		return
 	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
