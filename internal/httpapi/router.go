@@ -1,0 +1,353 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/trackops/trackops/internal/logging"
+)
+
+// Role is what a principal may do. Roles are ordered: each includes the
+// rights of those below it.
+type Role string
+
+// Roles, from least to most privileged. RolePublic marks routes that need no
+// token (health, metrics, login).
+const (
+	RolePublic   Role = ""
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+	RoleAdmin    Role = "admin"
+)
+
+// Rank orders roles; an unknown role ranks below viewer.
+func (r Role) Rank() int {
+	switch r {
+	case RoleViewer:
+		return 1
+	case RoleOperator:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
+
+// Allows reports whether a principal holding r may call a route needing need.
+func (r Role) Allows(need Role) bool { return need == RolePublic || r.Rank() >= need.Rank() }
+
+// ParseRole validates a role name.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(strings.ToLower(s)); r {
+	case RoleViewer, RoleOperator, RoleAdmin:
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown role %q: want viewer, operator or admin", s)
+}
+
+// Principal is who made a request.
+type Principal struct {
+	// ID identifies the user or API key.
+	ID string
+	// Name is the username or key name, for audit and logs.
+	Name string
+	// Kind is "user", "apikey" or "system".
+	Kind string
+	// Role is what the principal may do.
+	Role Role
+}
+
+// Actor is how the principal appears in status histories and audit rows.
+func (p Principal) Actor() string {
+	if p.Name == "" {
+		return "anonymous"
+	}
+	return p.Kind + ":" + p.Name
+}
+
+// Route is one endpoint: a net/http pattern, the least role that may call it
+// and its handler.
+type Route struct {
+	Method  string
+	Pattern string // path pattern as net/http.ServeMux reads it, e.g. /api/v1/orders/{id}
+	Role    Role
+	Handler http.HandlerFunc
+}
+
+// ErrUnauthenticated means the request carries no valid credentials.
+var ErrUnauthenticated = errors.New("missing or invalid bearer token")
+
+// Authenticator resolves a request's credentials to a principal; it returns
+// ErrUnauthenticated when there are none or they are not valid.
+type Authenticator interface {
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// RateLimiter admits or refuses one request of a principal or client address.
+type RateLimiter interface {
+	// Allow reports whether the request under key may proceed; if not,
+	// retryAfter says when to try again.
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// AuditEntry is one mutation as the audit log records it.
+type AuditEntry struct {
+	Principal Principal
+	Method    string
+	Path      string
+	Route     string
+	Status    int
+	RequestID string
+	ClientIP  string
+	Duration  time.Duration
+}
+
+// Auditor records mutations.
+type Auditor interface {
+	Record(ctx context.Context, e AuditEntry)
+}
+
+// RouterConfig wires the router's cross-cutting concerns. Nil hooks are off;
+// with no Authenticator every request runs as an anonymous admin, which only
+// tests use.
+type RouterConfig struct {
+	Logger       *slog.Logger
+	Auth         Authenticator
+	Limiter      RateLimiter
+	Auditor      Auditor
+	MaxBodyBytes int64
+	// Fallback serves paths no route matches (e.g. the ops console).
+	Fallback http.Handler
+}
+
+var (
+	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "trackops_http_requests_total",
+		Help: "HTTP requests by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "trackops_http_request_duration_seconds",
+		Help:    "HTTP request latency by route pattern and method.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route", "method"})
+)
+
+// NewRouter builds the handler serving routes with TrackOps' middleware.
+func NewRouter(cfg RouterConfig, routes []Route) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.Method+" "+rt.Pattern, guard(cfg, rt))
+	}
+	if cfg.Fallback != nil {
+		mux.Handle("/", cfg.Fallback)
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			WriteProblem(w, r, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		})
+	}
+	return withBasics(cfg, mux)
+}
+
+type ctxKey int
+
+const (
+	keyPrincipal ctxKey = iota
+	keyLogger
+)
+
+// PrincipalFrom returns the authenticated principal of the request.
+func PrincipalFrom(ctx context.Context) Principal {
+	p, ok := ctx.Value(keyPrincipal).(Principal)
+	if !ok {
+		return Principal{Kind: "system", Name: "anonymous"}
+	}
+	return p
+}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, keyPrincipal, p)
+}
+
+// LoggerFrom returns the request-scoped logger.
+func LoggerFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+// guard authenticates, authorises, rate-limits and audits one route.
+func guard(cfg RouterConfig, rt Route) http.Handler {
+	mutation := rt.Method != http.MethodGet && rt.Method != http.MethodHead
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := w.(*statusRecorder)
+		rec.route = rt.Pattern
+		p := Principal{ID: "anonymous", Name: "anonymous", Kind: "system", Role: RoleAdmin}
+		if cfg.Auth != nil && rt.Role != RolePublic {
+			var err error
+			p, err = cfg.Auth.Authenticate(r)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="trackops"`)
+				if errors.Is(err, ErrUnauthenticated) {
+					WriteProblem(w, r, http.StatusUnauthorized, err.Error())
+				} else {
+					WriteError(w, r, err)
+				}
+				return
+			}
+			if !p.Role.Allows(rt.Role) {
+				WriteProblem(w, r, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s; it needs %q", p.Role, rt.Method, rt.Pattern, rt.Role))
+				return
+			}
+		}
+		if cfg.Limiter != nil {
+			key := "ip:" + ClientIP(r)
+			if rt.Role != RolePublic && p.ID != "" {
+				key = "principal:" + p.ID
+			}
+			ok, retry, err := cfg.Limiter.Allow(r.Context(), key)
+			if err == nil && !ok {
+				secs := int(math.Ceil(retry.Seconds()))
+				if secs < 1 {
+					secs = 1
+				}
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+				WriteProblem(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded; retry in %d s", secs))
+				return
+			}
+		}
+		rec.principal = p
+		ctx := WithPrincipal(r.Context(), p)
+		r = r.WithContext(ctx)
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, cfg.MaxBodyBytes)
+		}
+		rt.Handler(w, r)
+		if mutation && cfg.Auditor != nil {
+			cfg.Auditor.Record(context.WithoutCancel(ctx), AuditEntry{
+				Principal: p, Method: r.Method, Path: r.URL.Path, Route: rt.Pattern, Status: rec.status,
+				RequestID: logging.RequestID(ctx), ClientIP: ClientIP(r), Duration: time.Since(start),
+			})
+		}
+	})
+}
+
+// withBasics adds a request id, a request-scoped logger, panic recovery,
+// security headers, access logs and metrics to every request.
+func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := r.Header.Get("X-Request-Id")
+		if reqID == "" || len(reqID) > 128 {
+			reqID = newRequestID()
+		}
+		corrID := r.Header.Get("X-Correlation-Id")
+		if corrID == "" || len(corrID) > 128 {
+			corrID = reqID
+		}
+		ctx := logging.WithRequestID(r.Context(), reqID)
+		ctx = logging.WithCorrelationID(ctx, corrID)
+		ctx = context.WithValue(ctx, keyLogger, cfg.Logger)
+		h := w.Header()
+		h.Set("X-Request-Id", reqID)
+		h.Set("X-Correlation-Id", corrID)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				cfg.Logger.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !rec.wrote {
+					WriteProblem(rec, r, http.StatusInternalServerError, "internal error")
+				}
+			}
+			route := rec.route
+			if route == "" {
+				route = "unmatched"
+			}
+			d := time.Since(start)
+			httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			httpDuration.WithLabelValues(route, r.Method).Observe(d.Seconds())
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelError
+			} else if strings.HasPrefix(r.URL.Path, "/health") || r.URL.Path == "/metrics" {
+				level = slog.LevelDebug
+			}
+			cfg.Logger.Log(ctx, level, "http request", "method", r.Method, "path", r.URL.Path, "route", route,
+				"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "principal", rec.principal.Actor())
+		}()
+		next.ServeHTTP(rec, r.WithContext(ctx))
+	})
+}
+
+// ClientIP is the request's peer address (proxies' forwarding headers are not
+// trusted, so clients cannot dodge per-address limits by forging them).
+func ClientIP(r *http.Request) string {
+	addr := r.RemoteAddr
+	if i := strings.LastIndex(addr, ":"); i > 0 {
+		addr = addr[:i]
+	}
+	return strings.Trim(addr, "[]")
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status    int
+	wrote     bool
+	route     string
+	principal Principal
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status = code
+		s.wrote = true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.wrote = true
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

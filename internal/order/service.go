@@ -1,0 +1,291 @@
+package order
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/logging"
+	"github.com/trackops/trackops/internal/outbox"
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// Cache is the read-through cache the service consults; a nil Cache means
+// every read goes to PostgreSQL. Implementations must never let an older
+// version replace a newer one.
+type Cache interface {
+	// GetOrder returns a cached order, or false on a miss or cache failure.
+	GetOrder(ctx context.Context, id uuid.UUID) (*Order, bool)
+	// SetOrder stores o unless a newer version is already there.
+	SetOrder(ctx context.Context, o *Order)
+	// InvalidateOrder drops the cached order, refusing later sets of
+	// versions older than version.
+	InvalidateOrder(ctx context.Context, id uuid.UUID, version int)
+}
+
+// Service is the Order service: every change is written with its event in
+// one transaction.
+type Service struct {
+	pool  *pgxpool.Pool
+	store Store
+	cache Cache
+	// emitEvents is false under the cdc strategy, where the change stream of
+	// the orders table is the source of order events.
+	emitEvents bool
+	now        func() time.Time
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithCache puts a read-through cache in front of order reads.
+func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
+
+// WithoutOutboxEvents stops the service writing order events to the outbox,
+// for the cdc strategy.
+func WithoutOutboxEvents() Option { return func(s *Service) { s.emitEvents = false } }
+
+// NewService returns the Order service over pool.
+func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
+	s := &Service{pool: pool, emitEvents: true, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// CreateRequest is a request to place an order, possibly retried under an
+// idempotency key.
+type CreateRequest struct {
+	Order NewOrder
+	// IdempotencyKey, when set, makes retries of the same request return
+	// the first response.
+	IdempotencyKey string
+	// Scope namespaces idempotency keys, normally the calling principal.
+	Scope string
+	// Fingerprint identifies the request body for idempotency checks.
+	Fingerprint []byte
+	Actor       string
+	// Render builds the response body stored for idempotent replays.
+	Render func(*Order) ([]byte, error)
+}
+
+// CreateResult is the outcome of Create.
+type CreateResult struct {
+	Order *Order
+	// Replayed is true when an earlier request with the same idempotency
+	// key created the order; Body is then that request's response.
+	Replayed bool
+	Body     []byte
+}
+
+// Create places an order, writing it, its history and its ORDER_CREATED
+// event in one transaction.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (CreateResult, error) {
+	o, err := Place(req.Order, s.now())
+	if err != nil {
+		return CreateResult{}, err
+	}
+	var body []byte
+	if req.Render != nil {
+		if body, err = req.Render(o); err != nil {
+			return CreateResult{}, err
+		}
+	}
+	hash := ""
+	if req.IdempotencyKey != "" {
+		sum := sha256.Sum256(req.Fingerprint)
+		hash = hex.EncodeToString(sum[:])
+	}
+	conflict := false
+	err = postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		conflict = false
+		if req.IdempotencyKey != "" {
+			// A concurrent request with the same key waits here on the
+			// unique index until the first commits, then sees a conflict.
+			tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, request_hash, order_id, response_status, response_body)
+				VALUES ($1, $2, $3, $4, 201, $5) ON CONFLICT DO NOTHING`, req.Scope, req.IdempotencyKey, hash, o.ID, jsonOrNull(body))
+			if err != nil {
+				return fmt.Errorf("record idempotency key: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				conflict = true
+				return nil
+			}
+		}
+		if err := s.store.Insert(ctx, tx, o, req.Actor); err != nil {
+			return err
+		}
+		if !s.emitEvents {
+			return nil
+		}
+		ev, err := CreatedEvent(ctx, o)
+		if err != nil {
+			return err
+		}
+		return outbox.Write(ctx, tx, ev)
+	})
+	if err != nil {
+		return CreateResult{}, err
+	}
+	if conflict {
+		return s.replay(ctx, req.Scope, req.IdempotencyKey, hash)
+	}
+	return CreateResult{Order: o, Body: body}, nil
+}
+
+func jsonOrNull(b []byte) []byte {
+	if len(b) == 0 {
+		return []byte("null")
+	}
+	return b
+}
+
+func (s *Service) replay(ctx context.Context, scope, key, hash string) (CreateResult, error) {
+	var storedHash string
+	var orderID uuid.UUID
+	var body []byte
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, order_id, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2`,
+		scope, key).Scan(&storedHash, &orderID, &body)
+	if err != nil {
+		return CreateResult{}, fmt.Errorf("read idempotency key: %w", err)
+	}
+	if storedHash != hash {
+		return CreateResult{}, ErrIdempotencyConflict
+	}
+	o, err := s.store.Get(ctx, s.pool, orderID, false)
+	if err != nil {
+		return CreateResult{}, err
+	}
+	return CreateResult{Order: o, Replayed: true, Body: body}, nil
+}
+
+// Get returns an order, from the cache when it holds it.
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
+	if s.cache != nil {
+		if o, ok := s.cache.GetOrder(ctx, id); ok {
+			return o, nil
+		}
+	}
+	o, err := s.store.Get(ctx, s.pool, id, false)
+	if err != nil {
+		return nil, err
+	}
+	if s.cache != nil {
+		s.cache.SetOrder(ctx, o)
+	}
+	return o, nil
+}
+
+// List returns a page of orders.
+func (s *Service) List(ctx context.Context, f ListFilter) ([]*Order, string, error) {
+	return s.store.List(ctx, s.pool, f)
+}
+
+// History returns an order's status changes.
+func (s *Service) History(ctx context.Context, id uuid.UUID) ([]HistoryEntry, error) {
+	if _, err := s.store.Get(ctx, s.pool, id, false); err != nil {
+		return nil, err
+	}
+	return s.store.History(ctx, s.pool, id)
+}
+
+// ChangeStatus moves an order to status to. When expectVersion is not nil
+// the order must be at that version (optimistic concurrency, If-Match).
+func (s *Service) ChangeStatus(ctx context.Context, id uuid.UUID, to Status, reason, actor string, expectVersion *int) (*Order, error) {
+	return s.Update(ctx, id, func(o *Order) error {
+		if expectVersion != nil && o.Version != *expectVersion {
+			return fmt.Errorf("%w: order is at version %d, If-Match says %d", ErrVersionMismatch, o.Version, *expectVersion)
+		}
+		_, err := o.Transition(to, reason, actor, s.now())
+		return err
+	})
+}
+
+// Cancel cancels an order.
+func (s *Service) Cancel(ctx context.Context, id uuid.UUID, reason, actor string) (*Order, error) {
+	return s.ChangeStatus(ctx, id, StatusCancelled, reason, actor, nil)
+}
+
+// Now is the service's clock, for callers that make transitions in Update.
+func (s *Service) Now() time.Time { return s.now() }
+
+// Update runs fn on the order, locked, inside a transaction. The transitions
+// fn makes (Order.Transition) are saved with their history rows and events
+// in the same transaction; fn may also leave the order unchanged.
+func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) error) (*Order, error) {
+	var out *Order
+	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		o, err := s.store.Get(ctx, tx, id, true)
+		if err != nil {
+			return err
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+		changes := o.Changes()
+		for _, h := range changes {
+			if err := s.store.SaveTransition(ctx, tx, o, h); err != nil {
+				return err
+			}
+		}
+		if s.emitEvents && len(changes) > 0 {
+			evs := make([]events.Event, 0, len(changes))
+			for _, h := range changes {
+				ev, err := TransitionEvent(ctx, o, h)
+				if err != nil {
+					return err
+				}
+				evs = append(evs, ev)
+			}
+			if err := outbox.Write(ctx, tx, evs...); err != nil {
+				return err
+			}
+		}
+		o.changes = nil
+		out = o
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.cache != nil {
+		s.cache.InvalidateOrder(ctx, id, out.Version)
+	}
+	return out, nil
+}
+
+// CreatedEvent is the ORDER_CREATED event of a new order.
+func CreatedEvent(ctx context.Context, o *Order) (events.Event, error) {
+	items := make([]events.OrderItem, len(o.Items))
+	for i, it := range o.Items {
+		items[i] = events.OrderItem{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice.String()}
+	}
+	return events.New(events.OrderCreated, events.AggregateOrder, o.ID.String(), events.OrderCreatedData{
+		OrderID: o.ID.String(), CustomerID: o.CustomerID, Status: string(o.Status), Items: items,
+		TotalAmount: o.TotalAmount.String(), Currency: o.Currency, Version: o.Version, CreatedAt: o.CreatedAt,
+	}, logging.CorrelationID(ctx))
+}
+
+// TransitionEvent is the event of one status change: ORDER_CANCELLED for a
+// cancellation, ORDER_STATUS_UPDATED for any other move.
+func TransitionEvent(ctx context.Context, o *Order, h HistoryEntry) (events.Event, error) {
+	id := o.ID.String()
+	if h.ToStatus == StatusCancelled {
+		return events.New(events.OrderCancelled, events.AggregateOrder, id, events.OrderCancelledData{
+			OrderID: id, PreviousStatus: string(h.FromStatus), Reason: h.Reason, Actor: h.Actor,
+			Version: h.Version, CancelledAt: h.ChangedAt,
+		}, logging.CorrelationID(ctx))
+	}
+	return events.New(events.OrderStatusUpdated, events.AggregateOrder, id, events.OrderStatusUpdatedData{
+		OrderID: id, OldStatus: string(h.FromStatus), NewStatus: string(h.ToStatus), Reason: h.Reason,
+		Actor: h.Actor, Version: h.Version, UpdatedAt: h.ChangedAt,
+	}, logging.CorrelationID(ctx))
+}

@@ -1,0 +1,219 @@
+package order
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// Store persists orders in PostgreSQL. Its methods take a Querier so the
+// service can run several of them, plus the outbox write, in one transaction.
+type Store struct{}
+
+const orderColumns = `id, customer_id, status, currency, (total_amount * 100)::bigint, shipping_address,
+	coalesce(cancel_reason, ''), version, created_at, updated_at`
+
+func scanOrder(row pgx.Row) (*Order, error) {
+	var o Order
+	var status string
+	var addr []byte
+	err := row.Scan(&o.ID, &o.CustomerID, &status, &o.Currency, &o.TotalAmount, &addr, &o.CancelReason,
+		&o.Version, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	o.Status = Status(status)
+	o.ShippingAddress = addr
+	return &o, nil
+}
+
+// Insert writes a new order with its items and first history entry.
+func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string) error {
+	b := &pgx.Batch{}
+	var addr any
+	if len(o.ShippingAddress) > 0 {
+		addr = string(o.ShippingAddress)
+	}
+	b.Queue(`INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5::numeric / 100, $6::jsonb, $7, $8, $9)`,
+		o.ID, o.CustomerID, string(o.Status), o.Currency, int64(o.TotalAmount), addr, o.Version, o.CreatedAt, o.UpdatedAt)
+	for _, it := range o.Items {
+		b.Queue(`INSERT INTO order_items (id, order_id, line_no, sku, quantity, unit_price, line_total)
+			VALUES ($1, $2, $3, $4, $5, $6::numeric / 100, $7::numeric / 100)`,
+			it.ID, o.ID, it.LineNo, it.SKU, it.Quantity, int64(it.UnitPrice), int64(it.LineTotal))
+	}
+	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at)
+		VALUES ($1, NULL, $2, NULL, $3, $4, $5)`, o.ID, string(o.Status), actor, o.Version, o.CreatedAt)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return nil
+}
+
+// Get reads an order with its items; forUpdate locks the order row until the
+// transaction ends.
+func (Store) Get(ctx context.Context, q postgres.Querier, id uuid.UUID, forUpdate bool) (*Order, error) {
+	sql := `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	o, err := scanOrder(q.QueryRow(ctx, sql, id))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("get order %s: %w", id, err)
+	}
+	if o.Items, err = loadItems(ctx, q, id); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func loadItems(ctx context.Context, q postgres.Querier, id uuid.UUID) ([]Item, error) {
+	rows, err := q.Query(ctx, `SELECT id, line_no, sku, quantity, (unit_price * 100)::bigint, (line_total * 100)::bigint
+		FROM order_items WHERE order_id = $1 ORDER BY line_no`, id)
+	if err != nil {
+		return nil, fmt.Errorf("get order items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Item, error) {
+		var it Item
+		err := row.Scan(&it.ID, &it.LineNo, &it.SKU, &it.Quantity, &it.UnitPrice, &it.LineTotal)
+		return it, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get order items: %w", err)
+	}
+	return items, nil
+}
+
+// SaveTransition writes a status change made by Order.Transition.
+func (Store) SaveTransition(ctx context.Context, q postgres.Querier, o *Order, h HistoryEntry) error {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE orders SET status = $2, version = $3, updated_at = $4, cancel_reason = nullif($5, '') WHERE id = $1`,
+		o.ID, string(o.Status), o.Version, o.UpdatedAt, o.CancelReason)
+	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at)
+		VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7)`,
+		o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save status change of order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// History lists an order's status changes, oldest first.
+func (Store) History(ctx context.Context, q postgres.Querier, id uuid.UUID) ([]HistoryEntry, error) {
+	rows, err := q.Query(ctx, `SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at
+		FROM order_status_history WHERE order_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("order history: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryEntry, error) {
+		var h HistoryEntry
+		var from, to string
+		err := row.Scan(&from, &to, &h.Reason, &h.Actor, &h.Version, &h.ChangedAt)
+		h.FromStatus, h.ToStatus = Status(from), Status(to)
+		return h, err
+	})
+}
+
+// ListFilter selects a page of orders, newest first.
+type ListFilter struct {
+	CustomerID string
+	Status     Status
+	Limit      int
+	Cursor     string
+}
+
+// ErrBadCursor means the pagination cursor was not one the API issued.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// List returns a page of orders (without items) and the cursor of the next
+// page, "" on the last one. It pages by keyset on (created_at, id), so pages
+// stay stable while orders are added.
+func (Store) List(ctx context.Context, q postgres.Querier, f ListFilter) ([]*Order, string, error) {
+	where := []string{"true"}
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if f.CustomerID != "" {
+		where = append(where, "customer_id = "+arg(f.CustomerID))
+	}
+	if f.Status != "" {
+		where = append(where, "status = "+arg(string(f.Status)))
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(at), arg(id)))
+	}
+	sql := `SELECT ` + orderColumns + ` FROM orders WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY created_at DESC, id DESC LIMIT ` + arg(f.Limit+1)
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	var out []*Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list orders: %w", err)
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+func encodeCursor(at time.Time, id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
+}
+
+func decodeCursor(s string) (time.Time, uuid.UUID, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	ts, idStr, ok := strings.Cut(string(raw), "|")
+	if !ok {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	id, err := uuid.Parse(idStr)
+	if err != nil {
+		return time.Time{}, uuid.Nil, ErrBadCursor
+	}
+	return at, id, nil
+}
+
+// Count returns the number of orders (for health details).
+func (Store) Count(ctx context.Context, q postgres.Querier) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&n)
+	return n, err
+}

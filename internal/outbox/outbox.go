@@ -1,0 +1,77 @@
+// Package outbox implements the transactional outbox: events are written in
+// the same transaction as the business change they describe, and the Relay
+// publishes them to Kafka afterwards, at least once and in order per
+// aggregate.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// Write appends events to the outbox inside tx. They become visible to the
+// relay when tx commits, and vanish with it if it rolls back.
+func Write(ctx context.Context, tx postgres.Querier, evs ...events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, e := range evs {
+		value, err := e.Marshal()
+		if err != nil {
+			return fmt.Errorf("outbox: encode %s: %w", e.Type, err)
+		}
+		headers, err := json.Marshal(e.Headers())
+		if err != nil {
+			return fmt.Errorf("outbox: encode headers: %w", err)
+		}
+		id, err := uuid.Parse(e.ID)
+		if err != nil {
+			return fmt.Errorf("outbox: event id %q: %w", e.ID, err)
+		}
+		b.Queue(`INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, topic, event_data, headers, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			id, e.AggregateType, e.AggregateID(), e.Type, e.Topic(), string(value), headers, e.Time)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: insert events: %w", err)
+	}
+	return nil
+}
+
+// Stats describe the outbox's backlog.
+type Stats struct {
+	Pending        int64      `json:"pending"`
+	Failed         int64      `json:"failed"`
+	Published      int64      `json:"published"`
+	OldestPending  *time.Time `json:"oldest_pending_at,omitempty"`
+	OldestAgeSecs  float64    `json:"oldest_pending_age_seconds"`
+	RetryingEvents int64      `json:"retrying"`
+}
+
+// ReadStats summarises the outbox.
+func ReadStats(ctx context.Context, db postgres.Querier) (Stats, error) {
+	var s Stats
+	err := db.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE NOT processed AND NOT failed),
+		count(*) FILTER (WHERE failed),
+		count(*) FILTER (WHERE processed),
+		min(created_at) FILTER (WHERE NOT processed AND NOT failed),
+		count(*) FILTER (WHERE NOT processed AND NOT failed AND attempts > 0)
+		FROM outbox_events`).Scan(&s.Pending, &s.Failed, &s.Published, &s.OldestPending, &s.RetryingEvents)
+	if err != nil {
+		return Stats{}, fmt.Errorf("outbox stats: %w", err)
+	}
+	if s.OldestPending != nil {
+		s.OldestAgeSecs = time.Since(*s.OldestPending).Seconds()
+	}
+	return s, nil
+}
