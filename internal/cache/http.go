@@ -1,31 +1,21 @@
 package cache
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/validation"
 )
 
-// Handlers serve the cache's ops endpoints. Mount them (admin only for PUT):
-//
-//	GET /api/v1/ops/cache            CacheStats
-//	GET /api/v1/ops/flags            ListFlags
-//	GET /api/v1/ops/flags/{name}     GetFlag
-//	PUT /api/v1/ops/flags/{name}     PutFlag
-//	GET /api/v1/ops/config           ListConfig
-//	GET /api/v1/ops/config/{name}    GetConfig
-//	PUT /api/v1/ops/config/{name}    PutConfig
-//
-// The {name} wildcard is read with r.PathValue("name").
+// Handlers serve the cache's ops endpoints; Routes lists them with their
+// roles for httpapi.NewRouter. The {name} wildcard is read with
+// r.PathValue("name").
 type Handlers struct {
 	settings *Settings
 	stores   *Stores
-	// Actor names who made a change, for updated_by; set it to read the
-	// authenticated principal. Default: "api".
-	Actor func(*http.Request) string
 }
 
 // NewHandlers builds the handlers.
@@ -33,9 +23,23 @@ func NewHandlers(settings *Settings, stores *Stores) *Handlers {
 	return &Handlers{settings: settings, stores: stores}
 }
 
+// Routes are the cache's ops endpoints: reading needs operator, changing a
+// flag or config value needs admin.
+func (h *Handlers) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Method: http.MethodGet, Pattern: "/api/v1/ops/cache", Role: httpapi.RoleOperator, Handler: h.CacheStats},
+		{Method: http.MethodGet, Pattern: "/api/v1/ops/flags", Role: httpapi.RoleOperator, Handler: h.ListFlags},
+		{Method: http.MethodGet, Pattern: "/api/v1/ops/flags/{name}", Role: httpapi.RoleOperator, Handler: h.GetFlag},
+		{Method: http.MethodPut, Pattern: "/api/v1/ops/flags/{name}", Role: httpapi.RoleAdmin, Handler: h.PutFlag},
+		{Method: http.MethodGet, Pattern: "/api/v1/ops/config", Role: httpapi.RoleOperator, Handler: h.ListConfig},
+		{Method: http.MethodGet, Pattern: "/api/v1/ops/config/{name}", Role: httpapi.RoleOperator, Handler: h.GetConfig},
+		{Method: http.MethodPut, Pattern: "/api/v1/ops/config/{name}", Role: httpapi.RoleAdmin, Handler: h.PutConfig},
+	}
+}
+
 // CacheStats answers GET /api/v1/ops/cache with Stats.
 func (h *Handlers) CacheStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.stores.Stats(r.Context()))
+	httpapi.WriteJSON(w, http.StatusOK, h.stores.Stats(r.Context()))
 }
 
 // ListFlags answers GET /api/v1/ops/flags: {"items": [Setting...]}.
@@ -61,20 +65,20 @@ func (h *Handlers) PutConfig(w http.ResponseWriter, r *http.Request) { h.put(w, 
 func (h *Handlers) list(w http.ResponseWriter, r *http.Request, kind string) {
 	items, err := h.settings.List(r.Context(), kind)
 	if err != nil {
-		h.fail(w, err)
+		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 func (h *Handlers) get(w http.ResponseWriter, r *http.Request, kind string) {
 	st, err := h.settings.Get(r.Context(), kind, r.PathValue("name"))
 	if err != nil {
-		h.fail(w, err)
+		h.fail(w, r, err)
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(st.Version, 10)))
-	writeJSON(w, http.StatusOK, st)
+	httpapi.WriteJSON(w, http.StatusOK, st)
 }
 
 func (h *Handlers) put(w http.ResponseWriter, r *http.Request, kind string) {
@@ -82,76 +86,55 @@ func (h *Handlers) put(w http.ResponseWriter, r *http.Request, kind string) {
 	if m := strings.TrimSpace(r.Header.Get("If-Match")); m != "" {
 		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
 		if err != nil || v <= 0 {
-			writeProblem(w, http.StatusBadRequest, "Invalid If-Match", "If-Match must be the setting's version, a positive integer", nil)
+			httpapi.WriteProblem(w, r, http.StatusBadRequest, "If-Match must be the setting's version, a positive integer")
 			return
 		}
 		ifVersion = v
 	}
 	var body struct {
-		Value json.RawMessage `json:"value"`
+		Value jsonValue `json:"value"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxSettingBytes+1024))
-	if err := dec.Decode(&body); err != nil {
-		writeProblem(w, http.StatusBadRequest, "Malformed JSON body", err.Error(), nil)
+	if err := httpapi.DecodeJSON(r, &body); err != nil {
+		httpapi.WriteError(w, r, err)
 		return
 	}
 	if len(body.Value) == 0 {
-		writeProblem(w, http.StatusBadRequest, "Validation failed", "the body must be {\"value\": <JSON>}",
-			[]fieldError{{Field: "value", Message: "is required"}})
+		httpapi.WriteValidation(w, r, validation.Errors{{Field: "value", Message: "is required: send {\"value\": <any JSON>}"}})
 		return
 	}
-	actor := "api"
-	if h.Actor != nil {
-		if a := h.Actor(r); a != "" {
-			actor = a
-		}
-	}
-	st, err := h.settings.Set(r.Context(), kind, r.PathValue("name"), body.Value, actor, ifVersion)
+	actor := httpapi.PrincipalFrom(r.Context()).Actor()
+	st, err := h.settings.Set(r.Context(), kind, r.PathValue("name"), []byte(body.Value), actor, ifVersion)
 	if err != nil {
-		h.fail(w, err)
+		h.fail(w, r, err)
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(st.Version, 10)))
-	writeJSON(w, http.StatusOK, st)
+	httpapi.WriteJSON(w, http.StatusOK, st)
 }
 
-func (h *Handlers) fail(w http.ResponseWriter, err error) {
+// jsonValue keeps a JSON value as it came, and tells an explicit null
+// (which is a value) from an absent field.
+type jsonValue []byte
+
+// UnmarshalJSON keeps the raw value.
+func (v *jsonValue) UnmarshalJSON(b []byte) error {
+	*v = append((*v)[:0], b...)
+	return nil
+}
+
+func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrSettingNotFound):
-		writeProblem(w, http.StatusNotFound, "Setting not found", err.Error(), nil)
+		httpapi.WriteProblem(w, r, http.StatusNotFound, "no such setting: "+r.PathValue("name"))
 	case errors.Is(err, ErrVersionMismatch):
-		writeProblem(w, http.StatusPreconditionFailed, "Version mismatch", "the setting changed since the version in If-Match", nil)
+		httpapi.WriteProblem(w, r, http.StatusPreconditionFailed, "the setting changed since the version in If-Match")
 	case errors.Is(err, ErrInvalidSetting):
 		field := "value"
 		if strings.Contains(err.Error(), "name") {
 			field = "name"
 		}
-		writeProblem(w, http.StatusBadRequest, "Validation failed", err.Error(), []fieldError{{Field: field, Message: err.Error()}})
+		httpapi.WriteValidation(w, r, validation.Errors{{Field: field, Message: err.Error()}})
 	default:
-		writeProblem(w, http.StatusInternalServerError, "Internal error", "the setting could not be read or written", nil)
+		httpapi.WriteError(w, r, err)
 	}
-}
-
-// fieldError is one entry of a problem's errors[].
-type fieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
-
-// writeProblem writes an RFC 9457 problem. Local until the shared HTTP
-// package provides one.
-func writeProblem(w http.ResponseWriter, status int, title, detail string, errs []fieldError) {
-	p := map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail}
-	if len(errs) > 0 {
-		p["errors"] = errs
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(p)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/cache/cachetest"
+	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -80,12 +81,13 @@ func TestOpsHandlers(t *testing.T) {
 	db := postgrestest.New(t)
 	stores := cachetest.New(t)
 	h := cache.NewHandlers(cache.NewSettings(db.Pool, stores), stores)
-	h.Actor = func(*http.Request) string { return "admin-key" }
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/ops/cache", h.CacheStats)
-	mux.HandleFunc("GET /api/v1/ops/flags", h.ListFlags)
-	mux.HandleFunc("GET /api/v1/ops/flags/{name}", h.GetFlag)
-	mux.HandleFunc("PUT /api/v1/ops/flags/{name}", h.PutFlag)
+	for _, rt := range h.Routes() {
+		mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
+			p := httpapi.Principal{Kind: "apikey", Name: "ops", Role: httpapi.RoleAdmin}
+			rt.Handler(w, r.WithContext(httpapi.WithPrincipal(r.Context(), p)))
+		})
+	}
 
 	do := func(method, path, body string, hdr ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
@@ -103,14 +105,16 @@ func TestOpsHandlers(t *testing.T) {
 		ctype, contains          string
 	}{
 		{"missing flag", "GET", "/api/v1/ops/flags/dark-mode", "", nil, 404, "application/problem+json", `"status":404`},
-		{"create", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": true}`, nil, 200, "application/json", `"updated_by":"admin-key"`},
+		{"create", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": true}`, nil, 200, "application/json", `"updated_by":"apikey:ops"`},
 		{"read back", "GET", "/api/v1/ops/flags/dark-mode", "", nil, 200, "application/json", `"value":true`},
-		{"stale If-Match", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": false}`, []string{"If-Match", `"7"`}, 412, "application/problem+json", "Version mismatch"},
+		{"stale If-Match", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": false}`, []string{"If-Match", `"7"`}, 412, "application/problem+json", "changed since"},
 		{"matching If-Match", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": false}`, []string{"If-Match", `"1"`}, 200, "application/json", `"version":2`},
 		{"bad If-Match", "PUT", "/api/v1/ops/flags/dark-mode", `{"value": false}`, []string{"If-Match", "abc"}, 400, "application/problem+json", "If-Match"},
-		{"no value", "PUT", "/api/v1/ops/flags/dark-mode", `{"valu": 1}`, nil, 400, "application/problem+json", `"field":"value"`},
-		{"malformed", "PUT", "/api/v1/ops/flags/dark-mode", `{`, nil, 400, "application/problem+json", "Malformed"},
-		{"bad name", "PUT", "/api/v1/ops/flags/Dark%20Mode", `{"value": 1}`, nil, 400, "application/problem+json", `"field":"name"`},
+		{"no value", "PUT", "/api/v1/ops/flags/dark-mode", `{}`, nil, 422, "application/problem+json", `"field":"value"`},
+		{"unknown field", "PUT", "/api/v1/ops/flags/dark-mode", `{"valu": 1}`, nil, 400, "application/problem+json", "unknown field"},
+		{"malformed", "PUT", "/api/v1/ops/flags/dark-mode", `{`, nil, 400, "application/problem+json", "malformed"},
+		{"bad name", "PUT", "/api/v1/ops/flags/Dark%20Mode", `{"value": 1}`, nil, 422, "application/problem+json", `"field":"name"`},
+		{"null is a value", "PUT", "/api/v1/ops/config/limits", `{"value": null}`, nil, 200, "application/json", `"value":null`},
 		{"list", "GET", "/api/v1/ops/flags", "", nil, 200, "application/json", `"name":"dark-mode"`},
 		{"cache stats", "GET", "/api/v1/ops/cache", "", nil, 200, "application/json", `"status":"UP"`},
 	}
