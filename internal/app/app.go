@@ -106,13 +106,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		return nil, err
 	}
 
-	a.health = health.NewChecker(
-		health.Application(Version, a.started),
-		health.Database(a.pool),
-		health.Redis(a.stores),
-		health.Kafka(a.producer, cfg.EmbeddedKafka()),
-	)
-	a.routes = append(a.routes, a.health.Routes()...)
+	if err := a.buildObservability(); err != nil {
+		return nil, err
+	}
 
 	if err := a.buildOrders(); err != nil {
 		return nil, err
