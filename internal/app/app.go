@@ -42,6 +42,7 @@ type App struct {
 	embedded *kafka.Embedded
 	producer *kgo.Client
 	health   *health.Checker
+	obs      observability
 
 	routes  []httpapi.Route
 	workers []worker
@@ -62,6 +63,7 @@ type worker struct {
 // roles need. Nothing runs until Run.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	a.startTracing()
 	defer func() {
 		if err != nil {
 			a.close()
@@ -120,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID}
+	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, Extra: a.kafkaClientOpts()}
 }
 
 func (a *App) buildOrders() error {
@@ -153,10 +155,10 @@ func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
 		Handler: promhttp.Handler().ServeHTTP})
-	return httpapi.NewRouter(httpapi.RouterConfig{
+	return a.traceHTTP(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
-	}, routes)
+	}, routes))
 }
 
 // Listen binds the HTTP address; separate from Run so callers (and tests)
