@@ -28,6 +28,12 @@ type platform struct {
 }
 
 func newPlatform(t *testing.T, pool *pgxpool.Pool, stores *cache.Stores) platform {
+	return newPlatformTB(t, pool, stores)
+}
+
+func newPlatformB(b *testing.B) platform { return newPlatformTB(b, nil, nil) }
+
+func newPlatformTB(t testing.TB, pool *pgxpool.Pool, stores *cache.Stores) platform {
 	t.Helper()
 	if pool == nil {
 		pool = postgrestest.New(t).Pool

@@ -9,6 +9,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -86,8 +87,16 @@ type Checker struct {
 	// the last one in the system store).
 	OnReport func(context.Context, Report)
 
-	flight singleflight.Group
-	last   atomic.Pointer[Report]
+	flight  singleflight.Group
+	last    atomic.Pointer[Report]
+	encoded atomic.Pointer[encodedReport]
+}
+
+// encodedReport is the JSON of the report checked at a given time, so a
+// cached report is encoded once, not once per request.
+type encodedReport struct {
+	checkedAt time.Time
+	body      []byte
 }
 
 // NewChecker returns a checker over indicators.
@@ -202,7 +211,19 @@ func (c *Checker) Routes() []httpapi.Route {
 
 func (c *Checker) serveHealth(w http.ResponseWriter, r *http.Request) {
 	rep := c.Check(r.Context())
-	httpapi.WriteJSON(w, rep.HTTPStatus(), rep)
+	e := c.encoded.Load()
+	if e == nil || !e.checkedAt.Equal(rep.CheckedAt) {
+		body, err := json.Marshal(rep)
+		if err != nil {
+			httpapi.WriteError(w, r, fmt.Errorf("encode health report: %w", err))
+			return
+		}
+		e = &encodedReport{checkedAt: rep.CheckedAt, body: append(body, '\n')}
+		c.encoded.Store(e)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.HTTPStatus())
+	_, _ = w.Write(e.body)
 }
 
 // serveLive answers while the process can serve HTTP at all: liveness must
