@@ -49,6 +49,7 @@ type App struct {
 	kafkaSecurity []kgo.Opt
 	health        *health.Checker
 	security      *security
+	obs           observability
 
 	routes  []httpapi.Route
 	workers []worker
@@ -69,6 +70,7 @@ type worker struct {
 // roles need. Nothing runs until Run.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	a.startTracing()
 	defer func() {
 		if err != nil {
 			a.close()
@@ -116,13 +118,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		return nil, err
 	}
 
-	a.health = health.NewChecker(
-		health.Application(Version, a.started),
-		health.Database(a.pool),
-		health.Redis(a.stores),
-		health.Kafka(a.producer, cfg.EmbeddedKafka()),
-	)
-	a.routes = append(a.routes, a.health.Routes()...)
+	if err := a.buildObservability(); err != nil {
+		return nil, err
+	}
 	if a.security, err = a.buildSecurity(); err != nil {
 		return nil, err
 	}
@@ -141,7 +139,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, Extra: a.kafkaSecurity}
+	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...)}
 }
 
 func (a *App) buildOrders() error {
@@ -174,13 +172,13 @@ func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
 		Handler: promhttp.Handler().ServeHTTP})
-	return httpapi.NewRouter(httpapi.RouterConfig{
+	return a.traceHTTP(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
-	}, routes)
+	}, routes))
 }
 
 // Listen binds the HTTP address; separate from Run so callers (and tests)
