@@ -10,18 +10,37 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/trackops/trackops/internal/postgres"
 )
+
+const claimSQL = `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 
 // Claim records in tx that consumer has processed eventID. It returns false
 // when the event was processed before, in which case the caller must change
 // nothing. A concurrent claim of the same event waits for the first
 // transaction and then sees it, so two deliveries can never both apply.
 func Claim(ctx context.Context, tx postgres.Querier, consumer, eventID string) (bool, error) {
-	tag, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		consumer, eventID)
+	tag, err := tx.Exec(ctx, claimSQL, consumer, eventID)
 	if err != nil {
 		return false, fmt.Errorf("inbox: claim event %s for %s: %w", eventID, consumer, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// QueueClaim queues Claim's statement on b, so a consumer can pipeline it
+// with its own first statements in one round trip. Read its outcome with
+// Claimed, in queue order.
+func QueueClaim(b *pgx.Batch, consumer, eventID string) {
+	b.Queue(claimSQL, consumer, eventID)
+}
+
+// Claimed reads the outcome of a claim queued with QueueClaim.
+func Claimed(br pgx.BatchResults) (bool, error) {
+	tag, err := br.Exec()
+	if err != nil {
+		return false, fmt.Errorf("inbox: claim event: %w", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }

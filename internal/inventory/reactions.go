@@ -121,6 +121,10 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 	if err != nil {
 		return kafka.Permanent(fmt.Errorf("%w: ORDER_CREATED %s of order %s: %v", events.ErrMalformed, env.ID, orderID, err))
 	}
+	skus := make([]string, len(lines))
+	for i, l := range lines {
+		skus[i] = l.SKU
+	}
 	var (
 		changed map[string]int64
 		applied bool
@@ -128,22 +132,37 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 	)
 	err = s.withTx(ctx, func(tx pgx.Tx) error {
 		changed, applied, outcome = nil, false, ""
-		first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
-		if err != nil || !first {
-			return err
-		}
-		applied = true
 		now := s.now()
-		fresh, err := s.store.startOrder(ctx, tx, orderID, now)
-		if err != nil || !fresh {
+		// One round trip: the claim, the order's row and the stock locks.
+		// On a duplicate the other two are no-ops (the order's row exists)
+		// or harmless locks released at commit.
+		b := &pgx.Batch{}
+		inbox.QueueClaim(b, inboxName, env.ID)
+		b.Queue(startOrderSQL, orderID, now)
+		b.Queue(lockStockSQL, skus)
+		br := tx.SendBatch(ctx, b)
+		first, err := inbox.Claimed(br)
+		if err != nil {
+			_ = br.Close()
 			return err
 		}
-		skus := make([]string, len(lines))
-		for i, l := range lines {
-			skus[i] = l.SKU
-		}
-		stock, err := s.store.lockStock(ctx, tx, skus)
+		tag, err := br.Exec()
 		if err != nil {
+			_ = br.Close()
+			return fmt.Errorf("record order %s: %w", orderID, err)
+		}
+		fresh := tag.RowsAffected() == 1
+		rows, err := br.Query()
+		if err != nil {
+			_ = br.Close()
+			return fmt.Errorf("lock stock: %w", err)
+		}
+		stock, err := readStock(rows)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		applied = first
+		if err != nil || !first || !fresh {
 			return err
 		}
 		if short := Shortfalls(lines, stock); len(short) > 0 {
@@ -152,9 +171,6 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 		}
 		outcome = "reserved"
 		if changed, err = s.reserveLines(ctx, tx, orderID, lines, now); err != nil {
-			return err
-		}
-		if err := s.store.setOrderState(ctx, tx, orderID, orderReserved, now); err != nil {
 			return err
 		}
 		out := make([]events.ReservedLine, len(lines))
@@ -180,7 +196,8 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 }
 
 // reserveLines moves each line's quantity into reserved with a conditional
-// update and records the reservations; it returns the items' new versions.
+// update, records the reservations and marks the order reserved, in one
+// round trip; it returns the items' new versions.
 func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID, lines []Line, now time.Time) (map[string]int64, error) {
 	b := &pgx.Batch{}
 	for _, l := range lines {
@@ -191,6 +208,7 @@ func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID
 		b.Queue(`INSERT INTO reservations (order_id, sku, quantity, status, created_at, updated_at) VALUES ($1, $2, $3, 'reserved', $4, $4)`,
 			orderID, l.SKU, l.Quantity, now)
 	}
+	b.Queue(`UPDATE inventory_orders SET state = $2, updated_at = $3 WHERE order_id = $1`, orderID, string(orderReserved), now)
 	br := tx.SendBatch(ctx, b)
 	versions := make(map[string]int64, len(lines))
 	for _, l := range lines {

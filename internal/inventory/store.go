@@ -184,17 +184,16 @@ func decodeReservationCursor(s string) (time.Time, uuid.UUID, error) {
 	return at, id, nil
 }
 
-// lockStock locks the rows of skus (sorted) in that order and returns their
-// stock; unknown SKUs are absent from the map. ORDER BY ... FOR UPDATE locks
-// rows as the sorted scan returns them, which is what keeps concurrent
-// multi-SKU reservations free of deadlocks.
-func (store) lockStock(ctx context.Context, q postgres.Querier, skus []string) (map[string]Stock, error) {
-	rows, err := q.Query(ctx, `SELECT sku, on_hand, reserved FROM inventory_items WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, skus)
-	if err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
-	}
+// lockStockSQL locks the rows of the given (sorted) SKUs in that order and
+// returns their stock; unknown SKUs are absent. ORDER BY ... FOR UPDATE
+// locks rows as the sorted scan returns them, which is what keeps
+// concurrent multi-SKU reservations free of deadlocks.
+const lockStockSQL = `SELECT sku, on_hand, reserved FROM inventory_items WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`
+
+// readStock collects the result of lockStockSQL.
+func readStock(rows pgx.Rows) (map[string]Stock, error) {
 	defer rows.Close()
-	stock := make(map[string]Stock, len(skus))
+	stock := map[string]Stock{}
 	for rows.Next() {
 		var sku string
 		var s Stock
@@ -222,17 +221,12 @@ const (
 	orderCancelled orderState = "cancelled"
 )
 
-// startOrder records that the order's reservation is being decided, taking
-// the order's row lock. It reports false when inventory has seen the order
-// before (already decided, or cancelled first): nothing may be reserved.
-func (store) startOrder(ctx context.Context, q postgres.Querier, orderID uuid.UUID, now time.Time) (bool, error) {
-	tag, err := q.Exec(ctx, `INSERT INTO inventory_orders (order_id, state, created_at, updated_at) VALUES ($1, $2, $3, $3)
-		ON CONFLICT (order_id) DO NOTHING`, orderID, string(orderFailed), now)
-	if err != nil {
-		return false, fmt.Errorf("record order %s: %w", orderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
+// startOrderSQL records that the order's reservation is being decided,
+// taking the order's row lock. No row inserted means inventory has seen the
+// order before (already decided, or cancelled first): nothing may be
+// reserved.
+const startOrderSQL = `INSERT INTO inventory_orders (order_id, state, created_at, updated_at) VALUES ($1, 'failed', $2, $2)
+	ON CONFLICT (order_id) DO NOTHING`
 
 // lockOrder returns the order's state, locking its row, or "" when
 // inventory has not seen the order.
@@ -246,13 +240,6 @@ func (store) lockOrder(ctx context.Context, q postgres.Querier, orderID uuid.UUI
 		return "", fmt.Errorf("lock order %s: %w", orderID, err)
 	}
 	return orderState(st), nil
-}
-
-func (store) setOrderState(ctx context.Context, q postgres.Querier, orderID uuid.UUID, st orderState, now time.Time) error {
-	if _, err := q.Exec(ctx, `UPDATE inventory_orders SET state = $2, updated_at = $3 WHERE order_id = $1`, orderID, string(st), now); err != nil {
-		return fmt.Errorf("set state of order %s: %w", orderID, err)
-	}
-	return nil
 }
 
 // heldLines returns the order's reservations still held, sorted by SKU

@@ -57,11 +57,23 @@ func New(t testing.TB) *Database {
 	admin := adminConn(t)
 	defer admin.Close(ctx)
 	var err error
+clone:
 	for attempt := 0; attempt < 20; attempt++ {
 		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName))
-		// 55006: the template is briefly in use by a concurrent clone.
-		if err == nil || !postgres.IsCode(err, "55006") {
+		if err == nil {
 			break
+		}
+		switch {
+		case postgres.IsCode(err, "55006"):
+			// The template is briefly in use by a concurrent clone.
+		case postgres.IsCode(err, "3D000"):
+			// Another checkout's test run, with other migrations, dropped
+			// this template as stale: build it again.
+			if _, rerr := ensureTemplate(ctx); rerr != nil {
+				t.Fatalf("postgrestest: rebuild template database: %v", rerr)
+			}
+		default:
+			break clone
 		}
 		time.Sleep(time.Duration(50+attempt*25) * time.Millisecond)
 	}
