@@ -19,10 +19,12 @@ import (
 
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/config"
+	"github.com/trackops/trackops/internal/console"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
@@ -113,6 +115,10 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		health.Kafka(a.producer, cfg.EmbeddedKafka()),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
+	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
+	if roles.Has(RoleConsole) {
+		a.routes = append(a.routes, console.Routes()...)
+	}
 
 	if err := a.buildOrders(); err != nil {
 		return nil, err
