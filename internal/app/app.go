@@ -132,6 +132,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := a.buildOrders(); err != nil {
 		return nil, err
 	}
+	if err := a.buildInventory(); err != nil {
+		return nil, err
+	}
 	if roles.Has(RoleRelay) {
 		a.buildRelay()
 	}
@@ -152,7 +155,7 @@ func (a *App) buildOrders() error {
 	}
 	svc := order.NewService(a.pool, opts...)
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
-	return nil
+	return a.buildSaga(svc)
 }
 
 func (a *App) buildRelay() {

@@ -221,8 +221,27 @@ func (s *Service) Now() time.Time { return s.now() }
 // fn makes (Order.Transition) are saved with their history rows and events
 // in the same transaction; fn may also leave the order unchanged.
 func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) error) (*Order, error) {
+	return s.UpdateAfter(ctx, id, nil, fn)
+}
+
+// TxStep runs inside an update's transaction before the order is read.
+// Returning false ends the update without reading or changing the order.
+type TxStep func(ctx context.Context, tx pgx.Tx) (proceed bool, err error)
+
+// UpdateAfter is Update with first run in the same transaction before the
+// order is read, so a change made there (the saga's inbox claim) commits or
+// rolls back with the order's change. When first declines, UpdateAfter
+// returns (nil, nil). A nil first always proceeds.
+func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, fn func(o *Order) error) (*Order, error) {
 	var out *Order
 	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		out = nil
+		if first != nil {
+			proceed, err := first(ctx, tx)
+			if err != nil || !proceed {
+				return err
+			}
+		}
 		o, err := s.store.Get(ctx, tx, id, true)
 		if err != nil {
 			return err
@@ -253,7 +272,7 @@ func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) er
 		out = o
 		return nil
 	})
-	if err != nil {
+	if err != nil || out == nil {
 		return nil, err
 	}
 	if s.cache != nil {
