@@ -17,10 +17,9 @@ import (
 // every read goes to PostgreSQL. Implementations must never let an older
 // version replace a newer one.
 type Cache interface {
-	// GetItem returns a cached item, or false on a miss or cache failure.
-	GetItem(ctx context.Context, sku string) (*Item, bool)
-	// SetItem stores it unless a newer version is already there.
-	SetItem(ctx context.Context, it *Item)
+	// Item returns the item from the cache, or load's result on a miss
+	// (which it caches). A broken cache falls back to load.
+	Item(ctx context.Context, sku string, load func(context.Context) (*Item, error)) (*Item, error)
 	// InvalidateItem drops the cached item, refusing later sets of versions
 	// older than version.
 	InvalidateItem(ctx context.Context, sku string, version int64)
@@ -82,19 +81,11 @@ func (s *Service) invalidate(ctx context.Context, versions map[string]int64) {
 
 // Get returns an item, from the cache when it holds it.
 func (s *Service) Get(ctx context.Context, sku string) (*Item, error) {
-	if s.cache != nil {
-		if it, ok := s.cache.GetItem(ctx, sku); ok {
-			return it, nil
-		}
+	load := func(ctx context.Context) (*Item, error) { return s.store.get(ctx, s.pool, sku, false) }
+	if s.cache == nil {
+		return load(ctx)
 	}
-	it, err := s.store.get(ctx, s.pool, sku, false)
-	if err != nil {
-		return nil, err
-	}
-	if s.cache != nil {
-		s.cache.SetItem(ctx, it)
-	}
-	return it, nil
+	return s.cache.Item(ctx, sku, load)
 }
 
 // List returns a page of items in SKU order and the next page's cursor.
