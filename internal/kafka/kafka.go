@@ -23,6 +23,9 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// ConsumerRetry is the retry policy of consumers built with these
+	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
+	ConsumerRetry RetryPolicy
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
