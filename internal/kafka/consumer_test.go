@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
@@ -94,6 +95,9 @@ func (r *rig) endOffset(topic string) int64 {
 func (r *rig) committed(group, topic string) int64 {
 	r.t.Helper()
 	offs, err := r.admin.FetchOffsets(context.Background(), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return -1 // the group has not joined yet
+	}
 	if err != nil {
 		r.t.Fatal(err)
 	}
