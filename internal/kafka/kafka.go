@@ -29,7 +29,10 @@ type Options struct {
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
-// acks from all in-sync replicas, records of one key kept in order.
+// acks from all in-sync replicas, records of one key kept in order. Record
+// batches stay within Kafka's default max.message.bytes (about 1 MB): a
+// larger batch would be refused by a broker with default settings as a
+// whole, failing every record in it.
 func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...),
@@ -37,7 +40,6 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
-		kgo.ProducerBatchMaxBytes(4 << 20),
 		kgo.MaxBufferedRecords(100_000),
 		// The default sticky partitioner spreads keyless records; keyed ones
 		// (all of ours) hash like the Java client so other producers agree.
