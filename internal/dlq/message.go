@@ -147,7 +147,7 @@ var (
 	uuidRE   = regexp.MustCompile(`(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 	quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
 	hexRE    = regexp.MustCompile(`\b(?:0[xX])?[0-9a-fA-F]{8,}\b`)
-	numberRE = regexp.MustCompile(`[-+]?\b\d+(?:\.\d+)?\b`)
+	numberRE = regexp.MustCompile(`[-+]?\b\d+(?:\.\d+)?`)
 	spaceRE  = regexp.MustCompile(`\s+`)
 )
 
