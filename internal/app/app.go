@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,13 +20,16 @@ import (
 
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/config"
+	"github.com/trackops/trackops/internal/console"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
 // Version is set at build time.
@@ -41,7 +45,10 @@ type App struct {
 	stores   *cache.Stores
 	embedded *kafka.Embedded
 	producer *kgo.Client
-	health   *health.Checker
+	// kafkaSecurity are the TLS and SASL options of every Kafka client.
+	kafkaSecurity []kgo.Opt
+	health        *health.Checker
+	security      *security
 
 	routes  []httpapi.Route
 	workers []worker
@@ -80,6 +87,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
 
+	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
+		return nil, err
+	}
 	if cfg.EmbeddedKafka() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
 		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions); err != nil {
@@ -113,6 +123,13 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		health.Kafka(a.producer, cfg.EmbeddedKafka()),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
+	if a.security, err = a.buildSecurity(); err != nil {
+		return nil, err
+	}
+	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
+	if roles.Has(RoleConsole) {
+		a.routes = append(a.routes, console.Routes()...)
+	}
 
 	if err := a.buildOrders(); err != nil {
 		return nil, err
@@ -127,7 +144,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, ConsumerRetry: consumerRetry(a.cfg)}
+	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, Extra: a.kafkaSecurity, ConsumerRetry: consumerRetry(a.cfg)}
 }
 
 func (a *App) buildOrders() error {
@@ -164,6 +181,9 @@ func (a *App) Handler() http.Handler {
 	return httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		Auth:         a.security.auth,
+		Limiter:      a.security.limiter,
+		Auditor:      a.security.audit,
 	}, routes)
 }
 
@@ -200,7 +220,13 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		var err error
 		if a.cfg.TLSCertFile != "" {
-			err = a.httpServer.ServeTLS(a.listener, a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+			tc, tlsErr := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+			if tlsErr != nil {
+				errc <- tlsErr
+				return
+			}
+			a.httpServer.TLSConfig = tc
+			err = a.httpServer.ServeTLS(a.listener, "", "")
 		} else {
 			err = a.httpServer.Serve(a.listener)
 		}
@@ -233,6 +259,8 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.httpServer.Shutdown(shutCtx); err != nil {
 		a.log.Warn("HTTP shutdown", "err", err)
 	}
+	// Every request has finished: write the audit rows they queued.
+	a.security.close(shutCtx)
 	stopWorkers()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -40,6 +40,8 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
+		// Kafka (and the embedded broker) refuse messages over 1 MB by default.
+		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(100_000),
 		// The default sticky partitioner spreads keyless records; keyed ones
 		// (all of ours) hash like the Java client so other producers agree.

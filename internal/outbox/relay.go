@@ -191,6 +191,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 
 type claimed struct {
 	id          string
+	seq         int64
 	aggregateID string
 	topic       string
 	value       string
@@ -199,25 +200,22 @@ type claimed struct {
 	createdAt   time.Time
 }
 
-// claimSQL takes the oldest publishable events. The NOT EXISTS keeps per-
-// aggregate order across relays: an event waits while an earlier unpublished
-// event of its aggregate is outside this claim (held by another relay, or
-// backing off after a failure). Given-up (failed) events do not block.
+// claimSQL locks the oldest publishable events; rows other relays hold are
+// skipped, not waited for.
 const claimSQL = `
-WITH c AS (
-    SELECT id, seq, aggregate_id FROM outbox_events
-    WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
-    ORDER BY seq
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-SELECT o.id, o.aggregate_id, o.topic, o.event_data, o.headers, o.attempts, o.created_at
-FROM c JOIN outbox_events o ON o.id = c.id
-WHERE NOT EXISTS (
-    SELECT 1 FROM outbox_events e
-    WHERE e.aggregate_id = c.aggregate_id AND NOT e.processed AND NOT e.failed
-      AND e.seq < c.seq AND e.id NOT IN (SELECT id FROM c))
-ORDER BY c.seq`
+SELECT id::text, seq, aggregate_id, topic, event_data, headers, attempts, created_at
+FROM outbox_events
+WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
+ORDER BY seq
+LIMIT $1
+FOR UPDATE SKIP LOCKED`
+
+// pendingOfSQL lists the unpublished events of some aggregates up to a
+// sequence number, through the (aggregate_id, seq) index.
+const pendingOfSQL = `
+SELECT aggregate_id, id::text FROM outbox_events
+WHERE aggregate_id = ANY($1) AND NOT processed AND NOT failed AND seq <= $2
+ORDER BY aggregate_id, seq`
 
 // PublishBatch claims one batch, publishes it and records the outcome. It
 // returns how many events it claimed.
@@ -234,7 +232,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		}
 		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 			var c claimed
-			err := row.Scan(&c.id, &c.aggregateID, &c.topic, &c.value, &c.headers, &c.attempts, &c.createdAt)
+			err := row.Scan(&c.id, &c.seq, &c.aggregateID, &c.topic, &c.value, &c.headers, &c.attempts, &c.createdAt)
 			return c, err
 		})
 		if err != nil {
@@ -244,12 +242,62 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		if n == 0 {
 			return nil
 		}
+		if batch, err = inOrder(bctx, tx, batch); err != nil {
+			return err
+		}
 		return r.publish(bctx, tx, batch)
 	})
 	if n > 0 {
 		relayBatchSeconds.Observe(time.Since(start).Seconds())
 	}
 	return n, err
+}
+
+// inOrder drops each claimed event that has an earlier unpublished event of
+// its aggregate outside the claim — held by another relay or backing off
+// after a failure — and every later event of that aggregate, so one
+// aggregate's events reach Kafka in the order they were written. Dropped rows
+// stay locked until the batch commits, then are claimed again.
+func inOrder(ctx context.Context, tx pgx.Tx, batch []claimed) ([]claimed, error) {
+	inClaim := make(map[string]bool, len(batch))
+	aggSet := make(map[string]bool)
+	var maxSeq int64
+	for _, c := range batch {
+		inClaim[c.id] = true
+		aggSet[c.aggregateID] = true
+		maxSeq = max(maxSeq, c.seq)
+	}
+	aggs := make([]string, 0, len(aggSet))
+	for a := range aggSet {
+		aggs = append(aggs, a)
+	}
+	rows, err := tx.Query(ctx, pendingOfSQL, aggs, maxSeq)
+	if err != nil {
+		return nil, fmt.Errorf("check outbox order: %w", err)
+	}
+	blocked := make(map[string]bool) // aggregates with a gap before some claimed event
+	eligible := make(map[string]bool, len(batch))
+	var agg, id string
+	_, err = pgx.ForEachRow(rows, []any{&agg, &id}, func() error {
+		switch {
+		case blocked[agg]:
+		case inClaim[id]:
+			eligible[id] = true
+		default:
+			blocked[agg] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check outbox order: %w", err)
+	}
+	out := batch[:0]
+	for _, c := range batch {
+		if eligible[c.id] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {

@@ -47,7 +47,7 @@ CREATE TABLE idempotency_keys (
     request_hash    text        NOT NULL,
     order_id        uuid        NOT NULL,
     response_status integer     NOT NULL,
-    response_body   jsonb       NOT NULL,
+    response_body   bytea       NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (scope, key)
 );

@@ -59,9 +59,19 @@ func New(t testing.TB) *Database {
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName))
-		// 55006: the template is briefly in use by a concurrent clone.
-		if err == nil || !postgres.IsCode(err, "55006") {
+		if err == nil {
 			break
+		}
+		switch {
+		case postgres.IsCode(err, "3D000"):
+			// The template was dropped by hand meanwhile: build it again.
+			if _, rebuildErr := ensureTemplate(ctx); rebuildErr != nil {
+				t.Fatalf("postgrestest: rebuild template: %v", rebuildErr)
+			}
+		case !postgres.IsCode(err, "55006"):
+			// 55006 (template briefly in use by a concurrent clone) is retried.
+			attempt = 20
+			continue
 		}
 		time.Sleep(time.Duration(50+attempt*25) * time.Millisecond)
 	}
@@ -159,22 +169,8 @@ func ensureTemplate(ctx context.Context) (string, error) {
 	if err := postgres.Migrate(ctx, WithDatabase(AdminURL(), building)); err != nil {
 		return "", err
 	}
-	// Old templates from earlier migration sets are dead weight.
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'trackops_tpl_%' AND datname <> $1 AND datname NOT LIKE '%_build'`, name)
-	if err == nil {
-		var stale []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				stale = append(stale, n)
-			}
-		}
-		rows.Close()
-		for _, n := range stale {
-			_, _ = conn.Exec(ctx, "ALTER DATABASE "+n+" WITH is_template false")
-			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
-		}
-	}
+	// Templates of other migration sets are left alone: other checkouts on
+	// the same server may be testing with them. `make testdb-clean` drops them.
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+building+" RENAME TO "+name); err != nil {
 		return "", err
 	}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaultsMatchTheContract(t *testing.T) {
+	c, err := LoadFrom(envOf(map[string]string{"TRACKOPS_LOG_FORMAT": "json"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"database": "postgres://postgres@127.0.0.1:5432/trackops?sslmode=disable",
+		"redis":    "redis://127.0.0.1:6379",
+		"kafka":    "127.0.0.1:9092",
+		"data":     "./data",
+		"http":     "127.0.0.1:8080",
+		"connect":  "127.0.0.1:8083",
+		"strategy": "outbox",
+	}
+	got := map[string]string{
+		"database": c.DatabaseURL, "redis": c.RedisURL, "kafka": c.EmbeddedKafkaAddr, "data": c.DataDir,
+		"http": c.HTTPAddr, "connect": c.ConnectAddr, "strategy": c.EventStrategy,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s default = %q, want %q", k, got[k], v)
+		}
+	}
+	if !c.EmbeddedKafka() || c.Brokers()[0] != "127.0.0.1:9092" {
+		t.Errorf("empty TRACKOPS_KAFKA_BROKERS must mean the embedded broker: %v", c.Brokers())
+	}
+}
+
+func TestLoadFrom(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "db-url")
+	if err := os.WriteFile(secret, []byte("postgres://u:p@db/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"debezium is an alias of cdc", map[string]string{"TRACKOPS_EVENT_STRATEGY": "debezium"},
+			func(c Config) bool { return c.EventStrategy == StrategyCDC }, ""},
+		{"brokers list", map[string]string{"TRACKOPS_KAFKA_BROKERS": " k1:9092, k2:9092 ,"},
+			func(c Config) bool { return !c.EmbeddedKafka() && len(c.Brokers()) == 2 && c.Brokers()[1] == "k2:9092" }, ""},
+		{"value from a file", map[string]string{"TRACKOPS_DATABASE_URL_FILE": secret},
+			func(c Config) bool { return c.DatabaseURL == "postgres://u:p@db/x" }, ""},
+		{"durations", map[string]string{"TRACKOPS_RELAY_POLL_INTERVAL": "250ms"},
+			func(c Config) bool { return c.RelayPollInterval == 250*time.Millisecond }, ""},
+		{"unknown strategy", map[string]string{"TRACKOPS_EVENT_STRATEGY": "kafka-streams"}, nil, "TRACKOPS_EVENT_STRATEGY"},
+		{"bad duration", map[string]string{"TRACKOPS_RELAY_POLL_INTERVAL": "soon"}, nil, "TRACKOPS_RELAY_POLL_INTERVAL"},
+		{"bad number", map[string]string{"TRACKOPS_KAFKA_PARTITIONS": "three"}, nil, "TRACKOPS_KAFKA_PARTITIONS"},
+		{"missing secret file", map[string]string{"TRACKOPS_REDIS_URL_FILE": "/nonexistent/x"}, nil, "TRACKOPS_REDIS_URL_FILE"},
+		{"half a TLS pair", map[string]string{"TRACKOPS_TLS_CERT_FILE": "c.pem"}, nil, "TRACKOPS_TLS_KEY_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env["TRACKOPS_LOG_FORMAT"] = "json"
+			c, err := LoadFrom(envOf(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}

@@ -1,0 +1,184 @@
+package order
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackops/trackops/internal/validation"
+)
+
+func TestCanTransition(t *testing.T) {
+	all := []Status{StatusPending, StatusConfirmed, StatusProcessing, StatusShipped, StatusDelivered, StatusCancelled}
+	allowed := map[[2]Status]bool{
+		{StatusPending, StatusConfirmed}:    true,
+		{StatusConfirmed, StatusProcessing}: true,
+		{StatusProcessing, StatusShipped}:   true,
+		{StatusShipped, StatusDelivered}:    true,
+		{StatusPending, StatusCancelled}:    true,
+		{StatusConfirmed, StatusCancelled}:  true,
+		{StatusProcessing, StatusCancelled}: true,
+	}
+	for _, from := range all {
+		for _, to := range all {
+			want := allowed[[2]Status{from, to}]
+			if got := CanTransition(from, to); got != want {
+				t.Errorf("CanTransition(%s, %s) = %v, want %v", from, to, got, want)
+			}
+		}
+	}
+	for _, s := range []Status{StatusDelivered, StatusCancelled} {
+		if !s.Terminal() {
+			t.Errorf("%s should be terminal", s)
+		}
+	}
+}
+
+func TestTransitionRecordsHistoryAndVersion(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	o := &Order{Status: StatusPending, Version: 1}
+	h, err := o.Transition(StatusConfirmed, "reserved", "system:saga", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != StatusConfirmed || o.Version != 2 || h.FromStatus != StatusPending || h.ToStatus != StatusConfirmed || h.Version != 2 {
+		t.Fatalf("after transition: order %+v, history %+v", o, h)
+	}
+	if _, err := o.Transition(StatusDelivered, "", "x", now); !errors.Is(err, ErrIllegalTransition) {
+		t.Fatalf("CONFIRMED -> DELIVERED: err = %v, want ErrIllegalTransition", err)
+	}
+	if o.Version != 2 || len(o.Changes()) != 1 {
+		t.Fatalf("a refused transition changed the order: %+v", o)
+	}
+	if _, err := o.Transition(StatusCancelled, "customer asked", "user:a", now); err != nil {
+		t.Fatal(err)
+	}
+	if o.CancelReason != "customer asked" || len(o.Changes()) != 2 {
+		t.Fatalf("cancel: %+v", o)
+	}
+}
+
+func TestParseMoney(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Money
+		ok   bool
+	}{
+		{"19.99", 1999, true},
+		{"0", 0, true},
+		{"5", 500, true},
+		{"5.5", 550, true},
+		{"0.01", 1, true},
+		{"-1.25", -125, true},
+		{"1.999", 0, false},
+		{"1.", 0, false},
+		{".5", 0, false},
+		{"abc", 0, false},
+		{"1e3", 0, false},
+		{"", 0, false},
+		{"1,00", 0, false},
+		{"9999999999999", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseMoney(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseMoney(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	if s := Money(1999).String(); s != "19.99" {
+		t.Errorf("String() = %q", s)
+	}
+	if s := Money(-5).String(); s != "-0.05" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+func TestMoneyJSON(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Money
+		ok   bool
+	}{
+		{`"19.99"`, 1999, true},
+		{`1999`, 1999, true},
+		{`19.99`, 0, false}, // floats are refused
+		{`"x"`, 0, false},
+		{`true`, 0, false},
+		{`1e5`, 0, false},
+	}
+	for _, tt := range tests {
+		var m Money
+		err := json.Unmarshal([]byte(tt.in), &m)
+		if (err == nil) != tt.ok || m != tt.want {
+			t.Errorf("unmarshal %s = %v, %v; want %v ok=%v", tt.in, m, err, tt.want, tt.ok)
+		}
+	}
+	b, _ := json.Marshal(Money(250))
+	if string(b) != `"2.50"` {
+		t.Errorf("marshal = %s", b)
+	}
+}
+
+func TestNewOrderValidate(t *testing.T) {
+	good := func() NewOrder {
+		return NewOrder{CustomerID: "c-1", Items: []NewItem{{SKU: "SKU-1", Quantity: 2, UnitPrice: 1999}}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*NewOrder)
+		field  string // "" = valid
+	}{
+		{"valid", func(*NewOrder) {}, ""},
+		{"no customer", func(n *NewOrder) { n.CustomerID = "  " }, "customer_id"},
+		{"long customer", func(n *NewOrder) { n.CustomerID = strings.Repeat("x", 101) }, "customer_id"},
+		{"control char", func(n *NewOrder) { n.CustomerID = "a\x00b" }, "customer_id"},
+		{"no items", func(n *NewOrder) { n.Items = nil }, "items"},
+		{"too many items", func(n *NewOrder) { n.Items = make([]NewItem, MaxItems+1) }, "items"},
+		{"zero quantity", func(n *NewOrder) { n.Items[0].Quantity = 0 }, "items[0].quantity"},
+		{"negative quantity", func(n *NewOrder) { n.Items[0].Quantity = -3 }, "items[0].quantity"},
+		{"huge quantity", func(n *NewOrder) { n.Items[0].Quantity = MaxQuantity + 1 }, "items[0].quantity"},
+		{"negative price", func(n *NewOrder) { n.Items[0].UnitPrice = -1 }, "items[0].unit_price"},
+		{"bad sku", func(n *NewOrder) { n.Items[0].SKU = "a b" }, "items[0].sku"},
+		{"empty sku", func(n *NewOrder) { n.Items[0].SKU = "" }, "items[0].sku"},
+		{"bad currency", func(n *NewOrder) { n.Currency = "usd" }, "currency"},
+		{"address not object", func(n *NewOrder) { n.ShippingAddress = json.RawMessage(`"x"`) }, "shipping_address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := good()
+			tt.mutate(&n)
+			err := n.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			var verrs validation.Errors
+			if !errors.As(err, &verrs) {
+				t.Fatalf("want validation errors, got %v", err)
+			}
+			for _, f := range verrs {
+				if f.Field == tt.field {
+					return
+				}
+			}
+			t.Fatalf("no error for field %q in %v", tt.field, verrs)
+		})
+	}
+}
+
+func TestPlaceComputesTotals(t *testing.T) {
+	o, err := Place(NewOrder{CustomerID: "c", Items: []NewItem{
+		{SKU: "A", Quantity: 3, UnitPrice: 1999},
+		{SKU: "B", Quantity: 1, UnitPrice: 1},
+	}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.TotalAmount != 5998 || o.Items[0].LineTotal != 5997 || o.Currency != "USD" || o.Status != StatusPending || o.Version != 1 {
+		t.Fatalf("placed order: %+v", o)
+	}
+}
