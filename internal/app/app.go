@@ -138,11 +138,15 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if roles.Has(RoleRelay) {
 		a.buildRelay()
 	}
+	if err := a.buildDLQ(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID, Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...)}
+	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
+		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg)}
 }
 
 func (a *App) buildOrders() error {
@@ -168,6 +172,7 @@ func (a *App) buildRelay() {
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
+	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
 }
 
 // Handler is the HTTP API with every route the process serves.
