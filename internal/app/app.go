@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/console"
 	"github.com/trackops/trackops/internal/events"
@@ -50,6 +51,9 @@ type App struct {
 	health        *health.Checker
 	security      *security
 	obs           observability
+	cdc           *cdc.Manager
+	orders        *order.Service
+	orderCache    *order.RedisCache
 
 	routes  []httpapi.Route
 	workers []worker
@@ -84,7 +88,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}
 	a.closers = append(a.closers, a.pool.Close)
 
-	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{}); err != nil {
+	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache")}); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
@@ -141,6 +145,12 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := a.buildDLQ(); err != nil {
 		return nil, err
 	}
+	if err := a.buildCache(a.orders); err != nil {
+		return nil, err
+	}
+	if err := a.buildCDC(a.orders); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -157,7 +167,10 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithoutOutboxEvents())
 	}
+	a.orderCache = order.NewRedisCache(a.stores)
+	opts = append(opts, order.WithCache(a.orderCache))
 	svc := order.NewService(a.pool, opts...)
+	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
 	return a.buildSaga(svc)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/trackops/trackops/internal/audit"
 	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/health"
@@ -34,10 +35,6 @@ trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
 		Run: dlqCommand})
 }
 
-// DLQAuditor, when set before New, receives every dead-letter action (the
-// auth package's audit log); dlq_actions keeps them regardless.
-var DLQAuditor dlq.Auditor
-
 func consumerRetry(cfg config.Config) kafka.RetryPolicy {
 	return kafka.RetryPolicy{Attempts: cfg.ConsumerRetryAttempts, Initial: cfg.ConsumerRetryBackoff,
 		Multiplier: cfg.ConsumerRetryMultiplier, Max: cfg.ConsumerRetryMaxBackoff}
@@ -48,19 +45,25 @@ func consumerRetry(cfg config.Config) kafka.RetryPolicy {
 func (a *App) buildDLQ() error {
 	store := dlq.NewStore(a.pool)
 	replayer := dlq.NewReplayer(a.pool, a.producer, dlq.ReplayerConfig{
-		MaxReplays: a.cfg.DLQMaxReplays, Auditor: DLQAuditor, Logger: a.log.With("component", "dlq"),
+		MaxReplays: a.cfg.DLQMaxReplays, Auditor: dlqAuditor{a.security.audit}, Logger: a.log.With("component", "dlq"),
 	})
 	a.routes = append(a.routes, dlq.NewHandlers(store, replayer).Routes()...)
 	if !a.roles.Has(RoleRelay) {
 		a.routes = append(a.routes, outbox.NewHandlers(a.pool, nil).Routes()...)
 	}
+	// Dead letters per topic come from the broker's offsets; what the
+	// monitor recorded (new, replayed, ...) is added from PostgreSQL.
+	perTopic := health.DLQ(health.KafkaDLQCounter(a.producer))
 	a.health.Add(health.Func{ComponentName: "dlq", Fn: func(ctx context.Context) health.Component {
-		c, err := store.Count(ctx, dlq.Filter{})
-		if err != nil {
-			return health.Component{Status: health.Unknown, Details: map[string]any{"error": err.Error()}}
+		comp := perTopic.Check(ctx)
+		if comp.Details == nil {
+			comp.Details = map[string]any{}
 		}
-		return health.Component{Status: health.Up, Details: map[string]any{"total": c.Total, "new": c.New,
-			"replayed": c.Replayed, "discarded": c.Discarded, "replayBlocked": c.Blocked}}
+		if c, err := store.Count(ctx, dlq.Filter{}); err == nil {
+			comp.Details["recorded"] = map[string]any{"total": c.Total, "new": c.New,
+				"replayed": c.Replayed, "discarded": c.Discarded, "replayBlocked": c.Blocked}
+		}
+		return comp
 	}})
 	if !a.roles.Has(RoleRelay) {
 		return nil
@@ -200,8 +203,10 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 				strings.Join(env.Config.Brokers(), ","), err)
 		}
 	}
+	auditW := audit.NewWriter(pool, audit.WriterOptions{})
+	defer auditW.Close(context.WithoutCancel(ctx))
 	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQMaxReplays,
-		Auditor: DLQAuditor, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn")})
+		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn")})
 	res, err := replayer.Replay(ctx, req)
 	if errors.Is(err, dlq.ErrNotFound) {
 		return fmt.Errorf("dead letter %d not found; `trackops dlq list` shows the ids", req.ID)
@@ -238,4 +243,15 @@ func cliActor() string {
 		}
 	}
 	return "cli:unknown"
+}
+
+// dlqAuditor writes dead-letter actions (from the API or the CLI) to the
+// audit log.
+type dlqAuditor struct{ w *audit.Writer }
+
+// Audit implements dlq.Auditor.
+func (d dlqAuditor) Audit(ctx context.Context, e dlq.AuditEvent) {
+	kind, _, _ := strings.Cut(e.Actor, ":")
+	d.w.Write(ctx, audit.Entry{At: e.At, Actor: e.Actor, PrincipalKind: kind, Action: e.Action,
+		Target: e.Target, Outcome: "success"})
 }

@@ -13,13 +13,13 @@ func (a *App) buildInventory() error {
 	if !a.roles.Has(RoleInventory) {
 		return nil
 	}
-	svc := inventory.NewService(a.pool)
+	svc := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
 	a.routes = append(a.routes, inventory.NewHandlers(svc).Routes()...)
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Options: a.kafkaOptions("trackops-inventory"),
 		Group:   inventory.ConsumerGroup,
 		Topics:  inventory.ConsumedTopics,
-		Handler: svc.Handler(inventory.ConsumerGroup),
+		Handler: a.traceHandler(inventory.ConsumerGroup, svc.Handler(inventory.ConsumerGroup)),
 		Logger:  a.log.With("component", "inventory"),
 	})
 	if err != nil {
@@ -36,7 +36,7 @@ func (a *App) buildSaga(svc *order.Service) error {
 		Options: a.kafkaOptions("trackops-order-saga"),
 		Group:   order.SagaGroup,
 		Topics:  order.SagaTopics,
-		Handler: order.NewSaga(svc).Handler(order.SagaGroup),
+		Handler: a.traceHandler(order.SagaGroup, order.NewSaga(svc).Handler(order.SagaGroup)),
 		Logger:  a.log.With("component", "order-saga"),
 	})
 	if err != nil {

@@ -67,15 +67,12 @@ func (a *App) buildObservability() error {
 	a.health = health.NewChecker(
 		health.Application(Version, a.started),
 		health.Database(a.pool),
-		// The cache layer's hit/miss counters plug in here
-		// (health.CacheStatsFunc) once it exists.
-		health.Redis(a.stores, nil),
+		health.Redis(a.stores, health.CacheStatsFunc(func() health.CacheCounters {
+			st := a.stores.Stats(context.Background())
+			return health.CacheCounters{Hits: st.Hits, Misses: st.Misses, Errors: st.Errors}
+		})),
 		health.Kafka(a.producer, a.cfg.EmbeddedKafka()),
-		// Under the cdc strategy the connector's status plugs in as
-		// CDCConfig.Source (health.CDCStatusFunc over cdc's Status).
-		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy}),
-		// The DLQ monitor's counts may replace the broker's offsets here.
-		health.DLQ(health.KafkaDLQCounter(a.producer)),
+		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, Source: a.cdcStatusSource()}),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
 

@@ -27,6 +27,7 @@ import (
 	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/logging"
@@ -102,6 +103,10 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	go func() { runDone <- a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-runDone })
 	base := "http://" + addr.String()
+	token, err := a.security.auth.CreateAPIKey(ctx, "observability-test", httpapi.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A consumer as the inventory service will have: its own logger,
 	// handler wrapped by the app's tracing.
@@ -139,6 +144,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		body := fmt.Sprintf(`{"customer_id":"c-%d","items":[{"sku":"SKU-1","quantity":1,"unit_price":"9.99"}]}`, i)
 		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/orders", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
 		if i == 0 {
 			req.Header.Set("X-Correlation-Id", correlationID)
 			req.Header.Set("traceparent", callerTrace)

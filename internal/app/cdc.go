@@ -1,0 +1,221 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/trackops/trackops/internal/cdc"
+	"github.com/trackops/trackops/internal/cdc/connect"
+	"github.com/trackops/trackops/internal/config"
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/health"
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+func init() {
+	Register(&Command{Name: "cdc", Summary: "show change data capture status (slot, publication, LSNs, lag)",
+		Usage: "trackops cdc status [--json]", Run: cdcCommand})
+}
+
+// transformerGroup turns change events of orders into application events.
+const transformerGroup = "trackops-cdc-transformer"
+
+// buildCDC starts the connector manager of the cdc role, with its Kafka
+// Connect REST API on TRACKOPS_CONNECT_ADDR; under the cdc strategy it also
+// runs the built-in orders connector and the transformer.
+func (a *App) buildCDC(orders *order.Service) error {
+	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
+		Role: httpapi.RoleOperator, Handler: a.serveCDCStatus})
+	if !a.roles.Has(RoleCDC) {
+		return nil
+	}
+	strategyCDC := a.cfg.EventStrategy == config.StrategyCDC
+	if strategyCDC {
+		if err := cdc.CheckWalLevel(context.Background(), a.pool); err != nil {
+			return err
+		}
+	}
+	a.cdc = cdc.NewManager(a.pool, cdc.ManagerOptions{
+		Kafka:           a.kafkaOptions("trackops-cdc"),
+		Logger:          a.log.With("component", "cdc"),
+		WorkerID:        a.cfg.ConnectAddr,
+		TopicPartitions: a.cfg.KafkaPartitions,
+	})
+	ln, err := net.Listen("tcp", a.cfg.ConnectAddr)
+	if err != nil {
+		return fmt.Errorf("listen on TRACKOPS_CONNECT_ADDR=%s: %w", a.cfg.ConnectAddr, err)
+	}
+	connectLog := a.log.With("component", "connect")
+	guarded := httpapi.NewRouter(httpapi.RouterConfig{
+		Logger: connectLog, Auth: a.security.auth, Limiter: a.security.limiter, Auditor: a.security.audit,
+		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		// Kafka Connect's REST API keeps its own paths; reading needs the
+		// operator role, changing connectors the admin role.
+	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
+	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
+	a.workers = append(a.workers, worker{name: "cdc", run: func(ctx context.Context) error {
+		go func() { _ = srv.Serve(ln) }()
+		if err := a.cdc.Start(ctx); err != nil {
+			a.log.Error("cdc manager", "err", err)
+		}
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+		a.cdc.Close()
+		return nil
+	}})
+	if !strategyCDC {
+		return nil
+	}
+	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	if err := a.cdc.RunBuiltin(cdc.OrdersConnectorName, cfg); err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopics(context.Background(), a.producer, a.cfg.KafkaPartitions, cdc.OrdersChangeTopic, cdc.OrdersChangeTopic+events.DLQSuffix); err != nil {
+		return err
+	}
+	tr := cdc.NewOrderTransformer(a.pool, a.producer, cdc.TransformerOptions{
+		Logger: a.log.With("component", "cdc-transformer"),
+		OnOrderChange: func(ctx context.Context, orderID string, version int) {
+			if id, err := uuid.Parse(orderID); err == nil && orders != nil {
+				a.refreshOrder(ctx, orders, id, version)
+			}
+		},
+	})
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Options: a.kafkaOptions("trackops-cdc-transformer"),
+		Group:   transformerGroup,
+		Topics:  []string{cdc.OrdersChangeTopic},
+		Handler: a.traceHandler(transformerGroup, tr.Handle),
+		Logger:  a.log.With("component", "cdc-transformer"),
+	})
+	if err != nil {
+		return err
+	}
+	a.workers = append(a.workers, worker{name: "cdc-transformer", run: c.Run})
+	return nil
+}
+
+// connectRoutes puts the Kafka Connect REST API behind the router's
+// authentication: GETs need operator, everything else admin.
+func connectRoutes(h http.Handler) []httpapi.Route {
+	read := func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }
+	var routes []httpapi.Route
+	for _, p := range []string{"/", "/connectors", "/connectors/{name}", "/connectors/{name}/{rest...}", "/connector-plugins", "/connector-plugins/{rest...}"} {
+		routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: p, Role: httpapi.RoleOperator, Handler: read})
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+			if p == "/" {
+				continue
+			}
+			routes = append(routes, httpapi.Route{Method: m, Pattern: p, Role: httpapi.RoleAdmin, Handler: read})
+		}
+	}
+	return routes
+}
+
+// cdcStatusSource feeds the health cdc component from the running built-in
+// connector; nil when this process runs none.
+func (a *App) cdcStatusSource() health.CDCStatusSource {
+	if !a.roles.Has(RoleCDC) || a.cfg.EventStrategy != config.StrategyCDC {
+		return nil
+	}
+	return health.CDCStatusFunc(func(ctx context.Context) (health.CDCStatus, error) {
+		if a.cdc == nil {
+			return health.CDCStatus{}, errors.New("connector not started")
+		}
+		st, err := a.cdc.StatusOf(ctx, cdc.OrdersConnectorName)
+		if err != nil {
+			return health.CDCStatus{}, err
+		}
+		return health.CDCStatus{Connector: st.Name, State: st.State, LagSeconds: float64(st.LagMillis) / 1000,
+			Topics: st.Topics, Error: st.Trace}, nil
+	})
+}
+
+// CDCReport is what `trackops cdc status` and GET /api/v1/ops/cdc show.
+type CDCReport struct {
+	Strategy   string       `json:"strategy"`
+	Connectors []cdc.Status `json:"connectors"`
+	// Slots are every logical replication slot of the database, whether a
+	// connector of this process runs it or not.
+	Slots []cdc.SlotInfo `json:"slots"`
+}
+
+func (a *App) serveCDCStatus(w http.ResponseWriter, r *http.Request) {
+	rep := CDCReport{Strategy: a.cfg.EventStrategy, Connectors: []cdc.Status{}}
+	if a.cdc != nil {
+		rep.Connectors = a.cdc.Status(r.Context())
+	}
+	slots, err := cdc.Slots(r.Context(), a.pool)
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	rep.Slots = slots
+	httpapi.WriteJSON(w, http.StatusOK, rep)
+}
+
+func cdcCommand(ctx context.Context, env *Env, args []string) error {
+	rest, err := subcommand(args, "status")
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet("cdc status", env.Stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(rest); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	walErr := cdc.CheckWalLevel(ctx, pool)
+	slots, err := cdc.Slots(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := map[string]any{"strategy": env.Config.EventStrategy, "slots": slots}
+		if walErr != nil {
+			out["wal_level_error"] = walErr.Error()
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintf(env.Stdout, "strategy: %s\n", env.Config.EventStrategy)
+	if walErr != nil {
+		fmt.Fprintf(env.Stdout, "warning: %v\n", walErr)
+	}
+	if len(slots) == 0 {
+		fmt.Fprintln(env.Stdout, "no logical replication slots in this database (the cdc strategy creates debezium_orders)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tPLUGIN\tACTIVE\tPUBLICATION\tRESTART LSN\tCONFIRMED FLUSH LSN\tCURRENT WAL LSN\tRETAINED BYTES\tLAG BYTES\tCONNECTOR STATE")
+	for _, s := range slots {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Slot, s.Plugin, s.Active, strings.Join(s.Publications, ","),
+			s.RestartLSN, s.ConfirmedFlushLSN, s.CurrentWALLSN, s.RetainedWALBytes, s.LagBytes, s.ConnectorState)
+	}
+	tw.Flush()
+	_ = os.Stdout.Sync()
+	return nil
+}

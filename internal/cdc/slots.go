@@ -1,0 +1,63 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// SlotInfo is one logical replication slot of the current database, as
+// `trackops cdc status` shows it, read straight from PostgreSQL so it works
+// without a running connector.
+type SlotInfo struct {
+	Slot              string   `json:"slot"`
+	Plugin            string   `json:"plugin"`
+	Active            bool     `json:"active"`
+	RestartLSN        string   `json:"restart_lsn"`
+	ConfirmedFlushLSN string   `json:"confirmed_flush_lsn"`
+	CurrentWALLSN     string   `json:"current_wal_lsn"`
+	RetainedWALBytes  int64    `json:"retained_wal_bytes"`
+	LagBytes          int64    `json:"lag_bytes"`
+	Publications      []string `json:"publications"`
+	// Connector names the persisted connector using the slot, if any.
+	Connector      string `json:"connector,omitempty"`
+	ConnectorState string `json:"connector_state"`
+}
+
+// Slots lists the logical replication slots of the database q is connected
+// to, with their retained WAL and lag, the publications of the database and
+// which persisted connector (if any) uses each slot.
+func Slots(ctx context.Context, q postgres.Querier) ([]SlotInfo, error) {
+	rows, err := q.Query(ctx, `
+SELECT s.slot_name, coalesce(s.plugin, ''), s.active,
+       coalesce(s.restart_lsn::text, ''), coalesce(s.confirmed_flush_lsn::text, ''), pg_current_wal_lsn()::text,
+       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint,
+       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
+       coalesce((SELECT array_agg(pubname ORDER BY pubname) FROM pg_publication), '{}'),
+       coalesce(c.name, ''), coalesce(CASE WHEN c.paused THEN 'PAUSED' END, '')
+FROM pg_replication_slots s
+LEFT JOIN cdc_connectors c ON c.config->>'slot.name' = s.slot_name
+WHERE s.slot_type = 'logical' AND s.database = current_database()
+ORDER BY s.slot_name`)
+	if err != nil {
+		return nil, fmt.Errorf("list replication slots: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (SlotInfo, error) {
+		var s SlotInfo
+		var paused string
+		err := row.Scan(&s.Slot, &s.Plugin, &s.Active, &s.RestartLSN, &s.ConfirmedFlushLSN, &s.CurrentWALLSN,
+			&s.RetainedWALBytes, &s.LagBytes, &s.Publications, &s.Connector, &paused)
+		switch {
+		case paused != "":
+			s.ConnectorState = paused
+		case s.Active:
+			s.ConnectorState = "RUNNING"
+		default:
+			s.ConnectorState = "INACTIVE"
+		}
+		return s, err
+	})
+}
