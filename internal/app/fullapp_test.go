@@ -1,0 +1,174 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trackops/trackops/internal/cache/cachetest"
+	"github.com/trackops/trackops/internal/config"
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/kafka/kafkatest"
+	"github.com/trackops/trackops/internal/postgres/postgrestest"
+)
+
+// fullApp is a whole TrackOps process (every role) inside a test: a private
+// PostgreSQL clone, a private broker, a private redis-server, and the HTTP
+// API and the Kafka Connect REST API on free loopback ports.
+//
+// Tests that start one do not call t.Parallel: an App registers its
+// collectors on the process-wide Prometheus registry and unregisters them
+// when it stops, which would pull series out from under another App's
+// /metrics scrape running at the same time (TestObservabilityEndToEnd).
+// Go runs the serial tests first, then the parallel ones, so they never
+// overlap.
+type fullApp struct {
+	*App
+	base        string // http://host:port of the API
+	connectBase string // http://host:port of the Kafka Connect REST API
+	db          *postgrestest.Database
+	redis       *cachetest.Server
+	stop        func()
+}
+
+// startFullApp builds and runs an App with every role, logging to logger.
+func startFullApp(t *testing.T, logger *slog.Logger) *fullApp {
+	t.Helper()
+	db := postgrestest.New(t)
+	broker := kafkatest.New(t)
+	redis := cachetest.StartServer(t)
+	cfg, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL = db.URL
+	cfg.RedisURL = redis.URL()
+	cfg.KafkaBrokers = []string{broker.Addr()}
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.ConnectAddr = freeAddr(t)
+	cfg.DataDir = t.TempDir()
+	cfg.RelayPollInterval = 50 * time.Millisecond
+	cfg.ConsumerRetryAttempts = 3
+	cfg.ConsumerRetryBackoff = 10 * time.Millisecond
+	cfg.ConsumerRetryMaxBackoff = 50 * time.Millisecond
+	cfg.ShutdownTimeout = 10 * time.Second
+	roles, err := ParseRoles("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(ctx, cfg, roles, logger)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	addr, err := a.Listen()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.Run(ctx); err != nil {
+			t.Errorf("app run: %v", err)
+		}
+	}()
+	fa := &fullApp{App: a, base: "http://" + addr.String(), connectBase: "http://" + cfg.ConnectAddr,
+		db: db, redis: redis}
+	fa.stop = func() { cancel(); <-done }
+	// Registered after the database's, broker's and Redis's cleanups, so it
+	// runs before them.
+	t.Cleanup(fa.stop)
+	fa.waitReady(t)
+	return fa
+}
+
+func (fa *fullApp) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second) // a deadlock guard, not a speed assertion
+	for {
+		resp, err := http.Get(fa.base + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// key creates an API key with role and returns its secret.
+func (fa *fullApp) key(t *testing.T, name string, role httpapi.Role) string {
+	t.Helper()
+	k, err := fa.security.auth.CreateAPIKey(context.Background(), name, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// do sends a request with a bearer token (none when token is "") and a JSON
+// body (none when body is ""), and returns the status and body.
+func (fa *fullApp) do(t *testing.T, token, method, path, body string, header ...string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, fa.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// mustDo is do that fails the test unless the status is want; it decodes the
+// body into out when out is not nil.
+func (fa *fullApp) mustDo(t *testing.T, want int, token, method, path, body string, out any, header ...string) {
+	t.Helper()
+	code, b := fa.do(t, token, method, path, body, header...)
+	if code != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, code, b, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
