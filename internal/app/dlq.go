@@ -44,8 +44,13 @@ func consumerRetry(cfg config.Config) kafka.RetryPolicy {
 // the DLQ monitor.
 func (a *App) buildDLQ() error {
 	store := dlq.NewStore(a.pool)
+	// No Auditor: this replayer only serves the API, whose router already
+	// writes the one audit row of each replay or discard request; the
+	// per-message actions are kept in dlq_actions (GET /api/v1/ops/dlq/{id}).
+	// Auditing them here too left two rows for one mutation. The CLI, which
+	// has no router, audits through dlqAuditor.
 	replayer := dlq.NewReplayer(a.pool, a.producer, dlq.ReplayerConfig{
-		MaxReplays: a.cfg.DLQMaxReplays, Auditor: dlqAuditor{a.security.audit}, Logger: a.log.With("component", "dlq"),
+		MaxReplays: a.cfg.DLQMaxReplays, Logger: a.log.With("component", "dlq"),
 	})
 	a.routes = append(a.routes, dlq.NewHandlers(store, replayer).Routes()...)
 	if !a.roles.Has(RoleRelay) {
@@ -245,8 +250,8 @@ func cliActor() string {
 	return "cli:unknown"
 }
 
-// dlqAuditor writes dead-letter actions (from the API or the CLI) to the
-// audit log.
+// dlqAuditor writes the dead-letter actions of the CLI to the audit log
+// (requests to the API are audited by the router).
 type dlqAuditor struct{ w *audit.Writer }
 
 // Audit implements dlq.Auditor.
