@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/trackops/trackops/internal/cache/cachetest"
+	"github.com/trackops/trackops/internal/postgres/postgrestest"
+)
+
+// TestRedisStoppedDuringReadsAndWrites runs the real binary against a
+// private redis-server and keeps a loop of order creates, status changes,
+// reads and lists going while Redis is killed and later restarted — from a
+// snapshot that still holds an order as it was before the outage. It shows:
+//   - not one 5xx (or transport error) at any point: every answer is 2xx or
+//     an expected 4xx (409 for a status change racing the saga);
+//   - /health is DEGRADED with 200 while Redis is down;
+//   - an order changed during the outage reads with its new status after
+//     recovery, never the stale one the snapshot brought back;
+//   - reads become cache hits again: order:{id} reappears in db 2 with a TTL
+//     of at most 3,600 s, and trackops_cache_requests_total{result="hit"}
+//     of the orders store grows.
+func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	t.Parallel()
+	db := postgrestest.New(t)
+	srv := cachetest.StartServer(t)
+	cfg := newConfig(t, db)
+	cfg.Extra = []string{"TRACKOPS_REDIS_URL=" + srv.URL(), "TRACKOPS_RELAY_POLL_INTERVAL=50ms",
+		"TRACKOPS_CONSUMER_RETRY_BACKOFF=20ms", "TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF=100ms"}
+	p := Start(t, cfg)
+	ctx := context.Background()
+	orders := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), DB: 2,
+		MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { orders.Close() })
+
+	mustStatus(t, p, http.StatusCreated, http.MethodPut, "/api/v1/inventory/SKU-REDIS", `{"name":"fault widget","on_hand":1000000}`, nil)
+
+	// The watched order: confirmed, read twice (a hit), in the snapshot.
+	watched := createConfirmed(t, p)
+	readStatus(t, p, watched)
+	readStatus(t, p, watched)
+	if ttl := keyTTL(t, orders, watched); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("order:%s TTL %v, want (0, 1h]", watched, ttl)
+	}
+	if got := cachedStatus(t, orders, watched); got != "CONFIRMED" {
+		t.Fatalf("order:%s holds status %s before the snapshot, want CONFIRMED", watched, got)
+	}
+	if err := orders.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The loop: each worker creates an order, reads it, moves an earlier
+	// one on, lists, and reads the watched order, until told to stop.
+	var (
+		stop     atomic.Bool
+		requests atomic.Int64
+		mu       sync.Mutex
+		failures []string
+		known    []string
+		wg       sync.WaitGroup
+	)
+	record := func(op string, code int, err error, allowed ...int) {
+		requests.Add(1)
+		ok := err == nil
+		if ok {
+			ok = false
+			for _, a := range allowed {
+				ok = ok || code == a
+			}
+		}
+		if !ok {
+			mu.Lock()
+			failures = append(failures, fmt.Sprintf("%s: %d %v", op, code, err))
+			mu.Unlock()
+		}
+	}
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				id, code, err := createOrder(p, w*100000+i)
+				record("create", code, err, http.StatusCreated)
+				if id == "" {
+					continue
+				}
+				code, err = status(p, http.MethodGet, "/api/v1/orders/"+id, "")
+				record("read new", code, err, http.StatusOK)
+				mu.Lock()
+				known = append(known, id)
+				earlier := known[len(known)/2]
+				mu.Unlock()
+				// 409 when the saga has not confirmed it yet, or another
+				// worker moved it first.
+				code, err = status(p, http.MethodPatch, "/api/v1/orders/"+earlier+"/status", `{"status":"PROCESSING"}`)
+				record("status change", code, err, http.StatusOK, http.StatusConflict)
+				code, err = status(p, http.MethodGet, "/api/v1/orders?limit=20", "")
+				record("list", code, err, http.StatusOK)
+				code, err = status(p, http.MethodGet, "/api/v1/orders/"+watched, "")
+				record("read watched", code, err, http.StatusOK)
+			}
+		})
+	}
+	stopLoop := func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+	t.Cleanup(stopLoop) // before the process is killed, should the test fail early
+	after := func(n int64, what string) {
+		t.Helper()
+		target := requests.Load() + n
+		waitUntil(t, what, func() bool { return requests.Load() >= target })
+	}
+
+	after(30, "30 requests with Redis up")
+	srv.Kill()
+	var health healthReport
+	waitUntil(t, "/health DEGRADED", func() bool {
+		health = getHealth(t, p)
+		return health.Status == "DEGRADED"
+	})
+	if health.code != http.StatusOK || health.Components["redis"].Status != "DOWN" {
+		stopLoop()
+		t.Fatalf("with Redis down: /health %d, status %s, redis %s; want 200, DEGRADED, DOWN",
+			health.code, health.Status, health.Components["redis"].Status)
+	}
+	after(60, "60 requests with Redis down")
+	// The change the snapshot does not know.
+	mustStatus(t, p, http.StatusOK, http.MethodPatch, "/api/v1/orders/"+watched+"/status", `{"status":"PROCESSING"}`, nil)
+	if got := readStatus(t, p, watched); got != "PROCESSING" {
+		t.Fatalf("during the outage the watched order reads %s, want PROCESSING", got)
+	}
+	after(30, "30 more requests with Redis down")
+
+	srv.Start() // loads the snapshot: the watched order cached as CONFIRMED
+	waitUntil(t, "/health UP and the cache recovered", func() bool {
+		h := getHealth(t, p)
+		var c struct{ Status string }
+		code, b := body(p, http.MethodGet, "/api/v1/ops/cache")
+		return h.code == http.StatusOK && h.Status == "UP" && code == http.StatusOK && json.Unmarshal(b, &c) == nil && c.Status == "UP"
+	})
+	after(60, "60 requests after recovery")
+	stopLoop()
+
+	mu.Lock()
+	t.Logf("%d requests in the loop, %d orders created", requests.Load(), len(known))
+	for i, f := range failures {
+		if i == 20 {
+			t.Errorf("… %d failures in all", len(failures))
+			break
+		}
+		t.Errorf("loop request failed: %s", f)
+	}
+	mu.Unlock()
+
+	// No stale value after recovery, and reads are hits again.
+	hitsBefore := cacheHits(t, p)
+	for range 3 {
+		if got := readStatus(t, p, watched); got != "PROCESSING" {
+			t.Fatalf("after recovery the watched order reads %s, want PROCESSING (stale cache)", got)
+		}
+	}
+	if hits := cacheHits(t, p); hits < hitsBefore+2 {
+		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
+	}
+	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
+		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
+	}
+	if ttl := keyTTL(t, orders, watched); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("order:%s TTL %v after recovery, want (0, 1h]", watched, ttl)
+	}
+	if strings.Contains(p.Log.String(), p.Token) {
+		t.Errorf("the process's logs contain its API key")
+	}
+}
+
+type healthReport struct {
+	code       int
+	Status     string
+	Components map[string]struct{ Status string }
+}
+
+func getHealth(t *testing.T, p *Process) healthReport {
+	t.Helper()
+	resp, err := httpClient.Get(p.HTTP + "/health")
+	if err != nil {
+		t.Fatalf("/health: %v", err)
+	}
+	defer resp.Body.Close()
+	h := healthReport{code: resp.StatusCode}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatalf("/health body: %v", err)
+	}
+	return h
+}
+
+// createConfirmed creates an order and waits until the saga confirmed it.
+func createConfirmed(t *testing.T, p *Process) string {
+	t.Helper()
+	var o struct{ ID string }
+	mustStatus(t, p, http.StatusCreated, http.MethodPost, "/api/v1/orders",
+		`{"customer_id":"watched","items":[{"sku":"SKU-REDIS","quantity":1,"unit_price":"1.00"}]}`, &o)
+	waitUntil(t, "order "+o.ID+" confirmed", func() bool { return readStatus(t, p, o.ID) == "CONFIRMED" })
+	return o.ID
+}
+
+func readStatus(t *testing.T, p *Process, id string) string {
+	t.Helper()
+	var o struct{ Status string }
+	mustStatus(t, p, http.StatusOK, http.MethodGet, "/api/v1/orders/"+id, "", &o)
+	return o.Status
+}
+
+func mustStatus(t *testing.T, p *Process, want int, method, path, reqBody string, out any) {
+	t.Helper()
+	resp, err := p.Do(method, path, reqBody)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+func status(p *Process, method, path, reqBody string) (int, error) {
+	resp, err := p.Do(method, path, reqBody)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func body(p *Process, method, path string) (int, []byte) {
+	resp, err := p.Do(method, path, "")
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func keyTTL(t *testing.T, orders *redis.Client, id string) time.Duration {
+	t.Helper()
+	ttl, err := orders.TTL(context.Background(), "order:"+id).Result()
+	if err != nil {
+		t.Fatalf("TTL order:%s: %v", id, err)
+	}
+	return ttl
+}
+
+// cachedStatus is the status of the order cached under order:{id}: the
+// entry is the version, "V", then the order's JSON.
+func cachedStatus(t *testing.T, orders *redis.Client, id string) string {
+	t.Helper()
+	raw, err := orders.Get(context.Background(), "order:"+id).Bytes()
+	if err != nil {
+		t.Fatalf("order:%s not in db 2: %v", id, err)
+	}
+	var o struct{ Status string }
+	if i := bytes.IndexByte(raw, '{'); i < 0 || json.Unmarshal(raw[i:], &o) != nil {
+		t.Fatalf("order:%s holds %q, not a cached order", id, raw)
+	}
+	return o.Status
+}
+
+// cacheHits is trackops_cache_requests_total{store="orders",result="hit"}
+// from the process's /metrics.
+func cacheHits(t *testing.T, p *Process) float64 {
+	t.Helper()
+	resp, err := httpClient.Get(p.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	mf, ok := mfs["trackops_cache_requests_total"]
+	if !ok {
+		t.Fatal("/metrics lacks trackops_cache_requests_total")
+	}
+	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		if labels["store"] == "orders" && labels["result"] == "hit" {
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// waitUntil polls cond; the deadline is a hang guard, not a speed assertion.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not happen", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
