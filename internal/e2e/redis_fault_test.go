@@ -65,67 +65,9 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The loop: each worker creates an order, reads it, moves an earlier
-	// one on, lists, and reads the watched order, until told to stop.
-	var (
-		stop     atomic.Bool
-		requests atomic.Int64
-		mu       sync.Mutex
-		failures []string
-		known    []string
-		wg       sync.WaitGroup
-	)
-	record := func(op string, code int, err error, allowed ...int) {
-		requests.Add(1)
-		ok := err == nil
-		if ok {
-			ok = false
-			for _, a := range allowed {
-				ok = ok || code == a
-			}
-		}
-		if !ok {
-			mu.Lock()
-			failures = append(failures, fmt.Sprintf("%s: %d %v", op, code, err))
-			mu.Unlock()
-		}
-	}
-	for w := range 3 {
-		wg.Go(func() {
-			for i := 0; !stop.Load(); i++ {
-				id, code, err := createOrder(p, w*100000+i)
-				record("create", code, err, http.StatusCreated)
-				if id == "" {
-					continue
-				}
-				code, err = status(p, http.MethodGet, "/api/v1/orders/"+id, "")
-				record("read new", code, err, http.StatusOK)
-				mu.Lock()
-				known = append(known, id)
-				earlier := known[len(known)/2]
-				mu.Unlock()
-				// 409 when the saga has not confirmed it yet, or another
-				// worker moved it first.
-				code, err = status(p, http.MethodPatch, "/api/v1/orders/"+earlier+"/status", `{"status":"PROCESSING"}`)
-				record("status change", code, err, http.StatusOK, http.StatusConflict)
-				code, err = status(p, http.MethodGet, "/api/v1/orders?limit=20", "")
-				record("list", code, err, http.StatusOK)
-				code, err = status(p, http.MethodGet, "/api/v1/orders/"+watched, "")
-				record("read watched", code, err, http.StatusOK)
-			}
-		})
-	}
-	stopLoop := func() {
-		stop.Store(true)
-		wg.Wait()
-	}
-	t.Cleanup(stopLoop) // before the process is killed, should the test fail early
-	after := func(n int64, what string) {
-		t.Helper()
-		target := requests.Load() + n
-		waitUntil(t, what, func() bool { return requests.Load() >= target })
-	}
-
+	loop := startLoop(t, p, watched)
+	after := loop.after
+	stopLoop := loop.stop
 	after(30, "30 requests with Redis up")
 	srv.Kill()
 	var health healthReport
@@ -156,16 +98,7 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 	after(60, "60 requests after recovery")
 	stopLoop()
 
-	mu.Lock()
-	t.Logf("%d requests in the loop, %d orders created", requests.Load(), len(known))
-	for i, f := range failures {
-		if i == 20 {
-			t.Errorf("… %d failures in all", len(failures))
-			break
-		}
-		t.Errorf("loop request failed: %s", f)
-	}
-	mu.Unlock()
+	loop.report()
 
 	// No stale value after recovery, and reads are hits again.
 	hitsBefore := cacheHits(t, p)
@@ -185,6 +118,161 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 	}
 	if strings.Contains(p.Log.String(), p.Token) {
 		t.Errorf("the process's logs contain its API key")
+	}
+}
+
+// TestRedisFrozenDuringReadsAndWrites is the partition case: Redis stops
+// answering (SIGSTOP) with its connections open, so every cache call and
+// rate-limit check waits for its timeout instead of failing at once. The
+// loop still sees no 5xx, /health reports DEGRADED with 200 (and answers),
+// and after Redis resumes an order changed meanwhile reads new and is
+// cached again.
+func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	t.Parallel()
+	db := postgrestest.New(t)
+	srv := cachetest.StartServer(t)
+	cfg := newConfig(t, db)
+	cfg.Extra = []string{"TRACKOPS_REDIS_URL=" + srv.URL(), "TRACKOPS_RELAY_POLL_INTERVAL=50ms",
+		"TRACKOPS_CONSUMER_RETRY_BACKOFF=20ms", "TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF=100ms"}
+	p := Start(t, cfg)
+	orders := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), DB: 2,
+		MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { orders.Close() })
+	mustStatus(t, p, http.StatusCreated, http.MethodPut, "/api/v1/inventory/SKU-REDIS", `{"name":"fault widget","on_hand":1000000}`, nil)
+	watched := createConfirmed(t, p)
+	readStatus(t, p, watched)
+	if got := cachedStatus(t, orders, watched); got != "CONFIRMED" {
+		t.Fatalf("order:%s holds status %s, want CONFIRMED", watched, got)
+	}
+
+	loop := startLoop(t, p, watched)
+	loop.after(30, "30 requests with Redis up")
+	srv.Pause() // SIGKILL at cleanup ends it even if the test fails frozen
+	var health healthReport
+	waitUntil(t, "/health DEGRADED", func() bool {
+		health = getHealth(t, p)
+		return health.Status == "DEGRADED"
+	})
+	if health.code != http.StatusOK {
+		t.Fatalf("with Redis frozen: /health %d, want 200", health.code)
+	}
+	loop.after(60, "60 requests with Redis frozen")
+	mustStatus(t, p, http.StatusOK, http.MethodPatch, "/api/v1/orders/"+watched+"/status", `{"status":"PROCESSING"}`, nil)
+	loop.after(30, "30 more requests with Redis frozen")
+	srv.Resume() // its data is intact: the watched order still cached as CONFIRMED
+	waitUntil(t, "/health UP and the cache recovered", func() bool {
+		h := getHealth(t, p)
+		var c struct{ Status string }
+		code, b := body(p, http.MethodGet, "/api/v1/ops/cache")
+		return h.code == http.StatusOK && h.Status == "UP" && code == http.StatusOK && json.Unmarshal(b, &c) == nil && c.Status == "UP"
+	})
+	loop.after(60, "60 requests after recovery")
+	loop.stop()
+	loop.report()
+
+	hitsBefore := cacheHits(t, p)
+	for range 3 {
+		if got := readStatus(t, p, watched); got != "PROCESSING" {
+			t.Fatalf("after recovery the watched order reads %s, want PROCESSING (stale cache)", got)
+		}
+	}
+	if hits := cacheHits(t, p); hits < hitsBefore+2 {
+		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
+	}
+	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
+		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
+	}
+}
+
+// loop is the load of the Redis fault tests: three workers, each creating
+// an order, reading it, moving an earlier one to PROCESSING, listing and
+// reading the watched order, over and over, recording every answer that is
+// not 2xx or an expected 4xx.
+type loop struct {
+	t        *testing.T
+	stopped  atomic.Bool
+	requests atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	known    []string
+	wg       sync.WaitGroup
+}
+
+func startLoop(t *testing.T, p *Process, watched string) *loop {
+	l := &loop{t: t}
+	for w := range 3 {
+		l.wg.Go(func() {
+			for i := 0; !l.stopped.Load(); i++ {
+				id, code, err := createOrder(p, w*100000+i)
+				l.record("create", code, err, http.StatusCreated)
+				if id == "" {
+					continue
+				}
+				code, err = status(p, http.MethodGet, "/api/v1/orders/"+id, "")
+				l.record("read new", code, err, http.StatusOK)
+				l.mu.Lock()
+				l.known = append(l.known, id)
+				earlier := l.known[len(l.known)/2]
+				l.mu.Unlock()
+				// 409 when the saga has not confirmed it yet, or another
+				// worker moved it first.
+				code, err = status(p, http.MethodPatch, "/api/v1/orders/"+earlier+"/status", `{"status":"PROCESSING"}`)
+				l.record("status change", code, err, http.StatusOK, http.StatusConflict)
+				code, err = status(p, http.MethodGet, "/api/v1/orders?limit=20", "")
+				l.record("list", code, err, http.StatusOK)
+				code, err = status(p, http.MethodGet, "/api/v1/orders/"+watched, "")
+				l.record("read watched", code, err, http.StatusOK)
+			}
+		})
+	}
+	t.Cleanup(l.stop) // before the process is killed, should the test fail early
+	return l
+}
+
+func (l *loop) record(op string, code int, err error, allowed ...int) {
+	l.requests.Add(1)
+	ok := err == nil
+	if ok {
+		ok = false
+		for _, a := range allowed {
+			ok = ok || code == a
+		}
+	}
+	if !ok {
+		l.mu.Lock()
+		l.failures = append(l.failures, fmt.Sprintf("%s: %d %v", op, code, err))
+		l.mu.Unlock()
+	}
+}
+
+// after waits until the loop has sent n more requests.
+func (l *loop) after(n int64, what string) {
+	l.t.Helper()
+	target := l.requests.Load() + n
+	waitUntil(l.t, what, func() bool { return l.requests.Load() >= target })
+}
+
+func (l *loop) stop() {
+	l.stopped.Store(true)
+	l.wg.Wait()
+}
+
+// report fails the test for every request that was not answered as
+// expected.
+func (l *loop) report() {
+	l.t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.t.Logf("%d requests in the loop, %d orders created", l.requests.Load(), len(l.known))
+	for i, f := range l.failures {
+		if i == 20 {
+			l.t.Errorf("… %d failures in all", len(l.failures))
+			break
+		}
+		l.t.Errorf("loop request failed: %s", f)
 	}
 }
 
