@@ -38,7 +38,7 @@ type fullApp struct {
 }
 
 // startFullApp builds and runs an App with every role, logging to logger.
-func startFullApp(t *testing.T, logger *slog.Logger) *fullApp {
+func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
 	t.Helper()
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
@@ -90,7 +90,7 @@ func startFullApp(t *testing.T, logger *slog.Logger) *fullApp {
 	return fa
 }
 
-func (fa *fullApp) waitReady(t *testing.T) {
+func (fa *fullApp) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // a deadlock guard, not a speed assertion
 	for {
@@ -109,7 +109,7 @@ func (fa *fullApp) waitReady(t *testing.T) {
 }
 
 // key creates an API key with role and returns its secret.
-func (fa *fullApp) key(t *testing.T, name string, role httpapi.Role) string {
+func (fa *fullApp) key(t testing.TB, name string, role httpapi.Role) string {
 	t.Helper()
 	k, err := fa.security.auth.CreateAPIKey(context.Background(), name, role)
 	if err != nil {
@@ -120,7 +120,7 @@ func (fa *fullApp) key(t *testing.T, name string, role httpapi.Role) string {
 
 // do sends a request with a bearer token (none when token is "") and a JSON
 // body (none when body is ""), and returns the status and body.
-func (fa *fullApp) do(t *testing.T, token, method, path, body string, header ...string) (int, []byte) {
+func (fa *fullApp) do(t testing.TB, token, method, path, body string, header ...string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -150,7 +150,7 @@ func (fa *fullApp) do(t *testing.T, token, method, path, body string, header ...
 
 // mustDo is do that fails the test unless the status is want; it decodes the
 // body into out when out is not nil.
-func (fa *fullApp) mustDo(t *testing.T, want int, token, method, path, body string, out any, header ...string) {
+func (fa *fullApp) mustDo(t testing.TB, want int, token, method, path, body string, out any, header ...string) {
 	t.Helper()
 	code, b := fa.do(t, token, method, path, body, header...)
 	if code != want {
@@ -163,7 +163,7 @@ func (fa *fullApp) mustDo(t *testing.T, want int, token, method, path, body stri
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
