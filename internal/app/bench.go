@@ -19,7 +19,7 @@ func init() {
 			"                 [--skus 100] [--stock 1000000] [--mix create=60,read=30,status=5,cancel=5] [--json]",
 		Run: loadgenCommand})
 	Register(&Command{Name: "bench", Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
-		Usage: "trackops bench SCENARIO [--out FILE] [--phase 10s] [--concurrency 16]\n" +
+		Usage: "trackops bench SCENARIO [--out FILE] [--phase 10s] [--concurrency 16] [--binary PATH]\n" +
 			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all\n" +
 			"Each scenario creates its own database on TRACKOPS_DATABASE_URL's server (dropped after) and runs\n" +
 			"this binary as the TrackOps process on free ports with its embedded broker.",
@@ -77,6 +77,7 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	out := fs.String("out", "", "also write every summary as one JSON document to this file")
 	phase := fs.Duration("phase", 10*time.Second, "length of each measured phase")
 	concurrency := fs.Int("concurrency", 16, "closed-loop workers of the throughput phases")
+	binaryFlag := fs.String("binary", "", "trackops binary to run as the process under test (default: this one)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -89,9 +90,13 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("%w: unknown scenario %q: want %s or all", ErrUsage, s, strings.Join(bench.Scenarios, ", "))
 		}
 	}
-	binary, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the trackops binary: %w", err)
+	binary := *binaryFlag
+	if binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the trackops binary: %w", err)
+		}
+		binary = self
 	}
 	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
 		Phase: *phase, Concurrency: *concurrency, Progress: env.Stderr}

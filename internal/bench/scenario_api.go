@@ -189,7 +189,7 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 		return failed(res, err)
 	}
 	defer r.tearDown()
-	const orders = 2000
+	const orders = 1000
 	cfg.logf("api-read", "creating %d orders", orders)
 	ids := make([]string, orders)
 	bodies := make([][]byte, orders)
