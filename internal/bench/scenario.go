@@ -198,39 +198,69 @@ func MarshalResult(r Result) []byte {
 }
 
 // closedLoop runs fn from workers goroutines back to back for d and measures
-// the successful calls. Throughput phases use it on both sides of a
-// comparison, so both meet the same concurrency.
-func closedLoop(ctx context.Context, workers int, d time.Duration, what string, fn func(ctx context.Context, worker int, i int64) error) Measure {
-	ctx, cancel := context.WithTimeout(ctx, d)
+// the successful calls.
+func closedLoop(ctx context.Context, workers int, d time.Duration, what string, fn loopFunc) Measure {
+	var l loopStats
+	l.run(ctx, workers, d, fn)
+	return l.measure(what)
+}
+
+// interleaved measures two sides of a comparison in alternating rounds
+// (a, b, a, b, ...) of d/rounds each, so a burst of load from elsewhere on a
+// shared machine falls on both sides alike instead of on whichever ran then.
+func interleaved(ctx context.Context, workers int, d time.Duration, rounds int, whatA string, a loopFunc, whatB string, b loopFunc) (Measure, Measure) {
+	var sa, sb loopStats
+	for range rounds {
+		sa.run(ctx, workers, d/time.Duration(rounds), a)
+		sb.run(ctx, workers, d/time.Duration(rounds), b)
+	}
+	return sa.measure(whatA), sb.measure(whatB)
+}
+
+type loopFunc func(ctx context.Context, worker int, i int64) error
+
+// loopStats accumulates the calls of one side over one or more rounds.
+type loopStats struct {
+	rec     Recorder
+	errs    atomic.Int64
+	seq     atomic.Int64
+	sample  atomic.Value
+	elapsed time.Duration
+}
+
+func (l *loopStats) run(parent context.Context, workers int, d time.Duration, fn loopFunc) {
+	ctx, cancel := context.WithTimeout(parent, d)
 	defer cancel()
-	var rec Recorder
-	var errs atomic.Int64
-	var seq atomic.Int64
-	var sample atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				err := fn(ctx, w, seq.Add(1))
+				err := fn(ctx, w, l.seq.Add(1))
 				if ctx.Err() != nil {
 					return // cut off by the deadline: neither a success nor a failure
 				}
 				if err != nil {
-					errs.Add(1)
-					sample.CompareAndSwap(nil, err.Error())
+					l.errs.Add(1)
+					l.sample.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				rec.Add(time.Since(t0))
+				l.rec.Add(time.Since(t0))
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	l := rec.Summary()
-	m := Measure{What: what, Count: l.Count, Errors: int(errs.Load()), Throughput: round3(float64(l.Count) / elapsed.Seconds()), Latency: &l}
-	if s, ok := sample.Load().(string); ok {
+	l.elapsed += time.Since(start)
+}
+
+func (l *loopStats) measure(what string) Measure {
+	lat := l.rec.Summary()
+	m := Measure{What: what, Count: lat.Count, Errors: int(l.errs.Load()), Latency: &lat}
+	if l.elapsed > 0 {
+		m.Throughput = round3(float64(lat.Count) / l.elapsed.Seconds())
+	}
+	if s, ok := l.sample.Load().(string); ok {
 		m.ErrorSample = truncate(s, 300)
 	}
 	return m

@@ -146,18 +146,15 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 	}
 	defer r.tearDown()
 	const skus = 100
-	cfg.logf("api-create", "warm-up 2s, then HTTP %s and pgx %s at %d workers", cfg.Phase, cfg.Phase, cfg.Concurrency)
+	cfg.logf("api-create", "warm-up 2s, then HTTP and pgx in 4 alternating rounds, %s each side, at %d workers", cfg.Phase, cfg.Concurrency)
 	create := func(ctx context.Context, _ int, i int64) error {
 		body, _ := orderRequest(i, skus)
 		_, _, err := r.createOrder(ctx, body)
 		return err
 	}
 	closedLoop(ctx, cfg.Concurrency, 2*time.Second, "warm-up", create)
-	httpSide := closedLoop(ctx, cfg.Concurrency, cfg.Phase, "POST /api/v1/orders over HTTP/1.1 keep-alive", create)
-	cfg.logf("api-create", "HTTP: %.0f orders/s", httpSide.Throughput)
-
 	svcNow := func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-	pgxSide := closedLoop(ctx, cfg.Concurrency, cfg.Phase, "pgx: INSERT order, items, history and ORDER_CREATED outbox row in one transaction", func(ctx context.Context, _ int, i int64) error {
+	insert := func(ctx context.Context, _ int, i int64) error {
 		_, n := orderRequest(i, skus)
 		o, err := order.Place(n, svcNow())
 		if err != nil {
@@ -173,8 +170,11 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 			}
 			return outbox.Write(ctx, tx, ev)
 		})
-	})
-	cfg.logf("api-create", "pgx: %.0f orders/s", pgxSide.Throughput)
+	}
+	httpSide, pgxSide := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
+		"POST /api/v1/orders over HTTP/1.1 keep-alive", create,
+		"pgx: INSERT order, items, history and ORDER_CREATED outbox row in one transaction", insert)
+	cfg.logf("api-create", "HTTP: %.0f orders/s, pgx: %.0f orders/s", httpSide.Throughput, pgxSide.Throughput)
 	res.Comparisons = append(res.Comparisons, throughputComparison(fmt.Sprintf("create throughput at %d workers", cfg.Concurrency), httpSide, pgxSide))
 	res.PeakRSSBytes = r.peakRSS()
 	res.Notes = append(r.notes, "the TrackOps relay runs during both phases and publishes the outbox rows of both")
@@ -232,20 +232,20 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 		}
 	}
 
-	cfg.logf("api-read", "HTTP %s and Redis %s at %d workers over %d orders", cfg.Phase, cfg.Phase, cfg.Concurrency, len(ids))
-	httpSide := closedLoop(ctx, cfg.Concurrency, cfg.Phase, "GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", func(ctx context.Context, _ int, _ int64) error {
-		id := ids[rand.IntN(len(ids))]
-		code, _, err := r.api.do(ctx, http.MethodGet, "/api/v1/orders/"+id, nil)
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("GET /api/v1/orders/%s: %d", id, code)
-		}
-		return err
-	})
-	cfg.logf("api-read", "HTTP: %.0f reads/s", httpSide.Throughput)
-	redisSide := closedLoop(ctx, cfg.Concurrency, cfg.Phase, "go-redis GET order:{id} on the same Redis", func(ctx context.Context, _ int, _ int64) error {
-		return rdb.Get(ctx, "order:"+ids[rand.IntN(len(ids))]).Err()
-	})
-	cfg.logf("api-read", "Redis: %.0f GETs/s", redisSide.Throughput)
+	cfg.logf("api-read", "HTTP and Redis in 4 alternating rounds, %s each side, at %d workers over %d orders", cfg.Phase, cfg.Concurrency, len(ids))
+	httpSide, redisSide := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
+		"GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", func(ctx context.Context, _ int, _ int64) error {
+			id := ids[rand.IntN(len(ids))]
+			code, _, err := r.api.do(ctx, http.MethodGet, "/api/v1/orders/"+id, nil)
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("GET /api/v1/orders/%s: %d", id, code)
+			}
+			return err
+		},
+		"go-redis GET order:{id} on the same Redis", func(ctx context.Context, _ int, _ int64) error {
+			return rdb.Get(ctx, "order:"+ids[rand.IntN(len(ids))]).Err()
+		})
+	cfg.logf("api-read", "HTTP: %.0f reads/s, Redis: %.0f GETs/s", httpSide.Throughput, redisSide.Throughput)
 	if cacheMissing != "" {
 		httpSide.What += " (uncached: served from PostgreSQL)"
 		httpSide.Unavailable = "unavailable: " + cacheMissing
