@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
 // Version is set at build time.
@@ -43,7 +45,11 @@ type App struct {
 	stores   *cache.Stores
 	embedded *kafka.Embedded
 	producer *kgo.Client
-	health   *health.Checker
+	// kafkaSecurity are the TLS and SASL options of every Kafka client.
+	kafkaSecurity []kgo.Opt
+	health        *health.Checker
+	security      *security
+	obs           observability
 
 	routes  []httpapi.Route
 	workers []worker
@@ -64,6 +70,7 @@ type worker struct {
 // roles need. Nothing runs until Run.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	a.startTracing()
 	defer func() {
 		if err != nil {
 			a.close()
@@ -82,6 +89,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
 
+	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
+		return nil, err
+	}
 	if cfg.EmbeddedKafka() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
 		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions); err != nil {
@@ -108,13 +118,12 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 		return nil, err
 	}
 
-	a.health = health.NewChecker(
-		health.Application(Version, a.started),
-		health.Database(a.pool),
-		health.Redis(a.stores),
-		health.Kafka(a.producer, cfg.EmbeddedKafka()),
-	)
-	a.routes = append(a.routes, a.health.Routes()...)
+	if err := a.buildObservability(); err != nil {
+		return nil, err
+	}
+	if a.security, err = a.buildSecurity(); err != nil {
+		return nil, err
+	}
 	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
 	if roles.Has(RoleConsole) {
 		a.routes = append(a.routes, console.Routes()...)
@@ -123,14 +132,21 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := a.buildOrders(); err != nil {
 		return nil, err
 	}
+	if err := a.buildInventory(); err != nil {
+		return nil, err
+	}
 	if roles.Has(RoleRelay) {
 		a.buildRelay()
+	}
+	if err := a.buildDLQ(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID}
+	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
+		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg)}
 }
 
 func (a *App) buildOrders() error {
@@ -143,7 +159,7 @@ func (a *App) buildOrders() error {
 	}
 	svc := order.NewService(a.pool, opts...)
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
-	return nil
+	return a.buildSaga(svc)
 }
 
 func (a *App) buildRelay() {
@@ -156,6 +172,7 @@ func (a *App) buildRelay() {
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
+	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
 }
 
 // Handler is the HTTP API with every route the process serves.
@@ -163,10 +180,13 @@ func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
 		Handler: promhttp.Handler().ServeHTTP})
-	return httpapi.NewRouter(httpapi.RouterConfig{
+	return a.traceHTTP(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
-	}, routes)
+		Auth:         a.security.auth,
+		Limiter:      a.security.limiter,
+		Auditor:      a.security.audit,
+	}, routes))
 }
 
 // Listen binds the HTTP address; separate from Run so callers (and tests)
@@ -202,7 +222,13 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		var err error
 		if a.cfg.TLSCertFile != "" {
-			err = a.httpServer.ServeTLS(a.listener, a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+			tc, tlsErr := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+			if tlsErr != nil {
+				errc <- tlsErr
+				return
+			}
+			a.httpServer.TLSConfig = tc
+			err = a.httpServer.ServeTLS(a.listener, "", "")
 		} else {
 			err = a.httpServer.Serve(a.listener)
 		}
@@ -235,6 +261,8 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.httpServer.Shutdown(shutCtx); err != nil {
 		a.log.Warn("HTTP shutdown", "err", err)
 	}
+	// Every request has finished: write the audit rows they queued.
+	a.security.close(shutCtx)
 	stopWorkers()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -7,6 +7,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -23,11 +24,20 @@ const (
 
 // Store is one logical Redis store: a client, a key prefix and a TTL.
 type Store struct {
-	name   string
-	client redis.UniversalClient
-	prefix string
-	ttl    time.Duration
+	name      string
+	client    redis.UniversalClient
+	prefix    string
+	ttl       time.Duration
+	db        int // -1 on Redis Cluster
+	versioned *Versioned
 }
+
+// Versioned is the store's version-guarded cache-aside view (see Versioned).
+// It is nil for the sessions store, whose entries are not row copies.
+func (s *Store) Versioned() *Versioned { return s.versioned }
+
+// DB is the Redis database number of the store, or -1 on Redis Cluster.
+func (s *Store) DB() int { return s.db }
 
 // Name is the store's name: sessions, inventory, orders or system.
 func (s *Store) Name() string { return s.name }
@@ -54,52 +64,116 @@ type Stores struct {
 	Orders    *Store
 	System    *Store
 	clients   []redis.UniversalClient
+	guard     *guard
+	cluster   bool
 }
 
-// Options tune Open.
+// Options tune Open. Zero values take the defaults named on each field.
 type Options struct {
 	// KeyPrefix is put before every key of every store; tests use it to
 	// share one Redis without seeing each other's keys.
 	KeyPrefix string
+	// OpTimeout bounds every cache call, so a hung Redis costs a request at
+	// most this much before it falls back to PostgreSQL. Default 250 ms.
+	OpTimeout time.Duration
+	// DialTimeout bounds connecting. Default 500 ms.
+	DialTimeout time.Duration
+	// FailureThreshold is how many consecutive failed reads or sets put the
+	// cache in the degraded state. A failed invalidation degrades at once.
+	// Default 3.
+	FailureThreshold int
+	// ProbeInterval is how often a degraded cache tries to recover.
+	// Default 1 s.
+	ProbeInterval time.Duration
+	// TombstoneTTL is how long an invalidation's version tombstone lives. It
+	// must outlast any load (loads are cut at half of it). Default 2 min.
+	TombstoneTTL time.Duration
+	// MaxPending bounds the invalidations remembered per store while Redis
+	// is unreachable; past it the whole store is purged on recovery.
+	// Default 10,000.
+	MaxPending int
+	// Logger receives state changes (degraded, recovered, purged).
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 250 * time.Millisecond
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 500 * time.Millisecond
+	}
+	if o.FailureThreshold <= 0 {
+		o.FailureThreshold = 3
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = time.Second
+	}
+	if o.TombstoneTTL <= 0 {
+		o.TombstoneTTL = 2 * time.Minute
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 10_000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
 }
 
 // Open connects the four stores described by url: "redis://host:port" (or
 // rediss:// for TLS) for standalone Redis using databases 0–3, or
 // "redis+cluster://h1:p,h2:p" or a comma list of addresses for Redis Cluster.
-// It does not fail when Redis is down: the cache degrades, TrackOps goes on.
+// It does not fail when Redis is down: the cache starts degraded, every
+// cache call fails fast, and a background probe brings it up when Redis
+// answers (see docs/cache.md). Close stops the probe.
 func Open(url string, o Options) (*Stores, error) {
-	if addrs, ok := clusterAddrs(url); ok {
-		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: 2 * time.Second,
-			ReadTimeout: time.Second, WriteTimeout: time.Second})
-		mk := func(name string, ttl time.Duration) *Store {
-			return &Store{name: name, client: c, prefix: o.KeyPrefix + name + ":", ttl: ttl}
-		}
-		return &Stores{
-			Sessions: mk("sessions", SessionsTTL), Inventory: mk("inventory", InventoryTTL),
-			Orders: mk("orders", OrdersTTL), System: mk("system", SystemTTL),
-			clients: []redis.UniversalClient{c},
-		}, nil
-	}
-	base, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("TRACKOPS_REDIS_URL: %w", err)
-	}
+	o = o.withDefaults()
 	s := &Stores{}
-	mk := func(name string, db int, ttl time.Duration) *Store {
-		opt := *base
-		opt.DB = db
-		opt.DialTimeout = 2 * time.Second
-		opt.ReadTimeout = time.Second
-		opt.WriteTimeout = time.Second
-		opt.MaxRetries = 1
-		c := redis.NewClient(&opt)
-		s.clients = append(s.clients, c)
-		return &Store{name: name, client: c, prefix: o.KeyPrefix, ttl: ttl}
+	g := newGuard(s, o)
+	s.guard = g
+	if addrs, ok := clusterAddrs(url); ok {
+		s.cluster = true
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: o.DialTimeout,
+			ReadTimeout: o.OpTimeout, WriteTimeout: o.OpTimeout, PoolTimeout: o.OpTimeout,
+			ContextTimeoutEnabled: true, MaxRetries: 1})
+		mk := func(name string, ttl time.Duration) *Store {
+			return &Store{name: name, client: c, prefix: o.KeyPrefix + name + ":", ttl: ttl, db: -1}
+		}
+		s.Sessions, s.Inventory = mk("sessions", SessionsTTL), mk("inventory", InventoryTTL)
+		s.Orders, s.System = mk("orders", OrdersTTL), mk("system", SystemTTL)
+		s.clients = []redis.UniversalClient{c}
+	} else {
+		base, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("TRACKOPS_REDIS_URL: %w", err)
+		}
+		mk := func(name string, db int, ttl time.Duration) *Store {
+			opt := *base
+			opt.DB = db
+			opt.DialTimeout = o.DialTimeout
+			opt.ReadTimeout = o.OpTimeout
+			opt.WriteTimeout = o.OpTimeout
+			opt.PoolTimeout = o.OpTimeout
+			opt.ContextTimeoutEnabled = true
+			// Retrying a failed command doubles the time a dead Redis costs a
+			// request; the guard's degraded state is the retry policy.
+			opt.MaxRetries = -1
+			opt.OnConnect = g.onConnect
+			c := redis.NewClient(&opt)
+			s.clients = append(s.clients, c)
+			return &Store{name: name, client: c, prefix: o.KeyPrefix, ttl: ttl, db: db}
+		}
+		s.Sessions = mk("sessions", 0, SessionsTTL)
+		s.Inventory = mk("inventory", 1, InventoryTTL)
+		s.Orders = mk("orders", 2, OrdersTTL)
+		s.System = mk("system", 3, SystemTTL)
 	}
-	s.Sessions = mk("sessions", 0, SessionsTTL)
-	s.Inventory = mk("inventory", 1, InventoryTTL)
-	s.Orders = mk("orders", 2, OrdersTTL)
-	s.System = mk("system", 3, SystemTTL)
+	for _, st := range []*Store{s.Inventory, s.Orders, s.System} {
+		st.versioned = newVersioned(st, g)
+	}
+	g.start()
 	return s, nil
 }
 
@@ -116,8 +190,9 @@ func (s *Stores) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every client.
+// Close stops the recovery probe and closes every client.
 func (s *Stores) Close() error {
+	s.guard.stop()
 	var first error
 	for _, c := range s.clients {
 		if err := c.Close(); err != nil && first == nil {

@@ -44,6 +44,16 @@ type Config struct {
 	TLSCertFile        string
 	TLSKeyFile         string
 	SagaPendingTimeout time.Duration
+
+	// Consumer retries before dead-lettering (the seed's: 3 attempts, 1 s, x2, at most 10 s).
+	ConsumerRetryAttempts   int
+	ConsumerRetryBackoff    time.Duration
+	ConsumerRetryMultiplier float64
+	ConsumerRetryMaxBackoff time.Duration
+	// DLQAlertWebhook receives DLQ alerts as JSON POSTs; empty logs only.
+	DLQAlertWebhook  string
+	DLQAlertInterval time.Duration
+	DLQMaxReplays    int
 }
 
 // Load reads the configuration from the environment.
@@ -75,6 +85,14 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		TLSCertFile:        e.str("TRACKOPS_TLS_CERT_FILE", ""),
 		TLSKeyFile:         e.str("TRACKOPS_TLS_KEY_FILE", ""),
 		SagaPendingTimeout: e.duration("TRACKOPS_SAGA_PENDING_TIMEOUT", 5*time.Minute),
+
+		ConsumerRetryAttempts:   e.int("TRACKOPS_CONSUMER_RETRY_ATTEMPTS", 3),
+		ConsumerRetryBackoff:    e.duration("TRACKOPS_CONSUMER_RETRY_BACKOFF", time.Second),
+		ConsumerRetryMultiplier: e.float("TRACKOPS_CONSUMER_RETRY_MULTIPLIER", 2),
+		ConsumerRetryMaxBackoff: e.duration("TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF", 10*time.Second),
+		DLQAlertWebhook:         e.str("TRACKOPS_DLQ_ALERT_WEBHOOK", ""),
+		DLQAlertInterval:        e.duration("TRACKOPS_DLQ_ALERT_INTERVAL", 5*time.Minute),
+		DLQMaxReplays:           e.int("TRACKOPS_DLQ_MAX_REPLAYS", 3),
 	}
 	if c.EventStrategy == "debezium" {
 		c.EventStrategy = StrategyCDC
@@ -103,6 +121,15 @@ func (c Config) Validate() error {
 	}
 	if c.RelayBatchSize < 1 {
 		return fmt.Errorf("TRACKOPS_RELAY_BATCH_SIZE must be at least 1")
+	}
+	if c.ConsumerRetryAttempts < 1 {
+		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_ATTEMPTS must be at least 1 (1 means no retry)")
+	}
+	if c.ConsumerRetryMultiplier < 1 {
+		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_MULTIPLIER must be at least 1")
+	}
+	if c.DLQMaxReplays < 1 {
+		return fmt.Errorf("TRACKOPS_DLQ_MAX_REPLAYS must be at least 1")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
@@ -167,6 +194,19 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (e *env) float(name string, def float64) float64 {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a number", name, v))
+		return def
+	}
+	return f
 }
 
 func splitList(s string) []string {

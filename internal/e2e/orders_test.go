@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,11 +27,9 @@ func newConfig(t *testing.T, db *postgrestest.Database) Config {
 	}
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
-
-func createOrder(base string, i int) (string, int, error) {
+func createOrder(p *Process, i int) (string, int, error) {
 	body := fmt.Sprintf(`{"customer_id":"cust-%d","items":[{"sku":"SKU-%d","quantity":1,"unit_price":"9.99"}]}`, i%50, i%7)
-	resp, err := client.Post(base+"/api/v1/orders", "application/json", bytes.NewBufferString(body))
+	resp, err := p.Do(http.MethodPost, "/api/v1/orders", body)
 	if err != nil {
 		return "", 0, err
 	}
@@ -120,7 +117,7 @@ func TestThousandConcurrentOrders(t *testing.T) {
 				if i >= n {
 					return
 				}
-				id, code, err := createOrder(p.HTTP, i)
+				id, code, err := createOrder(p, i)
 				if err != nil || code != http.StatusCreated {
 					t.Errorf("order %d: %d %v", i, code, err)
 					return
@@ -173,7 +170,7 @@ func TestKillDuringLoadLosesNoEvent(t *testing.T) {
 					return
 				default:
 				}
-				if _, code, err := createOrder(p.HTTP, w*100000+i); err == nil && code == http.StatusCreated {
+				if _, code, err := createOrder(p, w*100000+i); err == nil && code == http.StatusCreated {
 					accepted.Add(1)
 				} else if err != nil {
 					return // the process is gone

@@ -68,8 +68,10 @@ type Process struct {
 	cmd  *exec.Cmd
 	Env  []string
 	HTTP string // base URL
-	Log  *lockedBuffer
-	done chan struct{}
+	// Token is an admin API key created for the test.
+	Token string
+	Log   *lockedBuffer
+	done  chan struct{}
 }
 
 // Config is what differs between test processes.
@@ -82,7 +84,8 @@ type Config struct {
 	Extra       []string // more KEY=VALUE settings
 }
 
-// Start runs `trackops run` with cfg and waits until it is ready.
+// Start runs `trackops run` with cfg, waits until it is ready and creates an
+// admin API key for the test (reused when cfg's database already has one).
 func Start(t testing.TB, cfg Config, args ...string) *Process {
 	t.Helper()
 	env := append(os.Environ(),
@@ -110,6 +113,7 @@ func Start(t testing.TB, cfg Config, args ...string) *Process {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				p.Token = adminKey(t, env)
 				return p
 			}
 		}
@@ -144,6 +148,48 @@ func (p *Process) Stop(ctx context.Context) (int, error) {
 		return -1, fmt.Errorf("trackops did not stop after SIGTERM:\n%s", p.Log.String())
 	}
 }
+
+var (
+	keysMu sync.Mutex
+	keys   = map[string]string{} // database URL -> admin key
+)
+
+func adminKey(t testing.TB, env []string) string {
+	t.Helper()
+	var dbURL string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "TRACKOPS_DATABASE_URL="); ok {
+			dbURL = v
+		}
+	}
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k, ok := keys[dbURL]; ok {
+		return k
+	}
+	out, err := Command(t, env, "", "apikey", "create", "--name", "e2e", "--role", "admin")
+	if err != nil {
+		t.Fatalf("apikey create: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	keys[dbURL] = strings.TrimSpace(lines[len(lines)-1])
+	return keys[dbURL]
+}
+
+// Do sends an authenticated request with a JSON body (may be "").
+func (p *Process) Do(method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, p.HTTP+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+p.Token)
+	return httpClient.Do(req)
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 // Command runs a one-shot trackops subcommand with the process's environment.
 func Command(t testing.TB, env []string, stdin string, args ...string) (string, error) {

@@ -1,12 +1,22 @@
 // Package health aggregates component health in Spring Boot Actuator's
 // shape: an overall status and one entry per component with its details.
+//
+// Checks run concurrently, each bounded by a timeout, and a report is reused
+// for a short while (one second by default) so that /health polled by many
+// load balancers and dashboards costs the dependencies one round of checks
+// per second, not one per request.
 package health
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/trackops/trackops/internal/httpapi"
 )
@@ -44,21 +54,54 @@ type Indicator interface {
 type Report struct {
 	Status     Status               `json:"status"`
 	Components map[string]Component `json:"components"`
+	// CheckedAt is when the checks behind this report ran.
+	CheckedAt time.Time `json:"checkedAt"`
 }
 
-// Checker runs indicators.
+// HTTPStatus is the response code for the report: 503 when DOWN, else 200
+// (a DEGRADED platform still serves).
+func (r Report) HTTPStatus() int {
+	if r.Status == Down {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
+}
+
+// Default tuning of a Checker.
+const (
+	DefaultTimeout  = 2 * time.Second
+	DefaultCacheFor = time.Second
+)
+
+// Checker runs indicators and aggregates their results.
 type Checker struct {
 	mu         sync.RWMutex
 	indicators []Indicator
-	timeout    time.Duration
-	// OnReport, if set, receives every report (e.g. to keep the last one in
-	// the system store).
+
+	// Timeout bounds each indicator's check; zero means DefaultTimeout.
+	Timeout time.Duration
+	// CacheFor is how long a report is served again before the checks run
+	// anew; zero means DefaultCacheFor, negative disables reuse.
+	CacheFor time.Duration
+	// OnReport, if set, receives every freshly computed report (e.g. to keep
+	// the last one in the system store).
 	OnReport func(context.Context, Report)
+
+	flight  singleflight.Group
+	last    atomic.Pointer[Report]
+	encoded atomic.Pointer[encodedReport]
+}
+
+// encodedReport is the JSON of the report checked at a given time, so a
+// cached report is encoded once, not once per request.
+type encodedReport struct {
+	checkedAt time.Time
+	body      []byte
 }
 
 // NewChecker returns a checker over indicators.
 func NewChecker(indicators ...Indicator) *Checker {
-	return &Checker{indicators: indicators, timeout: 3 * time.Second}
+	return &Checker{indicators: indicators}
 }
 
 // Add registers more indicators.
@@ -66,23 +109,57 @@ func (c *Checker) Add(ind ...Indicator) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.indicators = append(c.indicators, ind...)
+	c.last.Store(nil)
 }
 
-// Check runs every indicator concurrently, each bounded by the checker's
-// timeout, and aggregates: DOWN when a critical component is down,
-// DEGRADED when any other is not UP.
+// Check returns the platform's health: the last report if it is fresh
+// enough, otherwise a new one. Concurrent callers share one run of the
+// checks. The returned report must not be modified.
 func (c *Checker) Check(ctx context.Context) Report {
+	maxAge := c.CacheFor
+	if maxAge == 0 {
+		maxAge = DefaultCacheFor
+	}
+	if r := c.last.Load(); r != nil && maxAge > 0 && time.Since(r.CheckedAt) < maxAge {
+		return *r
+	}
+	// The shared run must not die with the first caller's request; the
+	// per-indicator timeout bounds it instead.
+	ch := c.flight.DoChan("check", func() (any, error) {
+		// A caller that missed the previous run by a hair finds its
+		// result here instead of starting another.
+		if r := c.last.Load(); r != nil && maxAge > 0 && time.Since(r.CheckedAt) < maxAge {
+			return *r, nil
+		}
+		rep := c.CheckNow(context.WithoutCancel(ctx))
+		c.last.Store(&rep)
+		return rep, nil
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(Report)
+	case <-ctx.Done():
+		return Report{Status: Unknown, Components: map[string]Component{}, CheckedAt: time.Now()}
+	}
+}
+
+// CheckNow runs every indicator concurrently, each bounded by the timeout,
+// and aggregates: DOWN when a critical component is down, DEGRADED when any
+// other is not UP.
+func (c *Checker) CheckNow(ctx context.Context) Report {
 	c.mu.RLock()
 	inds := append([]Indicator(nil), c.indicators...)
 	c.mu.RUnlock()
-	rep := Report{Status: Up, Components: make(map[string]Component, len(inds))}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	rep := Report{Status: Up, Components: make(map[string]Component, len(inds)), CheckedAt: time.Now()}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, ind := range inds {
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, c.timeout)
-			defer cancel()
-			comp := ind.Check(cctx)
+			comp := runBounded(ctx, ind, timeout)
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Components[ind.Name()] = comp
@@ -101,6 +178,28 @@ func (c *Checker) Check(ctx context.Context) Report {
 	return rep
 }
 
+// runBounded runs one check and gives up at the timeout even if the
+// indicator ignores its context, so one stuck dependency cannot hang /health.
+func runBounded(ctx context.Context, ind Indicator, timeout time.Duration) Component {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan Component, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- Component{Status: Down, Details: map[string]any{"error": fmt.Sprintf("check panicked: %v", v)}}
+			}
+		}()
+		done <- ind.Check(cctx)
+	}()
+	select {
+	case comp := <-done:
+		return comp
+	case <-cctx.Done():
+		return Component{Status: Down, Details: map[string]any{"error": "check timed out after " + timeout.String()}}
+	}
+}
+
 // Routes serves /health, /health/live and /health/ready.
 func (c *Checker) Routes() []httpapi.Route {
 	return []httpapi.Route{
@@ -112,26 +211,44 @@ func (c *Checker) Routes() []httpapi.Route {
 
 func (c *Checker) serveHealth(w http.ResponseWriter, r *http.Request) {
 	rep := c.Check(r.Context())
-	code := http.StatusOK
-	if rep.Status == Down {
-		code = http.StatusServiceUnavailable
+	e := c.encoded.Load()
+	if e == nil || !e.checkedAt.Equal(rep.CheckedAt) {
+		body, err := json.Marshal(rep)
+		if err != nil {
+			httpapi.WriteError(w, r, fmt.Errorf("encode health report: %w", err))
+			return
+		}
+		e = &encodedReport{checkedAt: rep.CheckedAt, body: append(body, '\n')}
+		c.encoded.Store(e)
 	}
-	httpapi.WriteJSON(w, code, rep)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.HTTPStatus())
+	_, _ = w.Write(e.body)
 }
 
-// serveLive answers while the process can serve HTTP at all.
+// serveLive answers while the process can serve HTTP at all: liveness must
+// not depend on other systems, or an orchestrator restarts every instance
+// when the database blips.
 func serveLive(w http.ResponseWriter, _ *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, Component{Status: Up})
 }
 
-// serveReady answers 200 only when the platform can take traffic.
+// readiness is the body of /health/ready: the overall status and each
+// component's status, without details.
+type readiness struct {
+	Status     Status            `json:"status"`
+	Components map[string]Status `json:"components"`
+}
+
+// serveReady answers 200 only when the platform can take traffic (UP or
+// DEGRADED), 503 when it is DOWN.
 func (c *Checker) serveReady(w http.ResponseWriter, r *http.Request) {
 	rep := c.Check(r.Context())
-	code := http.StatusOK
-	if rep.Status == Down {
-		code = http.StatusServiceUnavailable
+	body := readiness{Status: rep.Status, Components: make(map[string]Status, len(rep.Components))}
+	for name, comp := range rep.Components {
+		body.Components[name] = comp.Status
 	}
-	httpapi.WriteJSON(w, code, Report{Status: rep.Status, Components: map[string]Component{}})
+	httpapi.WriteJSON(w, rep.HTTPStatus(), body)
 }
 
 // Func adapts a function to an Indicator.

@@ -204,53 +204,104 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 		rec := w.(*statusRecorder)
 		rec.route = rt.Pattern
 		p := Principal{ID: "anonymous", Name: "anonymous", Kind: "system", Role: RoleAdmin}
+		if cfg.Auth != nil {
+			// With authentication on, a public route's caller is nobody: a
+			// handler asking PrincipalFrom must not see an admin.
+			p = Principal{Kind: "anonymous", Role: RolePublic}
+		}
+		rec.principal = p
+		// Every mutation attempt is audited, refused ones (401, 403, 429) too.
+		if mutation && cfg.Auditor != nil {
+			defer func() {
+				status := rec.status
+				v := recover()
+				if v != nil {
+					status = http.StatusInternalServerError // what withBasics will answer
+				}
+				cfg.Auditor.Record(context.WithoutCancel(r.Context()), AuditEntry{
+					Principal: rec.principal, Method: r.Method, Path: r.URL.Path, Route: rt.Pattern, Status: status,
+					RequestID: logging.RequestID(r.Context()), ClientIP: ClientIP(r), Duration: time.Since(start),
+				})
+				if v != nil {
+					panic(v)
+				}
+			}()
+		}
 		if cfg.Auth != nil && rt.Role != RolePublic {
 			var err error
 			p, err = cfg.Auth.Authenticate(r)
 			if err != nil {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="trackops"`)
+				p = rec.principal
 				if errors.Is(err, ErrUnauthenticated) {
+					// Failed attempts spend the address's budget, so token
+					// guessing is slowed down like any other flood.
+					if tooMany(cfg, w, r, "ip:"+ClientIP(r)) {
+						return
+					}
+					w.Header().Set("WWW-Authenticate", `Bearer realm="trackops", error="invalid_token"`)
 					WriteProblem(w, r, http.StatusUnauthorized, err.Error())
 				} else {
 					WriteError(w, r, err)
 				}
 				return
 			}
+			rec.principal = p
 			if !p.Role.Allows(rt.Role) {
 				WriteProblem(w, r, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s; it needs %q", p.Role, rt.Method, rt.Pattern, rt.Role))
 				return
 			}
 		}
-		if cfg.Limiter != nil {
-			key := "ip:" + ClientIP(r)
-			if rt.Role != RolePublic && p.ID != "" {
-				key = "principal:" + p.ID
-			}
-			ok, retry, err := cfg.Limiter.Allow(r.Context(), key)
-			if err == nil && !ok {
-				secs := int(math.Ceil(retry.Seconds()))
-				if secs < 1 {
-					secs = 1
-				}
-				w.Header().Set("Retry-After", strconv.Itoa(secs))
-				WriteProblem(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded; retry in %d s", secs))
-				return
-			}
+		key := "ip:" + ClientIP(r)
+		if rt.Role != RolePublic && p.ID != "" {
+			key = "principal:" + p.ID
 		}
-		rec.principal = p
+		if tooMany(cfg, w, r, key) {
+			return
+		}
 		ctx := WithPrincipal(r.Context(), p)
 		r = r.WithContext(ctx)
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, cfg.MaxBodyBytes)
 		}
 		rt.Handler(w, r)
-		if mutation && cfg.Auditor != nil {
-			cfg.Auditor.Record(context.WithoutCancel(ctx), AuditEntry{
-				Principal: p, Method: r.Method, Path: r.URL.Path, Route: rt.Pattern, Status: rec.status,
-				RequestID: logging.RequestID(ctx), ClientIP: ClientIP(r), Duration: time.Since(start),
-			})
-		}
 	})
+}
+
+// tooMany spends one request of key's budget and, when it is exhausted,
+// answers 429 with Retry-After and reports true. Limiter errors let the
+// request through: the limiter fails open.
+func tooMany(cfg RouterConfig, w http.ResponseWriter, r *http.Request, key string) bool {
+	if cfg.Limiter == nil {
+		return false
+	}
+	ok, retry, err := cfg.Limiter.Allow(r.Context(), key)
+	if err != nil || ok {
+		return false
+	}
+	secs := int(math.Ceil(retry.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	WriteProblem(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded; retry in %d s", secs))
+	return true
+}
+
+// SetPrincipal names who a request acted for in its access log line and
+// audit row, for handlers that learn it themselves (login names the account
+// it was tried on). It is a no-op on writers the router did not make.
+func SetPrincipal(w http.ResponseWriter, p Principal) {
+	for {
+		switch v := w.(type) {
+		case *statusRecorder:
+			v.principal = p
+			return
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return
+		}
+	}
 }
 
 // withBasics adds a request id, a request-scoped logger, panic recovery,

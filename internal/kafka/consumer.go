@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
@@ -41,10 +43,39 @@ func DefaultRetry() RetryPolicy {
 	return RetryPolicy{Attempts: 3, Initial: time.Second, Multiplier: 2, Max: 10 * time.Second}
 }
 
+// IsZero reports whether p is unset.
+func (p RetryPolicy) IsZero() bool { return p == RetryPolicy{} }
+
+// normalised returns p with nonsensical values made safe: at least one
+// attempt, no negative waits, a multiplier of at least 1 and a cap no lower
+// than the first wait.
+func (p RetryPolicy) normalised() RetryPolicy {
+	p.Attempts = max(p.Attempts, 1)
+	p.Initial = max(p.Initial, 0)
+	if p.Multiplier < 1 {
+		p.Multiplier = 1
+	}
+	if p.Max < p.Initial {
+		p.Max = p.Initial
+	}
+	return p
+}
+
+// Budget is the total back-off a record that always fails waits before it is
+// dead-lettered: the longest a partition stalls on one poison record (handler
+// time not included).
+func (p RetryPolicy) Budget() time.Duration {
+	var total time.Duration
+	for a := 1; a < p.Attempts; a++ {
+		total += p.Backoff(a)
+	}
+	return total
+}
+
 // Backoff is the wait after the given failed attempt (1-based).
 func (p RetryPolicy) Backoff(attempt int) time.Duration {
 	d := float64(p.Initial)
-	for i := 1; i < attempt; i++ {
+	for i := 1; i < attempt && time.Duration(d) < p.Max; i++ {
 		d *= p.Multiplier
 	}
 	if time.Duration(d) > p.Max {
@@ -67,10 +98,16 @@ func Permanent(err error) error {
 	return permanentError{err}
 }
 
-// IsPermanent reports whether err was marked Permanent or is a malformed event.
+// IsPermanent reports whether err was marked Permanent, is a malformed
+// event, or is a JSON syntax or type error (a record that does not parse
+// today will not parse tomorrow).
 func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed)
+	var (
+		p      permanentError
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed) || errors.As(err, &syntax) || errors.As(err, &typ)
 }
 
 // Spring Kafka's DeadLetterPublishingRecoverer header names, so tools and
@@ -113,7 +150,8 @@ type ConsumerConfig struct {
 	Topics []string
 	// Handler processes each record.
 	Handler Handler
-	// Retry is the back-off policy; the zero value means DefaultRetry.
+	// Retry is the back-off policy; the zero value means Options.ConsumerRetry,
+	// or DefaultRetry when that is unset too.
 	Retry RetryPolicy
 	// Logger receives progress and failures.
 	Logger *slog.Logger
@@ -124,9 +162,12 @@ type ConsumerConfig struct {
 
 // Consumer runs a Handler over a consumer group's records with blocking
 // in-partition retries: a failing record holds back the records behind it in
-// its partition (order kept, at most the retry budget of delay) while other
-// partitions go on. Offsets are committed only for records that were handled
-// or dead-lettered, so a crash redelivers, never skips (at-least-once).
+// its partition (order kept, at most RetryPolicy.Budget of delay per poison
+// record). Partitions of one poll are handled concurrently, but the next poll
+// waits for all of them, so a retrying record also delays this member's
+// other partitions by up to the same budget (see docs/fault-tolerance.md).
+// Offsets are committed only for records that were handled or dead-lettered,
+// so a crash redelivers, never skips (at-least-once).
 type Consumer struct {
 	cfg      ConsumerConfig
 	client   *kgo.Client
@@ -137,9 +178,13 @@ type Consumer struct {
 // NewConsumer connects a consumer for cfg. Records of a new group are read
 // from the start of each partition.
 func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
-	if cfg.Retry.Attempts == 0 {
+	if cfg.Retry.IsZero() {
+		cfg.Retry = cfg.ConsumerRetry
+	}
+	if cfg.Retry.IsZero() {
 		cfg.Retry = DefaultRetry()
 	}
+	cfg.Retry = cfg.Retry.normalised()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -288,7 +333,9 @@ func (c *Consumer) safeHandle(ctx context.Context, rec *kgo.Record) (err error) 
 }
 
 // deadLetter publishes rec to its dead-letter topic, retrying until the
-// broker takes it or ctx ends: a record is never skipped unrecorded.
+// broker takes it or ctx ends: a record is never skipped unrecorded. A
+// missing dead-letter topic is created (brokers with auto-creation off would
+// otherwise stall the partition forever).
 func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error, attempts int, permanent bool) bool {
 	dl := DeadLetterRecord(rec, c.cfg.Group, cause, attempts)
 	for try := 1; ; try++ {
@@ -297,6 +344,11 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error,
 			deadLetteredTotal.WithLabelValues(rec.Topic, c.cfg.Group, fmt.Sprint(permanent)).Inc()
 			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "dead_letter").Inc()
 			return true
+		}
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			if cerr := EnsureTopics(ctx, c.producer, -1, dl.Topic); cerr != nil {
+				c.log.Warn("could not create dead-letter topic", "topic", dl.Topic, "err", cerr)
+			}
 		}
 		c.log.Error("dead-letter publish failed; retrying", "topic", dl.Topic, "err", err)
 		if !sleep(ctx, min(time.Duration(try)*time.Second, 10*time.Second)) {

@@ -23,10 +23,16 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// ConsumerRetry is the retry policy of consumers built with these
+	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
+	ConsumerRetry RetryPolicy
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
-// acks from all in-sync replicas, records of one key kept in order.
+// acks from all in-sync replicas, records of one key kept in order. Record
+// batches stay within Kafka's default max.message.bytes (about 1 MB): a
+// larger batch would be refused by a broker with default settings as a
+// whole, failing every record in it.
 func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...),
@@ -34,7 +40,8 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
-		kgo.ProducerBatchMaxBytes(4 << 20),
+		// Kafka (and the embedded broker) refuse messages over 1 MB by default.
+		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(100_000),
 		// The default sticky partitioner spreads keyless records; keyed ones
 		// (all of ours) hash like the Java client so other producers agree.

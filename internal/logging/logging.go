@@ -18,7 +18,8 @@ const (
 )
 
 // New returns a logger writing format ("json" or "text") at level to w; every
-// record gains the request and correlation ids found in its context.
+// record gains the request and correlation ids found in its context, and
+// secrets and personal data are masked (see Mask).
 func New(w io.Writer, format, level string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: parseLevel(level)}
 	var h slog.Handler
@@ -27,7 +28,7 @@ func New(w io.Writer, format, level string) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(contextHandler{h})
+	return slog.New(Mask(contextHandler{h}))
 }
 
 func parseLevel(s string) slog.Level {

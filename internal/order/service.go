@@ -21,10 +21,9 @@ import (
 // every read goes to PostgreSQL. Implementations must never let an older
 // version replace a newer one.
 type Cache interface {
-	// GetOrder returns a cached order, or false on a miss or cache failure.
-	GetOrder(ctx context.Context, id uuid.UUID) (*Order, bool)
-	// SetOrder stores o unless a newer version is already there.
-	SetOrder(ctx context.Context, o *Order)
+	// Order returns the order from the cache, or load's result on a miss
+	// (which it caches). A broken cache falls back to load.
+	Order(ctx context.Context, id uuid.UUID, load func(context.Context) (*Order, error)) (*Order, error)
 	// InvalidateOrder drops the cached order, refusing later sets of
 	// versions older than version.
 	InvalidateOrder(ctx context.Context, id uuid.UUID, version int)
@@ -169,19 +168,15 @@ func (s *Service) replay(ctx context.Context, scope, key, hash string) (CreateRe
 
 // Get returns an order, from the cache when it holds it.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
-	if s.cache != nil {
-		if o, ok := s.cache.GetOrder(ctx, id); ok {
-			return o, nil
-		}
+	if s.cache == nil {
+		return s.Load(ctx, id)
 	}
-	o, err := s.store.Get(ctx, s.pool, id, false)
-	if err != nil {
-		return nil, err
-	}
-	if s.cache != nil {
-		s.cache.SetOrder(ctx, o)
-	}
-	return o, nil
+	return s.cache.Order(ctx, id, func(ctx context.Context) (*Order, error) { return s.Load(ctx, id) })
+}
+
+// Load reads an order from PostgreSQL, bypassing the cache.
+func (s *Service) Load(ctx context.Context, id uuid.UUID) (*Order, error) {
+	return s.store.Get(ctx, s.pool, id, false)
 }
 
 // List returns a page of orders.
@@ -221,8 +216,27 @@ func (s *Service) Now() time.Time { return s.now() }
 // fn makes (Order.Transition) are saved with their history rows and events
 // in the same transaction; fn may also leave the order unchanged.
 func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) error) (*Order, error) {
+	return s.UpdateAfter(ctx, id, nil, fn)
+}
+
+// TxStep runs inside an update's transaction before the order is read.
+// Returning false ends the update without reading or changing the order.
+type TxStep func(ctx context.Context, tx pgx.Tx) (proceed bool, err error)
+
+// UpdateAfter is Update with first run in the same transaction before the
+// order is read, so a change made there (the saga's inbox claim) commits or
+// rolls back with the order's change. When first declines, UpdateAfter
+// returns (nil, nil). A nil first always proceeds.
+func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, fn func(o *Order) error) (*Order, error) {
 	var out *Order
 	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		out = nil
+		if first != nil {
+			proceed, err := first(ctx, tx)
+			if err != nil || !proceed {
+				return err
+			}
+		}
 		o, err := s.store.Get(ctx, tx, id, true)
 		if err != nil {
 			return err
@@ -253,7 +267,7 @@ func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) er
 		out = o
 		return nil
 	})
-	if err != nil {
+	if err != nil || out == nil {
 		return nil, err
 	}
 	if s.cache != nil {

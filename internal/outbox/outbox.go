@@ -15,6 +15,7 @@ import (
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/tracing"
 )
 
 // Write appends events to the outbox inside tx. They become visible to the
@@ -25,6 +26,11 @@ func Write(ctx context.Context, tx postgres.Querier, evs ...events.Event) error 
 	}
 	b := &pgx.Batch{}
 	for _, e := range evs {
+		if e.TraceParent == "" {
+			// The trace of the request or record that caused the event
+			// continues in the record the relay publishes.
+			e.TraceParent = tracing.TraceParent(ctx)
+		}
 		value, err := e.Marshal()
 		if err != nil {
 			return fmt.Errorf("outbox: encode %s: %w", e.Type, err)

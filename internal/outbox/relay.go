@@ -315,6 +315,7 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	results := r.producer.ProduceSync(pctx, recs...)
 	cancel()
+	r.retryAlone(ctx, results)
 	ackedAt := time.Now()
 
 	var ok []string
@@ -356,6 +357,27 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 		r.cfg.Logger.Warn("outbox events not published; will retry", "failed", len(failed), "published", len(ok), "first_err", failed[0].err)
 	}
 	return nil
+}
+
+// retryAlone publishes again, one at a time, the records that failed with a
+// permanent error while sharing a batch. The broker rejects a whole record
+// batch when it is too large, so one oversized event would otherwise take its
+// innocent neighbours down with it; only a record that fails on its own is
+// given up.
+func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults) {
+	if len(results) < 2 {
+		return
+	}
+	for i, res := range results {
+		if res.Err == nil || !permanentProduceError(res.Err) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		old := res.Record
+		rec := &kgo.Record{Topic: old.Topic, Key: old.Key, Value: old.Value, Headers: old.Headers}
+		results[i] = r.producer.ProduceSync(pctx, rec)[0]
+		cancel()
+	}
 }
 
 func (r *Relay) backoff(attempt int) time.Duration {

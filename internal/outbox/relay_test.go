@@ -246,3 +246,27 @@ func TestWriteRollsBackWithTransaction(t *testing.T) {
 		t.Fatalf("stored headers %s", headers)
 	}
 }
+
+func TestPruneRemovesOnlyOldPublishedEvents(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	writeEvents(t, db.Pool, 3, 2) // 6 events
+	// Two published long ago, one published just now, three pending.
+	_, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now() - interval '2 days'
+		WHERE seq IN (SELECT seq FROM outbox_events ORDER BY seq LIMIT 2)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now()
+		WHERE seq = (SELECT seq FROM outbox_events WHERE NOT processed ORDER BY seq LIMIT 1)`)
+	r := outbox.NewRelay(db.Pool, nil, outbox.RelayConfig{Retention: 24 * time.Hour, Logger: quiet})
+	n, err := r.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := outbox.ReadStats(ctx, db.Pool)
+	if n != 2 || st.Published != 1 || st.Pending != 3 {
+		t.Fatalf("pruned %d; stats %+v; want 2 pruned, 1 published and 3 pending left", n, st)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"testing"
 
@@ -26,7 +27,7 @@ func New(t testing.TB) *cache.Stores {
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	prefix := "t" + hex.EncodeToString(b) + ":"
-	s, err := cache.Open(URL(), cache.Options{KeyPrefix: prefix})
+	s, err := cache.Open(URL(), cache.Options{KeyPrefix: prefix, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("cachetest: %v", err)
 	}

@@ -1,0 +1,134 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/trackops/trackops/internal/auth"
+	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/validation"
+)
+
+func init() {
+	Register(&Command{Name: "apikey", Summary: "create an API key (printed once, as the last line)",
+		Usage: "trackops apikey create --name NAME --role viewer|operator|admin", Run: apikeyCommand})
+	Register(&Command{Name: "user", Summary: "create a user (password read from stdin)",
+		Usage: "echo PASSWORD | trackops user create --username U --role viewer|operator|admin", Run: userCommand})
+}
+
+// withAuth opens what the auth service needs for a one-shot command.
+func withAuth(ctx context.Context, env *Env, fn func(*auth.Service) error) error {
+	if err := Migrate(ctx, env.Config); err != nil {
+		return err
+	}
+	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	stores, err := cache.Open(env.Config.RedisURL, cache.Options{})
+	if err != nil {
+		return err
+	}
+	defer stores.Close()
+	svc := auth.NewService(pool, stores.Sessions, auth.Options{})
+	defer svc.Close()
+	return fn(svc)
+}
+
+func subcommand(args []string, want string) ([]string, error) {
+	if len(args) == 0 || args[0] != want {
+		return nil, fmt.Errorf("%w: expected %q", ErrUsage, want)
+	}
+	return args[1:], nil
+}
+
+func apikeyCommand(ctx context.Context, env *Env, args []string) error {
+	rest, err := subcommand(args, "create")
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet("apikey create", env.Stderr)
+	name := fs.String("name", "", "a name for the key, e.g. the service using it")
+	roleFlag := fs.String("role", "", "viewer, operator or admin")
+	if err := fs.Parse(rest); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	role, err := httpapi.ParseRole(*roleFlag)
+	if err != nil || *name == "" {
+		return fmt.Errorf("%w: --name and --role (viewer, operator or admin) are required", ErrUsage)
+	}
+	return withAuth(ctx, env, func(svc *auth.Service) error {
+		key, err := svc.CreateAPIKey(ctx, *name, role)
+		if err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(env.Stderr, "API key %q with role %s created; it is shown only once:\n", *name, role)
+		fmt.Fprintln(env.Stdout, key)
+		return nil
+	})
+}
+
+func userCommand(ctx context.Context, env *Env, args []string) error {
+	rest, err := subcommand(args, "create")
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet("user create", env.Stderr)
+	username := fs.String("username", "", "login name")
+	roleFlag := fs.String("role", "", "viewer, operator or admin")
+	if err := fs.Parse(rest); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	role, err := httpapi.ParseRole(*roleFlag)
+	if err != nil || *username == "" {
+		return fmt.Errorf("%w: --username and --role (viewer, operator or admin) are required", ErrUsage)
+	}
+	password, err := readPassword(env.Stdin)
+	if err != nil {
+		return err
+	}
+	return withAuth(ctx, env, func(svc *auth.Service) error {
+		u, err := svc.CreateUser(ctx, *username, password, role)
+		if err != nil {
+			return describe(err)
+		}
+		fmt.Fprintf(env.Stdout, "user %s created with role %s\n", u.Username, role)
+		return nil
+	})
+}
+
+// readPassword takes the first line of stdin as the password.
+func readPassword(r io.Reader) (string, error) {
+	if r == nil {
+		return "", errors.New("the password is read from stdin; none was given")
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", errors.New("the password is read from stdin; it was empty")
+	}
+	return pw, nil
+}
+
+// describe turns validation errors into one readable line.
+func describe(err error) error {
+	var verrs validation.Errors
+	if errors.As(err, &verrs) {
+		parts := make([]string, len(verrs))
+		for i, f := range verrs {
+			parts[i] = f.Field + " " + f.Message
+		}
+		return errors.New(strings.Join(parts, "; "))
+	}
+	return err
+}

@@ -1,0 +1,241 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trackops/trackops/internal/config"
+	"github.com/trackops/trackops/internal/dlq"
+	"github.com/trackops/trackops/internal/health"
+	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/logging"
+	"github.com/trackops/trackops/internal/outbox"
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+func init() {
+	Register(&Command{Name: "dlq", Summary: "list and replay dead letters",
+		Usage: `trackops dlq list [--topic T] [--status new|replayed|discarded] [--fingerprint F] [--since 24h] [--limit N] [--json]
+trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
+
+  list     dead letters the DLQ monitor recorded, newest first, with their error fingerprint
+  replay   send dead letters back to their original topic with a trackops_replay-count header;
+           --topic alone replays the oldest new one, --all every new one matching;
+           a record replayed TRACKOPS_DLQ_MAX_REPLAYS (3) times stays in the DLQ (loop guard)`,
+		Run: dlqCommand})
+}
+
+// DLQAuditor, when set before New, receives every dead-letter action (the
+// auth package's audit log); dlq_actions keeps them regardless.
+var DLQAuditor dlq.Auditor
+
+func consumerRetry(cfg config.Config) kafka.RetryPolicy {
+	return kafka.RetryPolicy{Attempts: cfg.ConsumerRetryAttempts, Initial: cfg.ConsumerRetryBackoff,
+		Multiplier: cfg.ConsumerRetryMultiplier, Max: cfg.ConsumerRetryMaxBackoff}
+}
+
+// buildDLQ adds the DLQ ops endpoints and health, and with the relay role
+// the DLQ monitor.
+func (a *App) buildDLQ() error {
+	store := dlq.NewStore(a.pool)
+	replayer := dlq.NewReplayer(a.pool, a.producer, dlq.ReplayerConfig{
+		MaxReplays: a.cfg.DLQMaxReplays, Auditor: DLQAuditor, Logger: a.log.With("component", "dlq"),
+	})
+	a.routes = append(a.routes, dlq.NewHandlers(store, replayer).Routes()...)
+	if !a.roles.Has(RoleRelay) {
+		a.routes = append(a.routes, outbox.NewHandlers(a.pool, nil).Routes()...)
+	}
+	a.health.Add(health.Func{ComponentName: "dlq", Fn: func(ctx context.Context) health.Component {
+		c, err := store.Count(ctx, dlq.Filter{})
+		if err != nil {
+			return health.Component{Status: health.Unknown, Details: map[string]any{"error": err.Error()}}
+		}
+		return health.Component{Status: health.Up, Details: map[string]any{"total": c.Total, "new": c.New,
+			"replayed": c.Replayed, "discarded": c.Discarded, "replayBlocked": c.Blocked}}
+	}})
+	if !a.roles.Has(RoleRelay) {
+		return nil
+	}
+	log := a.log.With("component", "dlq-monitor")
+	monitor, err := dlq.NewMonitor(store, dlq.MonitorConfig{
+		Kafka:  a.kafkaOptions("trackops-dlq-monitor"),
+		Logger: log,
+		Alerter: dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQAlertWebhook, Interval: a.cfg.DLQAlertInterval,
+			Logger: log}),
+	})
+	if err != nil {
+		return err
+	}
+	a.workers = append(a.workers, worker{name: "dlq-monitor", run: monitor.Run})
+	return nil
+}
+
+func dlqCommand(ctx context.Context, env *Env, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: want a subcommand: list or replay", ErrUsage)
+	}
+	switch args[0] {
+	case "list":
+		return dlqList(ctx, env, args[1:])
+	case "replay":
+		return dlqReplay(ctx, env, args[1:])
+	}
+	return fmt.Errorf("%w: unknown subcommand %q: want list or replay", ErrUsage, args[0])
+}
+
+func dlqList(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("dlq list", env.Stderr)
+	topic := fs.String("topic", "", "dead-letter or original topic")
+	status := fs.String("status", "", "new, replayed or discarded")
+	fingerprint := fs.String("fingerprint", "", "error fingerprint")
+	since := fs.String("since", "", "RFC 3339 time or a duration such as 24h")
+	limit := fs.Int("limit", 50, "rows to show (1-1000)")
+	asJSON := fs.Bool("json", false, "print JSON (messages and fingerprint groups)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	q := map[string][]string{"topic": {*topic}, "status": {*status}, "fingerprint": {*fingerprint},
+		"since": {*since}, "limit": {fmt.Sprint(*limit)}}
+	f, err := dlq.ParseFilter(q, time.Now())
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	pool, err := openDB(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := dlq.NewStore(pool)
+	msgs, err := store.List(ctx, f)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		groups, err := store.Groups(ctx, f)
+		if err != nil {
+			return err
+		}
+		out := dlq.ListJSON{Groups: groups}
+		for _, m := range msgs {
+			out.Messages = append(out.Messages, dlq.ToJSON(m, false))
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	return PrintDLQ(env.Stdout, msgs)
+}
+
+// PrintDLQ writes dead letters as a table.
+func PrintDLQ(w io.Writer, msgs []dlq.Message) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTOPIC\tORIGINAL\tSTATUS\tREPLAYS\tERROR CLASS\tFINGERPRINT\tRECEIVED\tMESSAGE")
+	for _, m := range msgs {
+		orig := m.OriginalTopic
+		if m.OriginalPartition != nil && m.OriginalOffset != nil {
+			orig = fmt.Sprintf("%s[%d]@%d", m.OriginalTopic, *m.OriginalPartition, *m.OriginalOffset)
+		}
+		status := m.Status
+		if m.ReplayBlocked && m.Status == dlq.StatusNew {
+			status += " (loop guard)"
+		}
+		msg := strings.Join(strings.Fields(m.ExceptionMessage), " ")
+		if len(msg) > 80 {
+			msg = msg[:80] + "…"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Topic, orig, status, m.ReplayCount,
+			m.ExceptionClass, m.Fingerprint, m.ReceivedAt.Local().Format(time.DateTime), msg)
+	}
+	if len(msgs) == 0 {
+		fmt.Fprintln(tw, "(no dead letters)")
+	}
+	return tw.Flush()
+}
+
+func dlqReplay(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("dlq replay", env.Stderr)
+	id := fs.Int64("id", 0, "replay the dead letter with this id")
+	topic := fs.String("topic", "", "replay dead letters of this (dead-letter or original) topic")
+	fingerprint := fs.String("fingerprint", "", "only those with this error fingerprint")
+	all := fs.Bool("all", false, "every matching new dead letter, not just the oldest")
+	dryRun := fs.Bool("dry-run", false, "show what would be replayed; change nothing")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	req := dlq.ReplayRequest{ID: *id, Topic: *topic, Fingerprint: *fingerprint, All: *all, DryRun: *dryRun, Actor: cliActor()}
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	pool, err := openDB(ctx, env.Config)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay"})
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	if !req.DryRun {
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := kafka.WaitForBroker(waitCtx, producer, logging.New(io.Discard, "text", "error"))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("kafka at %s is unreachable (with the embedded broker, `trackops run` must be up): %w",
+				strings.Join(env.Config.Brokers(), ","), err)
+		}
+	}
+	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQMaxReplays,
+		Auditor: DLQAuditor, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn")})
+	res, err := replayer.Replay(ctx, req)
+	if errors.Is(err, dlq.ErrNotFound) {
+		return fmt.Errorf("dead letter %d not found; `trackops dlq list` shows the ids", req.ID)
+	}
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTO TOPIC\tOUTCOME\tREPLAY COUNT\tREASON")
+	for _, it := range res.Items {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", it.ID, it.OriginalTopic, it.Outcome, it.ReplayCount, it.Reason)
+	}
+	_ = tw.Flush()
+	verb := "replayed"
+	if res.DryRun {
+		verb = "would replay (dry run, nothing changed)"
+	}
+	fmt.Fprintf(env.Stdout, "matched %d, %s %d, blocked by the loop guard %d, skipped %d\n",
+		res.Matched, verb, res.Replayed, res.Blocked, res.Skipped)
+	return nil
+}
+
+func openDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	if err := Migrate(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return postgres.Connect(ctx, cfg.DatabaseURL)
+}
+
+func cliActor() string {
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if u := os.Getenv(k); u != "" {
+			return "cli:" + u
+		}
+	}
+	return "cli:unknown"
+}

@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/health"
+	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/metrics"
+	"github.com/trackops/trackops/internal/tracing"
+)
+
+// observability is the process's tracer and trace exporter.
+type observability struct {
+	tracer   *tracing.Tracer
+	exporter *tracing.Exporter
+}
+
+// startTracing sets up trace propagation, and span export when
+// OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, and adds
+// trace and span ids to every log line. It runs first in New: the Kafka
+// clients are built with its hooks.
+func (a *App) startTracing() {
+	a.log = slog.New(tracing.LogHandler(a.log.Handler()))
+	cfg, ok := tracing.ConfigFromEnv(nil)
+	if !ok {
+		a.obs.tracer = tracing.New(nil)
+		return
+	}
+	cfg.ServiceVersion = Version
+	cfg.Logger = a.log.With("component", "tracing")
+	a.obs.exporter = tracing.NewExporter(cfg)
+	a.obs.tracer = tracing.New(a.obs.exporter)
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.obs.exporter.Shutdown(ctx)
+	})
+	a.log.Info("exporting traces (OTLP/HTTP JSON)", "endpoint", cfg.Endpoint)
+}
+
+// kafkaClientOpts are added to every Kafka client: produced-record counts
+// and producer spans.
+func (a *App) kafkaClientOpts() []kgo.Opt {
+	return []kgo.Opt{metrics.ProduceHooks(), a.obs.tracer.KafkaHooks()}
+}
+
+// traceHandler wraps a consumer's handler in a consumer span that continues
+// the trace of the record; every consumer the app builds should use it.
+func (a *App) traceHandler(group string, h kafka.Handler) kafka.Handler {
+	return a.obs.tracer.Handler(group, h)
+}
+
+// traceHTTP wraps the router in server spans.
+func (a *App) traceHTTP(h http.Handler) http.Handler { return a.obs.tracer.Middleware(h) }
+
+// buildObservability builds the health checker over every component, serves
+// /health, /health/live and /health/ready, and registers the collectors
+// that read state on scrape.
+func (a *App) buildObservability() error {
+	a.health = health.NewChecker(
+		health.Application(Version, a.started),
+		health.Database(a.pool),
+		// The cache layer's hit/miss counters plug in here
+		// (health.CacheStatsFunc) once it exists.
+		health.Redis(a.stores, nil),
+		health.Kafka(a.producer, a.cfg.EmbeddedKafka()),
+		// Under the cdc strategy the connector's status plugs in as
+		// CDCConfig.Source (health.CDCStatusFunc over cdc's Status).
+		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy}),
+		// The DLQ monitor's counts may replace the broker's offsets here.
+		health.DLQ(health.KafkaDLQCounter(a.producer)),
+	)
+	a.routes = append(a.routes, a.health.Routes()...)
+
+	unregister, err := metrics.Register(prometheus.DefaultRegisterer,
+		metrics.BuildInfo(Version, runtime.Version()),
+		metrics.NewPoolCollector(a.pool),
+		metrics.NewOutboxCollector(a.pool, 5*time.Second),
+		metrics.NewConsumerLagCollector(a.producer, 10*time.Second),
+	)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, unregister)
+	return nil
+}

@@ -1,0 +1,41 @@
+package app
+
+import (
+	"context"
+	"os"
+
+	"github.com/trackops/trackops/internal/audit"
+	"github.com/trackops/trackops/internal/auth"
+)
+
+// security holds the HTTP edge's guards: who is calling, how often, and the
+// record of what they changed.
+type security struct {
+	auth    *auth.Service
+	limiter *auth.RateLimiter
+	audit   *audit.Writer
+}
+
+func (a *App) buildSecurity() (*security, error) {
+	limits, err := auth.LimitsFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := a.log.With("component", "auth")
+	s := &security{limiter: auth.NewRateLimiter(a.stores.Sessions, limits, log)}
+	s.auth = auth.NewService(a.pool, a.stores.Sessions, auth.Options{Logger: log, Limiter: s.limiter})
+	s.audit = audit.NewWriter(a.pool, audit.WriterOptions{Logger: log})
+	a.routes = append(a.routes, s.auth.Routes()...)
+	a.routes = append(a.routes, audit.NewReader(a.pool).Routes()...)
+	return s, nil
+}
+
+// close writes queued audit rows and waits for background key updates; it
+// runs after the HTTP server stopped taking requests.
+func (s *security) close(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	_ = s.audit.Close(ctx)
+	s.auth.Close()
+}

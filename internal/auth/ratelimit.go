@@ -1,0 +1,210 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/trackops/trackops/internal/cache"
+)
+
+// Limits are the request budgets, each a GCRA rate with a burst.
+type Limits struct {
+	// PerPrincipal limits each authenticated user or API key.
+	PerPrincipal redis_rate.Limit
+	// PerIP limits each client address on routes without a principal
+	// (login, health) and failed authentications.
+	PerIP redis_rate.Limit
+	// Login limits login attempts per username and client address; a
+	// successful login resets it.
+	Login redis_rate.Limit
+}
+
+// DefaultLimits: 1,000 requests/s (burst 2,000) per principal — API keys are
+// mostly services placing orders in bulk — 20/s (burst 40) per address for
+// unauthenticated calls, and 5 login attempts (then one every 12 s) per
+// username+address.
+func DefaultLimits() Limits {
+	return Limits{
+		PerPrincipal: redis_rate.Limit{Rate: 1000, Burst: 2000, Period: time.Second},
+		PerIP:        redis_rate.Limit{Rate: 20, Burst: 40, Period: time.Second},
+		Login:        redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Minute},
+	}
+}
+
+// LimitsFromEnv reads TRACKOPS_RATE_LIMIT_PRINCIPAL, TRACKOPS_RATE_LIMIT_IP
+// and TRACKOPS_RATE_LIMIT_LOGIN (each "RATE/UNIT[,BURST]", e.g. "50/s,100"
+// or "5/m"; "0" or "off" disables that limit), defaulting to DefaultLimits.
+func LimitsFromEnv(getenv func(string) string) (Limits, error) {
+	l := DefaultLimits()
+	for _, f := range []struct {
+		name string
+		dst  *redis_rate.Limit
+	}{
+		{"TRACKOPS_RATE_LIMIT_PRINCIPAL", &l.PerPrincipal},
+		{"TRACKOPS_RATE_LIMIT_IP", &l.PerIP},
+		{"TRACKOPS_RATE_LIMIT_LOGIN", &l.Login},
+	} {
+		v := getenv(f.name)
+		if v == "" {
+			continue
+		}
+		lim, err := ParseLimit(v)
+		if err != nil {
+			return Limits{}, fmt.Errorf("%s=%q: %w", f.name, v, err)
+		}
+		*f.dst = lim
+	}
+	return l, nil
+}
+
+// ParseLimit reads "RATE/UNIT[,BURST]" with UNIT s, m or h ("100/s",
+// "600/m,50"). The burst defaults to the rate. "0" or "off" is no limit.
+func ParseLimit(s string) (redis_rate.Limit, error) {
+	s = strings.TrimSpace(strings.ToLower(s))
+	if s == "0" || s == "off" {
+		return redis_rate.Limit{}, nil
+	}
+	spec, burstStr, hasBurst := strings.Cut(s, ",")
+	rateStr, unit, ok := strings.Cut(spec, "/")
+	if !ok {
+		return redis_rate.Limit{}, fmt.Errorf("want RATE/UNIT[,BURST], e.g. 50/s,100")
+	}
+	rate, err := strconv.Atoi(strings.TrimSpace(rateStr))
+	if err != nil || rate < 1 {
+		return redis_rate.Limit{}, fmt.Errorf("rate must be a positive whole number")
+	}
+	var period time.Duration
+	switch strings.TrimSpace(unit) {
+	case "s", "sec", "second":
+		period = time.Second
+	case "m", "min", "minute":
+		period = time.Minute
+	case "h", "hour":
+		period = time.Hour
+	default:
+		return redis_rate.Limit{}, fmt.Errorf("unit must be s, m or h")
+	}
+	burst := rate
+	if hasBurst {
+		if burst, err = strconv.Atoi(strings.TrimSpace(burstStr)); err != nil || burst < 1 {
+			return redis_rate.Limit{}, fmt.Errorf("burst must be a positive whole number")
+		}
+	}
+	return redis_rate.Limit{Rate: rate, Burst: burst, Period: period}, nil
+}
+
+var rateLimitErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "trackops_ratelimit_errors_total",
+	Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
+}, []string{"limiter"})
+
+var rateLimitRejections = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "trackops_ratelimit_rejections_total",
+	Help: "Requests refused with 429 by limiter.",
+}, []string{"limiter"})
+
+// RateLimiter implements httpapi.RateLimiter with GCRA in Redis (redis_rate),
+// so every TrackOps instance shares one budget per principal and address.
+// Its keys live in the sessions store (db 0) as rate:<prefix>ratelimit:<key>
+// (redis_rate adds "rate:"), and expire on their own.
+//
+// When Redis does not answer, requests are let through (fail open) and
+// trackops_ratelimit_errors_total counts them: an outage of the limiter
+// must not become an outage of the API. Logins are still safe then, because
+// a session cannot be created without Redis either.
+type RateLimiter struct {
+	store    *cache.Store
+	limiter  *redis_rate.Limiter
+	limits   Limits
+	log      *slog.Logger
+	lastWarn atomic.Int64
+}
+
+// NewRateLimiter builds the limiter on the sessions store.
+func NewRateLimiter(sessions *cache.Store, limits Limits, logger *slog.Logger) *RateLimiter {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &RateLimiter{store: sessions, limiter: redis_rate.NewLimiter(sessions.Client()), limits: limits, log: logger}
+}
+
+// Allow implements httpapi.RateLimiter. The router passes "principal:<id>"
+// or "ip:<address>"; addresses are limited per IPv4 address or IPv6 /64,
+// since one IPv6 client usually owns a whole /64.
+func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
+	limit := l.limits.PerPrincipal
+	if ip, ok := strings.CutPrefix(key, "ip:"); ok {
+		limit, key = l.limits.PerIP, "ip:"+addressBucket(ip)
+	}
+	if limit.IsZero() {
+		return true, 0, nil
+	}
+	return l.allow(ctx, "api", l.store.Key("ratelimit", key), limit)
+}
+
+func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_rate.Limit) (bool, time.Duration, error) {
+	res, err := l.limiter.Allow(ctx, key, limit)
+	if err != nil {
+		rateLimitErrors.WithLabelValues(name).Inc()
+		// One warning per 10 s is enough to notice; the metric counts all.
+		if now := time.Now().UnixNano(); now-l.lastWarn.Load() > int64(10*time.Second) {
+			l.lastWarn.Store(now)
+			l.log.WarnContext(ctx, "rate limiter cannot reach Redis; letting requests through", "limiter", name, "err", err)
+		}
+		return true, 0, nil
+	}
+	if res.Allowed == 0 {
+		rateLimitRejections.WithLabelValues(name).Inc()
+		return false, res.RetryAfter, nil
+	}
+	return true, 0, nil
+}
+
+func (l *RateLimiter) loginKey(username, clientIP string) string {
+	// The username is hashed so Redis keys carry no account names.
+	h := sha256.Sum256([]byte(strings.ToLower(username)))
+	return l.store.Key("ratelimit", "login", hex.EncodeToString(h[:12]), addressBucket(clientIP))
+}
+
+// allowLogin spends one login attempt of username from clientIP.
+func (l *RateLimiter) allowLogin(ctx context.Context, username, clientIP string) (bool, time.Duration) {
+	if l.limits.Login.IsZero() {
+		return true, 0
+	}
+	ok, retry, _ := l.allow(ctx, "login", l.loginKey(username, clientIP), l.limits.Login)
+	return ok, retry
+}
+
+func (l *RateLimiter) resetLogin(ctx context.Context, username, clientIP string) {
+	if l.limits.Login.IsZero() {
+		return
+	}
+	_ = l.limiter.Reset(ctx, l.loginKey(username, clientIP))
+}
+
+// addressBucket is an IPv4 address itself, an IPv6 address's /64, or the
+// input unchanged when it does not parse.
+func addressBucket(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
+}

@@ -1,0 +1,405 @@
+package cdc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// shutdownGrace is how long a stopping connector waits for Kafka to
+// acknowledge records already produced, so it can confirm them.
+const shutdownGrace = 5 * time.Second
+
+// streamState is the stream goroutine's view of the replication protocol.
+type streamState struct {
+	relations map[uint32]*table // nil value: relation not captured
+
+	inTx          bool
+	tx            *txTrack
+	txID          uint64
+	commitTime    time.Time
+	lastCommitLSN uint64
+
+	received uint64 // highest WAL position seen
+	flushed  uint64 // highest position confirmed to the server
+
+	before, after []tupleValue
+}
+
+// stream decodes pgoutput from the slot and produces change events until ctx
+// ends or a failure occurs. It confirms to the server only positions whose
+// transactions Kafka holds completely, and — when nothing is in flight —
+// the server's WAL end from keepalives, so an idle slot keeps advancing.
+func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter, confirmed uint64, off Offsets) error {
+	err := pglogrepl.StartReplication(ctx, repl, c.cfg.SlotName, 0, pglogrepl.StartReplicationOptions{
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + c.cfg.PublicationName + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication from slot %s: %w", c.cfg.SlotName, err)
+	}
+	c.stats.phase.Store("streaming")
+	c.log.Info("streaming changes", "slot", c.cfg.SlotName, "from", pglogrepl.LSN(confirmed))
+
+	produceCtx, cancelProduce := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelProduce()
+	em.produceCtx = produceCtx
+	stopGrace := context.AfterFunc(ctx, func() {
+		time.AfterFunc(shutdownGrace, cancelProduce)
+	})
+	defer stopGrace()
+
+	st := &streamState{relations: map[uint32]*table{}, received: confirmed, flushed: confirmed}
+	c.stats.flushedLSN.Store(confirmed)
+	c.stats.receivedLSN.Store(confirmed)
+
+	status := c.cfg.StatusInterval
+	nextStatus := time.Now().Add(status)
+	var nextHeartbeat time.Time
+	if c.cfg.HeartbeatInterval > 0 {
+		nextHeartbeat = time.Now().Add(c.cfg.HeartbeatInterval)
+	}
+	lastSaved := off.FlushedLSN
+
+	// One deadline context serves every receive until the next status or
+	// heartbeat is due, instead of one per message.
+	var recv deadlineCtx
+	defer recv.release()
+	for {
+		now := time.Now()
+		if !now.Before(nextStatus) {
+			if err := c.sendStatus(ctx, repl, em, st, true); err != nil {
+				return err
+			}
+			nextStatus = now.Add(status)
+			if st.flushed != lastSaved && st.flushed-lastSaved > 0 {
+				// Informational only; a failure here costs nothing but a stale figure.
+				off.FlushedLSN = st.flushed
+				if err := c.opts.Offsets.SaveOffsets(ctx, c.cfg.Name, off); err == nil {
+					lastSaved = st.flushed
+				}
+			}
+		}
+		if !nextHeartbeat.IsZero() && !now.Before(nextHeartbeat) {
+			em.heartbeat(ctx)
+			nextHeartbeat = now.Add(c.cfg.HeartbeatInterval)
+		}
+		if err := em.tracker.failed(); err != nil {
+			return fmt.Errorf("change events not delivered to Kafka: %w", err)
+		}
+		if recv.ctx == nil {
+			deadline := nextStatus
+			if !nextHeartbeat.IsZero() && nextHeartbeat.Before(deadline) {
+				deadline = nextHeartbeat
+			}
+			recv.ctx, recv.cancel = context.WithDeadline(ctx, deadline)
+		}
+		msg, err := repl.ReceiveMessage(recv.ctx)
+		if err != nil {
+			recv.release()
+			if ctx.Err() != nil {
+				c.stop(repl, em, st)
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("replication stream: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			switch m.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				if uint64(pkm.ServerWALEnd) > st.received {
+					st.received = uint64(pkm.ServerWALEnd)
+				}
+				c.stats.receivedLSN.Store(st.received)
+				if !st.inTx {
+					// Everything before this point has been handed to us; once
+					// Kafka has acknowledged it all, the slot may move here.
+					if _, drained := em.tracker.advance(); drained && uint64(pkm.ServerWALEnd) > st.flushed {
+						st.flushed = uint64(pkm.ServerWALEnd)
+					}
+				}
+				if pkm.ReplyRequested {
+					if err := c.sendStatus(ctx, repl, em, st, false); err != nil {
+						return err
+					}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse XLogData: %w", err)
+				}
+				if uint64(xld.WALStart) > st.received {
+					st.received = uint64(xld.WALStart)
+				}
+				if err := c.handle(ctx, em, st, xld); err != nil {
+					return err
+				}
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return errors.New("replication stream ended by the server")
+		}
+	}
+}
+
+type deadlineCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadlineCtx) release() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = nil, nil
+}
+
+// sendStatus reports the confirmed position; when asking for a reply the
+// server answers with a keepalive carrying its WAL end, which lets an idle
+// slot advance.
+func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emitter, st *streamState, requestReply bool) error {
+	if lsn, _ := em.tracker.advance(); lsn > st.flushed {
+		st.flushed = lsn
+	}
+	c.stats.flushedLSN.Store(st.flushed)
+	c.stats.receivedLSN.Store(st.received)
+	write := st.received
+	if write < st.flushed {
+		write = st.flushed
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(write),
+		WALFlushPosition: pglogrepl.LSN(st.flushed),
+		WALApplyPosition: pglogrepl.LSN(st.flushed),
+		ReplyRequested:   requestReply && !st.inTx,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	return nil
+}
+
+// stop waits briefly for in-flight records, confirms what Kafka acknowledged
+// and ends the stream.
+func (c *Connector) stop(repl *pgconn.PgConn, em *emitter, st *streamState) {
+	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = em.producer.Flush(flushCtx)
+	ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := c.sendStatus(ctx, repl, em, st, false); err != nil {
+		c.log.Warn("final status update failed", "err", err)
+	}
+	c.log.Info("stopped", "confirmed", pglogrepl.LSN(st.flushed))
+}
+
+// handle processes one pgoutput message.
+func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xld pglogrepl.XLogData) error {
+	data := xld.WALData
+	if len(data) == 0 {
+		return nil
+	}
+	lsn := uint64(xld.WALStart)
+	switch data[0] {
+	case 'B':
+		var m pglogrepl.BeginMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode begin: %w", err)
+		}
+		st.inTx, st.txID, st.commitTime = true, uint64(m.Xid), m.CommitTime
+		st.tx = em.tracker.begin()
+	case 'C':
+		var m pglogrepl.CommitMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode commit: %w", err)
+		}
+		if st.tx != nil {
+			em.tracker.commit(st.tx, uint64(m.TransactionEndLSN))
+		}
+		st.inTx, st.tx = false, nil
+		st.lastCommitLSN = uint64(m.CommitLSN)
+	case 'R':
+		var m pglogrepl.RelationMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode relation: %w", err)
+		}
+		if !c.cfg.captures(m.Namespace, m.RelationName) {
+			st.relations[m.RelationID] = nil
+			return nil
+		}
+		names := make([]string, len(m.Columns))
+		fallback := map[string]columnMeta{}
+		for i, col := range m.Columns {
+			names[i] = col.Name
+			fallback[col.Name] = columnMeta{oid: col.DataType, typmod: col.TypeModifier, typeName: ""}
+		}
+		conn, err := em.meta.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("metadata connection: %w", err)
+		}
+		meta, err := loadTableMeta(ctx, conn.Conn(), m.Namespace, m.RelationName)
+		conn.Release()
+		if err != nil {
+			// Dropped since the change was written: decode from the relation message alone.
+			c.log.Warn("no catalog data for relation; types from the relation message, no key", "table", m.Namespace+"."+m.RelationName, "err", err)
+			meta = tableMeta{columns: fallback}
+		}
+		t := newTable(&c.cfg, c.cfg.Name, m.Namespace, m.RelationName, names, meta, fallback)
+		t.replicaIdentity = m.ReplicaIdentity
+		em.ensureTopic(ctx, t.topic)
+		st.relations[m.RelationID] = t
+	case 'I':
+		if len(data) < 6 {
+			return errors.New("short insert message")
+		}
+		t, ok := c.relation(st, binary.BigEndian.Uint32(data[1:]))
+		if !ok || t == nil {
+			return relationErr(ok, data)
+		}
+		vals, _, err := parseTuple(data[6:], st.after[:0])
+		if err != nil {
+			return fmt.Errorf("decode insert: %w", err)
+		}
+		st.after = vals
+		em.emit(&change{op: 'c', table: t, after: vals, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
+			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
+	case 'U':
+		if len(data) < 6 {
+			return errors.New("short update message")
+		}
+		t, ok := c.relation(st, binary.BigEndian.Uint32(data[1:]))
+		if !ok || t == nil {
+			return relationErr(ok, data)
+		}
+		pos := 5
+		var before []tupleValue
+		if data[pos] == 'K' || data[pos] == 'O' {
+			vals, n, err := parseTuple(data[pos+1:], st.before[:0])
+			if err != nil {
+				return fmt.Errorf("decode update: %w", err)
+			}
+			st.before, before = vals, vals
+			pos += 1 + n
+		}
+		if pos >= len(data) || data[pos] != 'N' {
+			return errors.New("decode update: missing new tuple")
+		}
+		after, _, err := parseTuple(data[pos+1:], st.after[:0])
+		if err != nil {
+			return fmt.Errorf("decode update: %w", err)
+		}
+		st.after = after
+		em.emit(&change{op: 'u', table: t, before: before, after: after, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
+			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
+	case 'D':
+		if len(data) < 6 {
+			return errors.New("short delete message")
+		}
+		t, ok := c.relation(st, binary.BigEndian.Uint32(data[1:]))
+		if !ok || t == nil {
+			return relationErr(ok, data)
+		}
+		before, _, err := parseTuple(data[6:], st.before[:0])
+		if err != nil {
+			return fmt.Errorf("decode delete: %w", err)
+		}
+		st.before = before
+		em.emit(&change{op: 'd', table: t, before: before, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
+			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
+	case 'T':
+		var m pglogrepl.TruncateMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode truncate: %w", err)
+		}
+		if c.cfg.SkippedOperations["t"] {
+			return nil
+		}
+		for _, id := range m.RelationIDs {
+			t := st.relations[id]
+			if t == nil {
+				continue
+			}
+			ch := &change{op: 't', table: t, commitTime: st.commitTime, txID: st.txID, lsn: lsn, lastCommitLSN: st.lastCommitLSN, snapshot: "false"}
+			em.produce(em.enc.truncate(t, ch), c.txOf(em, st))
+			em.count(t, "t", st.commitTime)
+		}
+	}
+	return nil
+}
+
+// txOf is the open transaction's tracker (pgoutput v1 sends changes only
+// inside Begin/Commit; a stray change gets a transaction of its own).
+func (c *Connector) txOf(em *emitter, st *streamState) *txTrack {
+	if st.tx == nil {
+		st.tx = em.tracker.begin()
+	}
+	return st.tx
+}
+
+// relation returns the table of a relation id; ok is false when no Relation
+// message announced it.
+func (c *Connector) relation(st *streamState, id uint32) (*table, bool) {
+	t, ok := st.relations[id]
+	return t, ok
+}
+
+func relationErr(known bool, data []byte) error {
+	if known {
+		return nil // not captured
+	}
+	return fmt.Errorf("change for unknown relation %d before its Relation message", binary.BigEndian.Uint32(data[1:]))
+}
+
+// parseTuple decodes pgoutput TupleData into dst without copying values:
+// they point into the message buffer, valid until the next receive.
+func parseTuple(src []byte, dst []tupleValue) ([]tupleValue, int, error) {
+	if len(src) < 2 {
+		return nil, 0, errors.New("short tuple")
+	}
+	n := int(binary.BigEndian.Uint16(src))
+	pos := 2
+	for i := 0; i < n; i++ {
+		if pos >= len(src) {
+			return nil, 0, errors.New("short tuple")
+		}
+		kind := src[pos]
+		pos++
+		switch kind {
+		case 't', 'b':
+			if pos+4 > len(src) {
+				return nil, 0, errors.New("short tuple value")
+			}
+			l := int(binary.BigEndian.Uint32(src[pos:]))
+			pos += 4
+			if pos+l > len(src) {
+				return nil, 0, errors.New("short tuple value")
+			}
+			dst = append(dst, tupleValue{kind: valueText, data: src[pos : pos+l]})
+			pos += l
+		case 'n':
+			dst = append(dst, tupleValue{kind: valueNull})
+		case 'u':
+			dst = append(dst, tupleValue{kind: valueUnchanged})
+		default:
+			return nil, 0, fmt.Errorf("unknown tuple value kind %q", kind)
+		}
+	}
+	return dst, pos, nil
+}

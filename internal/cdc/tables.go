@@ -1,0 +1,202 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// table is a captured table: its columns in the order rows arrive, its key
+// and its pre-rendered topic, schemas and source block pieces.
+type table struct {
+	schema, name string
+	columns      []*column
+	// key are indexes into columns of the primary key, in key order; empty
+	// for a table without one (its records have a null key, as in Debezium).
+	key             []int
+	replicaIdentity byte // d(efault), f(ull), i(ndex), n(othing)
+	topic           string
+	keySchema       []byte
+	envelopeSchema  []byte
+	// sourceHead and sourceTail frame the per-event parts of "source".
+	sourceHead []byte
+	sourceMid  []byte
+	sourceTail []byte
+	counters   map[string]prometheus.Counter
+}
+
+// columnMeta is what the catalog says about a column.
+type columnMeta struct {
+	oid      uint32
+	typmod   int32
+	notNull  bool
+	pkPos    int
+	typeName string
+	elemOID  uint32
+}
+
+type tableMeta struct {
+	columns         map[string]columnMeta
+	order           []string
+	replicaIdentity byte
+}
+
+// loadTableMeta reads a table's columns (domains resolved to their base
+// type), primary key and replica identity from the catalog.
+func loadTableMeta(ctx context.Context, conn *pgx.Conn, schema, name string) (tableMeta, error) {
+	rows, err := conn.Query(ctx, `
+SELECT a.attname,
+       bt.oid,
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+       a.attnotnull,
+       COALESCE((SELECT k.ord FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) WHERE k.attnum = a.attnum), 0)::int,
+       bt.typname,
+       CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE 0 END,
+       c.relreplident::text
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, schema, name)
+	if err != nil {
+		return tableMeta{}, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
+	}
+	defer rows.Close()
+	m := tableMeta{columns: map[string]columnMeta{}}
+	for rows.Next() {
+		var (
+			col     string
+			cm      columnMeta
+			oid     uint32
+			elem    uint32
+			replidt string
+		)
+		if err := rows.Scan(&col, &oid, &cm.typmod, &cm.notNull, &cm.pkPos, &cm.typeName, &elem, &replidt); err != nil {
+			return tableMeta{}, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
+		}
+		cm.oid, cm.elemOID = oid, elem
+		if replidt != "" {
+			m.replicaIdentity = replidt[0]
+		}
+		m.columns[col] = cm
+		m.order = append(m.order, col)
+	}
+	if err := rows.Err(); err != nil {
+		return tableMeta{}, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
+	}
+	if len(m.order) == 0 {
+		return tableMeta{}, fmt.Errorf("table %s.%s not found", schema, name)
+	}
+	return m, nil
+}
+
+// newTable builds a table whose rows carry the named columns in that order.
+func newTable(cfg *Config, connector, schema, name string, colNames []string, meta tableMeta, fallback map[string]columnMeta) *table {
+	t := &table{schema: schema, name: name, replicaIdentity: meta.replicaIdentity}
+	type keyed struct{ pos, idx int }
+	var keys []keyed
+	for i, n := range colNames {
+		cm, ok := meta.columns[n]
+		if !ok {
+			cm = fallback[n]
+		}
+		t.columns = append(t.columns, newColumn(n, cm.oid, cm.typmod, cm.typeName, cm.elemOID, !cm.notNull, cfg))
+		if cm.pkPos > 0 {
+			keys = append(keys, keyed{cm.pkPos, i})
+		}
+	}
+	for p := 1; p <= len(keys); p++ {
+		for _, k := range keys {
+			if k.pos == p {
+				t.key = append(t.key, k.idx)
+			}
+		}
+	}
+	raw := cfg.TopicPrefix + "." + schema + "." + name
+	t.topic = routeTopic(cfg, raw)
+	t.sourceHead = []byte(`{"version":"` + DebeziumVersion + `","connector":"postgresql","name":` + string(appendJSONString(nil, cfg.TopicPrefix)) + `,"ts_ms":`)
+	t.sourceMid = []byte(`,"db":` + string(appendJSONString(nil, cfg.DBName)))
+	t.sourceTail = []byte(`,"schema":` + string(appendJSONString(nil, schema)) + `,"table":` + string(appendJSONString(nil, name)))
+	if cfg.KeySchemas {
+		t.keySchema = t.buildKeySchema(cfg, raw)
+	}
+	if cfg.ValueSchemas {
+		t.envelopeSchema = t.buildEnvelopeSchema(cfg, raw)
+	}
+	t.counters = map[string]prometheus.Counter{}
+	for _, op := range []string{"c", "u", "d", "r", "t"} {
+		t.counters[op] = eventsTotal.WithLabelValues(connector, schema+"."+name, op)
+	}
+	return t
+}
+
+func routeTopic(cfg *Config, topic string) string {
+	for _, tr := range cfg.Transforms {
+		topic = tr.Topic(topic)
+	}
+	return topic
+}
+
+// DebeziumVersion is the Debezium release whose event format TrackOps
+// writes; it is what source.version carries.
+const DebeziumVersion = "2.7.3.Final"
+
+func (t *table) buildKeySchema(cfg *Config, raw string) []byte {
+	b := []byte(`{"type":"struct","fields":[`)
+	for i, idx := range t.key {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		c := *t.columns[idx]
+		c.optional = false
+		b = append(b, c.schemaJSON(cfg, true)...)
+	}
+	b = append(b, `],"optional":false,"name":`...)
+	return append(appendJSONString(b, raw+".Key"), '}')
+}
+
+const sourceSchema = `{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},` +
+	`{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},` +
+	`{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum",` +
+	`"version":1,"parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},` +
+	`"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},` +
+	`{"type":"string","optional":true,"field":"sequence"},{"type":"string","optional":false,"field":"schema"},` +
+	`{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"txId"},` +
+	`{"type":"int64","optional":true,"field":"lsn"},{"type":"int64","optional":true,"field":"xmin"}],` +
+	`"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}`
+
+const transactionSchema = `{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},` +
+	`{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],` +
+	`"optional":true,"name":"event.block","version":1,"field":"transaction"}`
+
+func (t *table) buildEnvelopeSchema(cfg *Config, raw string) []byte {
+	row := []byte(`{"type":"struct","fields":[`)
+	for i, c := range t.columns {
+		if i > 0 {
+			row = append(row, ',')
+		}
+		row = append(row, c.schemaJSON(cfg, true)...)
+	}
+	row = append(row, `],"optional":true,"name":`...)
+	row = appendJSONString(row, raw+".Value")
+	b := []byte(`{"type":"struct","fields":[`)
+	b = append(b, row...)
+	b = append(b, `,"field":"before"},`...)
+	b = append(b, row...)
+	b = append(b, `,"field":"after"},`...)
+	b = append(b, sourceSchema...)
+	b = append(b, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
+	b = append(b, transactionSchema...)
+	b = append(b, `],"optional":false,"name":`...)
+	b = appendJSONString(b, raw+".Envelope")
+	return append(b, `,"version":1}`...)
+}
+
+// lsnString is an LSN as Debezium writes it in source.sequence: decimal.
+func lsnString(lsn uint64) string { return strconv.FormatUint(lsn, 10) }

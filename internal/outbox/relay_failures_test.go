@@ -1,0 +1,257 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/kafka/kafkatest"
+	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/postgres/postgrestest"
+)
+
+func writeEvent(t *testing.T, db postgres.Querier, typ, aggregate string, data any) events.Event {
+	t.Helper()
+	ev, err := events.New(typ, events.AggregateOrder, aggregate, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(context.Background(), db, ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+type rowState struct {
+	processed, failed bool
+	attempts          int
+	lastError         string
+	nextAttemptIn     time.Duration
+}
+
+func readRow(t *testing.T, db postgres.Querier, id string) rowState {
+	t.Helper()
+	var s rowState
+	var next time.Time
+	var now time.Time
+	err := db.QueryRow(context.Background(), `SELECT processed, failed, attempts, coalesce(last_error, ''), next_attempt_at, now()
+		FROM outbox_events WHERE id = $1`, id).Scan(&s.processed, &s.failed, &s.attempts, &s.lastError, &next, &now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.nextAttemptIn = next.Sub(now)
+	return s
+}
+
+// incompressible returns n bytes of random hex, which no codec shrinks much.
+func incompressible(n int) string {
+	b := make([]byte, n/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// TestOversizedEventIsMarkedFailedCountedListedAndRequeued: an event larger
+// than the broker accepts is given up (not retried forever, not dropped),
+// counted, listed by the ops endpoint, and published once an admin requeues
+// it after the broker's limit was raised. Its neighbours go out meanwhile.
+func TestOversizedEventIsMarkedFailedCountedListedAndRequeued(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	// Batches as large as the client allows, so the broker's limit (1 MB by
+	// default) is what refuses the record, and refuses its whole batch.
+	producer, err := kafka.NewProducer(kafkatest.Options(b), kgo.ProducerBatchMaxBytes(16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	topic := events.OrderStatusUpdated
+	if err := kafka.EnsureTopics(ctx, producer, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	failuresBefore := testutil.ToFloat64(publishFailures.WithLabelValues(topic, "true"))
+
+	huge := writeEvent(t, db.Pool, topic, uuid.NewString(), map[string]string{"blob": incompressible(2 << 20)})
+	small := writeEvent(t, db.Pool, topic, uuid.NewString(), map[string]string{"status": "CONFIRMED"})
+	relay := NewRelay(db.Pool, producer, RelayConfig{RetryInitial: time.Hour})
+	if _, err := relay.PublishBatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if s := readRow(t, db.Pool, huge.ID); !s.failed || s.processed || s.attempts != 1 || !strings.Contains(s.lastError, "MESSAGE_TOO_LARGE") {
+		t.Fatalf("oversized event: %+v, want failed after 1 attempt with MESSAGE_TOO_LARGE", s)
+	}
+	if s := readRow(t, db.Pool, small.ID); !s.processed {
+		t.Fatalf("the small event was held back by the oversized one: %+v", s)
+	}
+	if got := testutil.ToFloat64(publishFailures.WithLabelValues(topic, "true")) - failuresBefore; got != 1 {
+		t.Errorf("trackops_outbox_publish_failures_total{permanent=true} grew by %v, want 1", got)
+	}
+	// A failed row is not claimed again: the relay does not spin on it.
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 0 {
+		t.Fatalf("second batch claimed %d (err %v), want 0", n, err)
+	}
+
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.RouterConfig{}, NewHandlers(db.Pool, relay).Routes()))
+	defer srv.Close()
+	var listed ListJSON
+	getJSON(t, srv.URL+"/api/v1/ops/outbox?state=failed", http.StatusOK, &listed)
+	if listed.Stats.Failed != 1 || listed.Stats.Published != 1 || len(listed.Events) != 1 || listed.Events[0].ID.String() != huge.ID ||
+		listed.Events[0].State != StateFailed || listed.Events[0].SizeBytes < 2<<20 || listed.Events[0].LastError == "" {
+		t.Fatalf("GET /api/v1/ops/outbox?state=failed = %+v", listed)
+	}
+	getJSON(t, srv.URL+"/api/v1/ops/outbox?state=pending", http.StatusOK, &listed)
+	if len(listed.Events) != 0 {
+		t.Fatalf("pending listing holds %d events, want 0", len(listed.Events))
+	}
+	getJSON(t, srv.URL+"/api/v1/ops/outbox?state=lost", http.StatusUnprocessableEntity, nil)
+	post(t, srv.URL+"/api/v1/ops/outbox/"+small.ID+"/retry", http.StatusConflict)
+	post(t, srv.URL+"/api/v1/ops/outbox/"+uuid.NewString()+"/retry", http.StatusNotFound)
+	post(t, srv.URL+"/api/v1/ops/outbox/not-a-uuid/retry", http.StatusBadRequest)
+
+	// Fix the cause, then requeue.
+	adm := kadm.NewClient(producer)
+	v := "8388608"
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, topic)
+	if err == nil {
+		_, err = resp.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("raise max.message.bytes: %v", err)
+	}
+	post(t, srv.URL+"/api/v1/ops/outbox/"+huge.ID+"/retry", http.StatusAccepted)
+	getJSON(t, srv.URL+"/api/v1/ops/outbox", http.StatusOK, &listed)
+	if len(listed.Events) != 1 || listed.Events[0].State != StatePending || listed.Stats.Failed != 0 {
+		t.Fatalf("after requeue: %+v", listed)
+	}
+	if _, err := relay.PublishBatch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := readRow(t, db.Pool, huge.ID); !s.processed || s.failed {
+		t.Fatalf("requeued event after the fix: %+v, want published", s)
+	}
+	if recs := kafkatest.Read(t, b, topic, 2, 20*time.Second); len(recs) != 2 {
+		t.Fatalf("topic holds %d records, want 2", len(recs))
+	}
+}
+
+// TestBrokerOutageKeepsRowsAndBacksOff: with the broker gone a batch fails,
+// every row is kept unpublished with its attempt, error and a back-off, and
+// is not claimed again before the back-off ends; after it ends the rows go out.
+func TestBrokerOutageKeepsRowsAndBacksOff(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	addr, dir := freeAddr(t), t.TempDir()
+	b, err := kafka.StartEmbedded(addr, dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{addr}}, kgo.RecordDeliveryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	topic := events.OrderCreated
+	if err := kafka.EnsureTopics(ctx, producer, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	ev := writeEvent(t, db.Pool, topic, uuid.NewString(), map[string]string{"id": "1"})
+	relay := NewRelay(db.Pool, producer, RelayConfig{RetryInitial: time.Hour, RetryMax: 2 * time.Hour})
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("batch with the broker down: n=%d err=%v", n, err)
+	}
+	s := readRow(t, db.Pool, ev.ID)
+	if s.processed || s.failed || s.attempts != 1 || s.lastError == "" || s.nextAttemptIn < 59*time.Minute {
+		t.Fatalf("row after a failed publish: %+v, want kept, 1 attempt, error recorded, retry in about 1 h", s)
+	}
+
+	b, err = kafka.StartEmbedded(addr, dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 0 {
+		t.Fatalf("row claimed during its back-off: n=%d err=%v", n, err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET next_attempt_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("batch after the back-off: n=%d err=%v", n, err)
+	}
+	if s := readRow(t, db.Pool, ev.ID); !s.processed || s.attempts != 2 {
+		t.Fatalf("row after the broker came back: %+v, want published on attempt 2", s)
+	}
+	if got := relay.backoff(3); got != 2*time.Hour {
+		t.Errorf("third back-off %v, want capped at 2h", got)
+	}
+}
+
+func TestRelayBackoffDoubles(t *testing.T) {
+	t.Parallel()
+	r := NewRelay(nil, nil, RelayConfig{RetryInitial: time.Second, RetryMax: 10 * time.Second})
+	for attempt, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 40: 10 * time.Second} {
+		if got := r.backoff(attempt); got != want {
+			t.Errorf("backoff(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func getJSON(t *testing.T, url string, want int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: status %d, want %d", url, resp.StatusCode, want)
+	}
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func post(t *testing.T, url string, want int) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("POST %s: status %d, want %d", url, resp.StatusCode, want)
+	}
+}

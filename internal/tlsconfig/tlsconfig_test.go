@@ -1,0 +1,197 @@
+package tlsconfig
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+func TestServerTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "first")
+	cfg, err := Server(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: cfg, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.ServeTLS(ln, "", "")
+	defer srv.Close()
+	addr := ln.Addr().String()
+
+	dial := func(min, max uint16) (*tls.Conn, error) {
+		return tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: min, MaxVersion: max})
+	}
+	if c, err := dial(tls.VersionTLS10, tls.VersionTLS11); err == nil {
+		c.Close()
+		t.Errorf("a TLS 1.1 client was accepted")
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c, err := dial(v, v)
+		if err != nil {
+			t.Fatalf("TLS %x client: %v", v, err)
+		}
+		if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "first" {
+			t.Errorf("served %q", cn)
+		}
+		c.Close()
+	}
+
+	// A renewed certificate is served without a restart; a broken one is
+	// ignored and the last good one stays in use.
+	r := &reloader{certFile: certFile, keyFile: keyFile, every: 0}
+	if err := r.load(); err != nil {
+		t.Fatal(err)
+	}
+	served := func() string {
+		c, _ := r.get(nil)
+		leaf, _ := x509.ParseCertificate(c.Certificate[0])
+		return leaf.Subject.CommonName
+	}
+	writeCert(t, dir, "second")
+	future := time.Now().Add(time.Minute)
+	os.Chtimes(certFile, future, future)
+	if cn := served(); cn != "second" {
+		t.Errorf("after renewal serving %q, want second", cn)
+	}
+	os.WriteFile(certFile, []byte("garbage"), 0o600)
+	future = future.Add(time.Minute)
+	os.Chtimes(certFile, future, future)
+	if cn := served(); cn != "second" {
+		t.Errorf("after a broken renewal serving %q, want second", cn)
+	}
+
+	if _, err := Server(filepath.Join(dir, "missing.pem"), keyFile); err == nil {
+		t.Errorf("missing certificate accepted")
+	}
+}
+
+func TestKafkaOptionsFromEnv(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	cases := []struct {
+		env   map[string]string
+		nopts int
+		err   string
+	}{
+		{map[string]string{}, 0, ""},
+		{map[string]string{"TRACKOPS_KAFKA_TLS": "true"}, 1, ""},
+		{map[string]string{"TRACKOPS_KAFKA_TLS": "maybe"}, 0, "want true or false"},
+		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD_FILE": pw}, 1, ""},
+		{map[string]string{"TRACKOPS_KAFKA_TLS": "1", "TRACKOPS_KAFKA_SASL_MECHANISM": "plain", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD": "p"}, 2, ""},
+		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "GSSAPI", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD": "p"}, 0, "want PLAIN"},
+		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "PLAIN"}, 0, "needs TRACKOPS_KAFKA_SASL_USERNAME"},
+		{map[string]string{"TRACKOPS_KAFKA_SASL_USERNAME": "u"}, 0, "MECHANISM is not"},
+		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "PLAIN", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD_FILE": filepath.Join(dir, "none")}, 0, "PASSWORD_FILE"},
+		{map[string]string{"TRACKOPS_KAFKA_TLS_CA_FILE": pw}, 0, "TRACKOPS_KAFKA_TLS is not true"},
+		{map[string]string{"TRACKOPS_KAFKA_TLS": "true", "TRACKOPS_KAFKA_TLS_CA_FILE": pw}, 0, "no PEM certificate"},
+	}
+	for i, c := range cases {
+		opts, err := Kafka(func(k string) string { return c.env[k] })
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("case %d: err %v, want it to mention %q", i, err, c.err)
+			}
+			continue
+		}
+		if err != nil || len(opts) != c.nopts {
+			t.Errorf("case %d: %d options, err %v; want %d", i, len(opts), err, c.nopts)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("error leaks the password: %v", err)
+		}
+	}
+}
+
+// TestKafkaTLSAndSCRAM talks to an in-process broker that requires TLS and
+// SCRAM-SHA-256, with options built from the environment variables.
+func TestKafkaTLSAndSCRAM(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "broker")
+	srvCfg, err := Server(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(srvCfg), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-256", "trackops", "right-password"), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	produce := func(pass string) error {
+		env := map[string]string{
+			"TRACKOPS_KAFKA_TLS": "true", "TRACKOPS_KAFKA_TLS_CA_FILE": certFile,
+			"TRACKOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "TRACKOPS_KAFKA_SASL_USERNAME": "trackops",
+			"TRACKOPS_KAFKA_SASL_PASSWORD": pass,
+		}
+		opts, err := Kafka(func(k string) string { return env[k] })
+		if err != nil {
+			return err
+		}
+		cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RequestRetries(0),
+			kgo.RecordRetries(1))...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr()
+	}
+	if err := produce("right-password"); err != nil {
+		t.Fatalf("produce over TLS with SCRAM: %v", err)
+	}
+	if err := produce("wrong-password"); err == nil {
+		t.Errorf("produce with a wrong SCRAM password succeeded")
+	}
+}
