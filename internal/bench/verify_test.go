@@ -125,6 +125,8 @@ func TestVerifyFindsBrokenInvariants(t *testing.T) {
 		{name: "reserved above on_hand", check: "stock-bounds", inventory: true, breakIt: func(t *testing.T, db *postgrestest.Database, id uuid.UUID) string {
 			execSQL(t, db, `ALTER TABLE inventory_items DROP CONSTRAINT IF EXISTS inventory_items_stock_check`)
 			execSQL(t, db, `INSERT INTO inventory_items (sku, name, on_hand, reserved) VALUES ('OVERSOLD', 'x', 1, 2)`)
+			// The reservation matches, so only the bound is broken.
+			execSQL(t, db, `INSERT INTO reservations (order_id, sku, quantity, status) VALUES ($1, 'OVERSOLD', 2, 'reserved')`, id)
 			return "sku=OVERSOLD"
 		}},
 		{name: "reserved without reservations", check: "reservation-sums", inventory: true, breakIt: func(t *testing.T, db *postgrestest.Database, id uuid.UUID) string {
