@@ -196,6 +196,10 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		"TRACKOPS_CONNECT_ADDR="+connectAddr,
 		"TRACKOPS_LOG_FORMAT=json",
 		"TRACKOPS_LOG_LEVEL=warn",
+		// Benchmarks measure how fast requests are served, not where the
+		// rate limiter cuts them off.
+		"TRACKOPS_RATE_LIMIT_PRINCIPAL=off",
+		"TRACKOPS_RATE_LIMIT_IP=off",
 	)
 	env = append(env, cfg.Env...)
 	p := &Process{HTTP: "http://" + httpAddr, KafkaAddr: kafkaAddr, ConnectAddr: connectAddr, Env: env,
