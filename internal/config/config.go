@@ -37,6 +37,7 @@ type Config struct {
 	LogLevel           string
 	KafkaPartitions    int32
 	RelayBatchSize     int
+	RelayWorkers       int
 	RelayPollInterval  time.Duration
 	OutboxRetention    time.Duration
 	ShutdownTimeout    time.Duration
@@ -77,7 +78,8 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		LogFormat:          strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:           strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:    int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
-		RelayBatchSize:     e.int("TRACKOPS_RELAY_BATCH_SIZE", 500),
+		RelayBatchSize:     e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
+		RelayWorkers:       e.int("TRACKOPS_RELAY_WORKERS", 2),
 		RelayPollInterval:  e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
 		OutboxRetention:    e.duration("TRACKOPS_OUTBOX_RETENTION", 24*time.Hour),
 		ShutdownTimeout:    e.duration("TRACKOPS_SHUTDOWN_TIMEOUT", 20*time.Second),
