@@ -134,7 +134,11 @@ func TestVerifyFindsBrokenInvariants(t *testing.T) {
 			return "sku=GHOST reserved=3 held_reservations=0"
 		}},
 		{name: "order stuck in PENDING", check: "pending-orders", inventory: true, breakIt: func(t *testing.T, db *postgrestest.Database, id uuid.UUID) string {
+			// Backdate without the row-version trigger, which would (rightly)
+			// count the hand-made change as a new version without history.
+			execSQL(t, db, `ALTER TABLE orders DISABLE TRIGGER orders_row_version`)
 			execSQL(t, db, `UPDATE orders SET created_at = now() - interval '2 hours' WHERE id = $1`, id)
+			execSQL(t, db, `ALTER TABLE orders ENABLE TRIGGER orders_row_version`)
 			return id.String()
 		}},
 	}
