@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -23,16 +24,23 @@ const (
 	StrategyCDC    = "cdc"
 )
 
+// DefaultCDCSlotName is the built-in connector's slot, the seed's.
+const DefaultCDCSlotName = "debezium_orders"
+
 // Config is the whole runtime configuration of a TrackOps process.
 type Config struct {
-	DatabaseURL        string
-	RedisURL           string
-	KafkaBrokers       []string
-	EmbeddedKafkaAddr  string
-	DataDir            string
-	HTTPAddr           string
-	ConnectAddr        string
-	EventStrategy      string
+	DatabaseURL       string
+	RedisURL          string
+	KafkaBrokers      []string
+	EmbeddedKafkaAddr string
+	DataDir           string
+	HTTPAddr          string
+	ConnectAddr       string
+	EventStrategy     string
+	// CDCSlotName is the replication slot of the built-in orders connector
+	// under the cdc strategy. Slot names are cluster-wide, so two TrackOps
+	// databases on one PostgreSQL server (or parallel tests) need their own.
+	CDCSlotName        string
 	LogFormat          string
 	LogLevel           string
 	KafkaPartitions    int32
@@ -74,6 +82,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		HTTPAddr:           e.str("TRACKOPS_HTTP_ADDR", "127.0.0.1:8080"),
 		ConnectAddr:        e.str("TRACKOPS_CONNECT_ADDR", "127.0.0.1:8083"),
 		EventStrategy:      strings.ToLower(e.str("TRACKOPS_EVENT_STRATEGY", StrategyOutbox)),
+		CDCSlotName:        e.str("TRACKOPS_CDC_SLOT_NAME", DefaultCDCSlotName),
 		LogFormat:          strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:           strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:    int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
@@ -148,6 +157,9 @@ func (c Config) Brokers() []string {
 	}
 	return c.KafkaBrokers
 }
+
+// slotNameRe is PostgreSQL's rule for replication slot names.
+var slotNameRe = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 type env struct {
 	getenv func(string) string
