@@ -29,18 +29,14 @@ const DefaultCDCSlotName = "debezium_orders"
 
 // Config is the whole runtime configuration of a TrackOps process.
 type Config struct {
-	DatabaseURL       string
-	RedisURL          string
-	KafkaBrokers      []string
-	EmbeddedKafkaAddr string
-	DataDir           string
-	HTTPAddr          string
-	ConnectAddr       string
-	EventStrategy     string
-	// CDCSlotName is the replication slot of the built-in orders connector
-	// under the cdc strategy. Slot names are cluster-wide, so two TrackOps
-	// databases on one PostgreSQL server (or parallel tests) need their own.
-	CDCSlotName        string
+	DatabaseURL        string
+	RedisURL           string
+	KafkaBrokers       []string
+	EmbeddedKafkaAddr  string
+	DataDir            string
+	HTTPAddr           string
+	ConnectAddr        string
+	EventStrategy      string
 	LogFormat          string
 	LogLevel           string
 	KafkaPartitions    int32
@@ -52,6 +48,11 @@ type Config struct {
 	TLSCertFile        string
 	TLSKeyFile         string
 	SagaPendingTimeout time.Duration
+
+	// CDCSlotName is the replication slot of the built-in orders connector
+	// under the cdc strategy. Slot names are cluster-wide, so two TrackOps
+	// databases on one PostgreSQL server (or parallel tests) need their own.
+	CDCSlotName string
 
 	// Consumer retries before dead-lettering (the seed's: 3 attempts, 1 s, x2, at most 10 s).
 	ConsumerRetryAttempts   int
@@ -82,7 +83,6 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		HTTPAddr:           e.str("TRACKOPS_HTTP_ADDR", "127.0.0.1:8080"),
 		ConnectAddr:        e.str("TRACKOPS_CONNECT_ADDR", "127.0.0.1:8083"),
 		EventStrategy:      strings.ToLower(e.str("TRACKOPS_EVENT_STRATEGY", StrategyOutbox)),
-		CDCSlotName:        e.str("TRACKOPS_CDC_SLOT_NAME", DefaultCDCSlotName),
 		LogFormat:          strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:           strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:    int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
@@ -94,6 +94,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		TLSCertFile:        e.str("TRACKOPS_TLS_CERT_FILE", ""),
 		TLSKeyFile:         e.str("TRACKOPS_TLS_KEY_FILE", ""),
 		SagaPendingTimeout: e.duration("TRACKOPS_SAGA_PENDING_TIMEOUT", 5*time.Minute),
+		CDCSlotName:        e.str("TRACKOPS_CDC_SLOT_NAME", DefaultCDCSlotName),
 
 		ConsumerRetryAttempts:   e.int("TRACKOPS_CONSUMER_RETRY_ATTEMPTS", 3),
 		ConsumerRetryBackoff:    e.duration("TRACKOPS_CONSUMER_RETRY_BACKOFF", time.Second),
@@ -119,6 +120,9 @@ func (c Config) Validate() error {
 	case StrategyOutbox, StrategyCDC:
 	default:
 		return fmt.Errorf("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
+	}
+	if !slotNameRe.MatchString(c.CDCSlotName) {
+		return fmt.Errorf("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
 	}
 	switch c.LogFormat {
 	case "text", "json":
