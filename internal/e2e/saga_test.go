@@ -68,6 +68,9 @@ func TestSagaUnderBothStrategies(t *testing.T) {
 				return err == nil && pending == 0, err
 			})
 			samples, violations := sampler.stop()
+			if samples == 0 {
+				t.Fatal("the stock sampler took no sample")
+			}
 			if len(violations) > 0 {
 				t.Fatalf("reserved above on_hand (or below 0) at %d of %d samples, e.g. %s", len(violations), samples, violations[0])
 			}
