@@ -180,6 +180,7 @@ func (a *App) buildRelay() {
 	// through the outbox; under cdc only order events come from the WAL.
 	relay := outbox.NewRelay(a.pool, a.producer, outbox.RelayConfig{
 		BatchSize:    a.cfg.RelayBatchSize,
+		Workers:      a.cfg.RelayWorkers,
 		PollInterval: a.cfg.RelayPollInterval,
 		Retention:    a.cfg.OutboxRetention,
 		Logger:       a.log.With("component", "relay"),

@@ -85,6 +85,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if err != nil {
 		return err
 	}
+	cfg["slot.name"] = a.cfg.CDCSlotName
 	if err := a.cdc.RunBuiltin(cdc.OrdersConnectorName, cfg); err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "warning: %v\n", walErr)
 	}
 	if len(slots) == 0 {
-		fmt.Fprintln(env.Stdout, "no logical replication slots in this database (the cdc strategy creates debezium_orders)")
+		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDCSlotName)
 		return nil
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)

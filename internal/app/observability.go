@@ -72,7 +72,7 @@ func (a *App) buildObservability() error {
 			return health.CacheCounters{Hits: st.Hits, Misses: st.Misses, Errors: st.Errors}
 		})),
 		health.Kafka(a.producer, a.cfg.EmbeddedKafka()),
-		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, Source: a.cdcStatusSource()}),
+		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDCSlotName, Source: a.cdcStatusSource()}),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
 

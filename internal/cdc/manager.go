@@ -333,7 +333,20 @@ func (m *Manager) ConnectorState(name string) (state, trace string, err error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.state, e.trace, nil
+	return e.currentState(), e.trace, nil
+}
+
+// currentState is the state to report: a connector that has not yet set up
+// its slot and publication is UNASSIGNED, as Kafka Connect reports a task
+// that is not running yet; RUNNING means changes are being captured.
+// Callers hold e.mu.
+func (e *entry) currentState() string {
+	if e.state == StateRunning && e.connector != nil {
+		if phase, _ := e.connector.stats.phase.Load().(string); phase == "starting" {
+			return StateUnassigned
+		}
+	}
+	return e.state
 }
 
 // WorkerID is the worker id status reports.
@@ -359,7 +372,7 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 		return Status{}, ErrNotFound
 	}
 	e.mu.Lock()
-	c, state, trace := e.connector, e.state, e.trace
+	c, state, trace := e.connector, e.currentState(), e.trace
 	raw := e.raw
 	e.mu.Unlock()
 	var s Status

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,9 @@ const (
 	StrategyOutbox = "outbox"
 	StrategyCDC    = "cdc"
 )
+
+// DefaultCDCSlotName is the built-in connector's slot, the seed's.
+const DefaultCDCSlotName = "debezium_orders"
 
 // Config is the whole runtime configuration of a TrackOps process.
 type Config struct {
@@ -37,6 +41,7 @@ type Config struct {
 	LogLevel           string
 	KafkaPartitions    int32
 	RelayBatchSize     int
+	RelayWorkers       int
 	RelayPollInterval  time.Duration
 	OutboxRetention    time.Duration
 	ShutdownTimeout    time.Duration
@@ -44,6 +49,11 @@ type Config struct {
 	TLSCertFile        string
 	TLSKeyFile         string
 	SagaPendingTimeout time.Duration
+
+	// CDCSlotName is the replication slot of the built-in orders connector
+	// under the cdc strategy. Slot names are cluster-wide, so two TrackOps
+	// databases on one PostgreSQL server (or parallel tests) need their own.
+	CDCSlotName string
 
 	// Consumer retries before dead-lettering (the seed's: 3 attempts, 1 s, x2, at most 10 s).
 	ConsumerRetryAttempts   int
@@ -77,7 +87,8 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		LogFormat:          strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:           strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:    int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
-		RelayBatchSize:     e.int("TRACKOPS_RELAY_BATCH_SIZE", 500),
+		RelayBatchSize:     e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
+		RelayWorkers:       e.int("TRACKOPS_RELAY_WORKERS", 2),
 		RelayPollInterval:  e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
 		OutboxRetention:    e.duration("TRACKOPS_OUTBOX_RETENTION", 24*time.Hour),
 		ShutdownTimeout:    e.duration("TRACKOPS_SHUTDOWN_TIMEOUT", 20*time.Second),
@@ -85,6 +96,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		TLSCertFile:        e.str("TRACKOPS_TLS_CERT_FILE", ""),
 		TLSKeyFile:         e.str("TRACKOPS_TLS_KEY_FILE", ""),
 		SagaPendingTimeout: e.duration("TRACKOPS_SAGA_PENDING_TIMEOUT", 5*time.Minute),
+		CDCSlotName:        e.str("TRACKOPS_CDC_SLOT_NAME", DefaultCDCSlotName),
 
 		ConsumerRetryAttempts:   e.int("TRACKOPS_CONSUMER_RETRY_ATTEMPTS", 3),
 		ConsumerRetryBackoff:    e.duration("TRACKOPS_CONSUMER_RETRY_BACKOFF", time.Second),
@@ -110,6 +122,9 @@ func (c Config) Validate() error {
 	case StrategyOutbox, StrategyCDC:
 	default:
 		return fmt.Errorf("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
+	}
+	if !slotNameRe.MatchString(c.CDCSlotName) {
+		return fmt.Errorf("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
 	}
 	switch c.LogFormat {
 	case "text", "json":
@@ -148,6 +163,9 @@ func (c Config) Brokers() []string {
 	}
 	return c.KafkaBrokers
 }
+
+// slotNameRe is PostgreSQL's rule for replication slot names.
+var slotNameRe = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 type env struct {
 	getenv func(string) string

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -115,7 +116,7 @@ func (store) list(ctx context.Context, q postgres.Querier, limit int, cursor str
 }
 
 // ErrBadCursor means a pagination cursor was not one the API issued.
-var ErrBadCursor = errors.New("invalid cursor")
+var ErrBadCursor = pagination.ErrBadCursor
 
 // ReservationFilter selects a page of one SKU's reservations, newest first.
 type ReservationFilter struct {
@@ -133,7 +134,7 @@ func (store) reservations(ctx context.Context, q postgres.Querier, f Reservation
 		where = append(where, "status = "+arg(string(f.Status)))
 	}
 	if f.Cursor != "" {
-		at, id, err := decodeReservationCursor(f.Cursor)
+		at, id, err := pagination.Decode(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -159,29 +160,9 @@ func (store) reservations(ctx context.Context, q postgres.Querier, f Reservation
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
 		last := out[len(out)-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(last.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + last.OrderID))
+		next = pagination.Encode(last.CreatedAt, uuid.MustParse(last.OrderID))
 	}
 	return out, next, nil
-}
-
-func decodeReservationCursor(s string) (time.Time, uuid.UUID, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	ts, idStr, ok := strings.Cut(string(raw), "|")
-	if !ok {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	id, err := uuid.Parse(idStr)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	return at, id, nil
 }
 
 // lockStockSQL locks the rows of the given (sorted) SKUs in that order and

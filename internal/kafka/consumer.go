@@ -158,14 +158,21 @@ type ConsumerConfig struct {
 	// DeadLetter, when false, keeps retrying a failing record forever
 	// instead of dead-lettering it (for consumers of dead-letter topics).
 	DisableDeadLetter bool
+	// KeyConcurrency is how many keys of one partition are handled at once
+	// (default 16). Records of one key are always handled one after another,
+	// in offset order; 1 handles a partition strictly in sequence.
+	KeyConcurrency int
 }
 
 // Consumer runs a Handler over a consumer group's records with blocking
-// in-partition retries: a failing record holds back the records behind it in
-// its partition (order kept, at most RetryPolicy.Budget of delay per poison
-// record). Partitions of one poll are handled concurrently, but the next poll
-// waits for all of them, so a retrying record also delays this member's
-// other partitions by up to the same budget (see docs/fault-tolerance.md).
+// per-key retries: records of one key (one order) are handled in offset
+// order, and a failing record holds back the records of its key behind it
+// (at most RetryPolicy.Budget of delay per poison record). Different keys of
+// a partition are handled concurrently (KeyConcurrency), which lets their
+// database commits share WAL flushes. Partitions of one poll are handled
+// concurrently too, but the next poll waits for all of them, so a retrying
+// record also delays this member's other records by up to the same budget
+// (see docs/fault-tolerance.md).
 // Offsets are committed only for records that were handled or dead-lettered,
 // so a crash redelivers, never skips (at-least-once).
 type Consumer struct {
@@ -187,6 +194,9 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	cfg.Retry = cfg.Retry.normalised()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.KeyConcurrency == 0 {
+		cfg.KeyConcurrency = 16
 	}
 	log := cfg.Logger.With("group", cfg.Group)
 	opts := []kgo.Opt{
@@ -274,13 +284,52 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// handlePartition handles records in order and returns the last one that is
-// finished (handled or dead-lettered), or nil if none is.
+// handlePartition handles a partition's records, each key's in offset order
+// and different keys concurrently, and returns the last record up to which
+// every record is finished (handled or dead-lettered) — the offset that is
+// safe to commit — or nil if the first one is not.
 func (c *Consumer) handlePartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
+	if c.cfg.KeyConcurrency <= 1 || len(recs) == 1 {
+		var last *kgo.Record
+		for _, rec := range recs {
+			if !c.handle(ctx, rec) {
+				return last
+			}
+			last = rec
+		}
+		return last
+	}
+	// Group the records by key, keeping each key's offset order.
+	var order []string
+	byKey := make(map[string][]int)
+	for i, rec := range recs {
+		k := string(rec.Key)
+		if _, seen := byKey[k]; !seen {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	finished := make([]bool, len(recs))
+	sem := make(chan struct{}, c.cfg.KeyConcurrency)
+	var wg sync.WaitGroup
+	for _, k := range order {
+		idx := byKey[k]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, i := range idx {
+				if !c.handle(ctx, recs[i]) {
+					return // stopping: the rest of this key stays unfinished
+				}
+				finished[i] = true
+			}
+		})
+	}
+	wg.Wait()
 	var last *kgo.Record
-	for _, rec := range recs {
-		if !c.handle(ctx, rec) {
-			return last
+	for i, rec := range recs {
+		if !finished[i] {
+			break
 		}
 		last = rec
 	}

@@ -2,16 +2,15 @@ package order
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -138,7 +137,7 @@ type ListFilter struct {
 }
 
 // ErrBadCursor means the pagination cursor was not one the API issued.
-var ErrBadCursor = errors.New("invalid cursor")
+var ErrBadCursor = pagination.ErrBadCursor
 
 // List returns a page of orders (without items) and the cursor of the next
 // page, "" on the last one. It pages by keyset on (created_at, id), so pages
@@ -154,7 +153,7 @@ func (Store) List(ctx context.Context, q postgres.Querier, f ListFilter) ([]*Ord
 		where = append(where, "status = "+arg(string(f.Status)))
 	}
 	if f.Cursor != "" {
-		at, id, err := decodeCursor(f.Cursor)
+		at, id, err := pagination.Decode(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -182,33 +181,9 @@ func (Store) List(ctx context.Context, q postgres.Querier, f ListFilter) ([]*Ord
 	if len(out) > f.Limit {
 		out = out[:f.Limit]
 		last := out[len(out)-1]
-		next = encodeCursor(last.CreatedAt, last.ID)
+		next = pagination.Encode(last.CreatedAt, last.ID)
 	}
 	return out, next, nil
-}
-
-func encodeCursor(at time.Time, id uuid.UUID) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
-}
-
-func decodeCursor(s string) (time.Time, uuid.UUID, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	ts, idStr, ok := strings.Cut(string(raw), "|")
-	if !ok {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	id, err := uuid.Parse(idStr)
-	if err != nil {
-		return time.Time{}, uuid.Nil, ErrBadCursor
-	}
-	return at, id, nil
 }
 
 // Count returns the number of orders (for health details).

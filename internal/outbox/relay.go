@@ -417,8 +417,11 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 func (r *Relay) Prune(ctx context.Context) (int64, error) {
 	var total int64
 	for {
+		// Oldest rows first along the seq index: published rows past the
+		// retention sit at the low end.
 		tag, err := r.pool.Exec(ctx, `DELETE FROM outbox_events WHERE id IN (
-			SELECT id FROM outbox_events WHERE processed AND published_at < now() - make_interval(secs => $1) LIMIT 5000)`,
+			SELECT id FROM outbox_events WHERE processed AND published_at < now() - make_interval(secs => $1)
+			ORDER BY seq LIMIT 5000)`,
 			r.cfg.Retention.Seconds())
 		if err != nil {
 			return total, fmt.Errorf("prune outbox: %w", err)

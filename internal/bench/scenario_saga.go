@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/kafka"
+)
+
+const (
+	sagaRate = 200
+	sagaSKUs = 50
+)
+
+// runSaga: orders created over HTTP at a fixed rate, each timed from its
+// creation to its CONFIRMED history entry (ORDER_CREATED through the relay,
+// the inventory reservation, INVENTORY_RESERVED back through the relay, the
+// saga's confirmation). The floor is the messaging alone: the same number
+// of Kafka hops (produce -> consume -> produce -> consume) at the same rate
+// on the same broker.
+func runSaga(ctx context.Context, cfg Config) Result {
+	res := Result{Description: fmt.Sprintf("order -> CONFIRMED latency with orders created over HTTP at %d/s over %d SKUs, vs the messaging floor: two chained Kafka hops with franz-go at the same rate on the same broker", sagaRate, sagaSKUs)}
+	r, err := setUp(ctx, cfg, "saga", nil)
+	if err != nil {
+		return failed(res, err)
+	}
+	defer r.tearDown()
+	var trackops Measure
+	inv := r.api.seedInventory(ctx, sagaSKUs, 10_000_000)
+	if len(inv) >= 12 && inv[:12] == "unavailable:" {
+		res.Status, res.Unavailable = StatusUnavailable, inv[13:]
+		trackops = Measure{Unavailable: inv}
+		cfg.logf("saga", "%s; measuring the floor only", inv)
+	} else {
+		cfg.logf("saga", "creating orders at %d/s for %s", sagaRate, cfg.Phase)
+		load, err := RunLoad(ctx, LoadConfig{Target: r.proc.HTTP, Token: r.token, Rate: sagaRate, Duration: cfg.Phase,
+			SKUs: sagaSKUs, Mix: Mix{Create: 1}})
+		if err != nil {
+			return failed(res, err)
+		}
+		pending := waitNoPending(ctx, r, time.Minute)
+		trackops, err = confirmLatency(ctx, r)
+		if err != nil {
+			return failed(res, err)
+		}
+		trackops.Errors = int(load.Requests) - trackops.Count
+		res.Notes = append(res.Notes, fmt.Sprintf("%d orders created (status codes %s), %d confirmed, %d still PENDING after the wait",
+			load.Requests, formatCodes(load.StatusCodes), trackops.Count, pending))
+		cfg.logf("saga", "p50 %.1fms p99 %.1fms", trackops.Latency.P50, trackops.Latency.P99)
+	}
+	floor, err := twoHops(ctx, r.proc.KafkaAddr, sagaRate, cfg.Phase)
+	if err != nil {
+		return failed(res, err)
+	}
+	cfg.logf("saga", "floor p50 %.1fms p99 %.1fms", floor.Latency.P50, floor.Latency.P99)
+	res.Comparisons = append(res.Comparisons, latencyComparison(fmt.Sprintf("order -> CONFIRMED at %d orders/s", sagaRate), trackops, floor))
+	res.PeakRSSBytes = r.peakRSS()
+	res.Notes = append(res.Notes, r.notes...)
+	return res
+}
+
+func waitNoPending(ctx context.Context, r *rig, limit time.Duration) int {
+	deadline := time.Now().Add(limit)
+	for {
+		var n int
+		if err := r.db.Pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE status = 'PENDING'`).Scan(&n); err != nil || n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// confirmLatency reads each confirmed order's creation -> CONFIRMED time
+// from its history (both stamped by the TrackOps process's clock).
+func confirmLatency(ctx context.Context, r *rig) (Measure, error) {
+	rows, err := r.db.Pool.Query(ctx, `SELECT (extract(epoch FROM h.changed_at - o.created_at) * 1e6)::bigint
+		FROM orders o JOIN order_status_history h ON h.order_id = o.id AND h.to_status = 'CONFIRMED'`)
+	if err != nil {
+		return Measure{}, err
+	}
+	us, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return Measure{}, err
+	}
+	d := make([]time.Duration, len(us))
+	for i, u := range us {
+		d[i] = time.Duration(u) * time.Microsecond
+	}
+	l := summarize(d)
+	return Measure{What: "trackops: order created -> CONFIRMED (outbox, relay, inventory reservation, relay, saga)", Count: l.Count, Latency: &l}, nil
+}
+
+// twoHops produces stamped records to one topic, a forwarder consumes and
+// produces them to a second topic, and a reader times their arrival there.
+func twoHops(ctx context.Context, broker string, rate int, d time.Duration) (Measure, error) {
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	hop1, hop2 := "bench.hop1."+suffix, "bench.hop2."+suffix
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{broker}, ClientID: "bench-floor"})
+	if err != nil {
+		return Measure{}, err
+	}
+	defer producer.Close()
+	if err := kafka.EnsureTopics(ctx, producer, 3, hop1, hop2); err != nil {
+		return Measure{}, err
+	}
+	consumer := func(topic string) (*kgo.Client, error) {
+		return kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	}
+	fwd, err := consumer(hop1)
+	if err != nil {
+		return Measure{}, err
+	}
+	defer fwd.Close()
+	reader, err := consumer(hop2)
+	if err != nil {
+		return Measure{}, err
+	}
+	defer reader.Close()
+	n := int(float64(rate) * d.Seconds())
+	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	go func() {
+		for cctx.Err() == nil {
+			fs := fwd.PollFetches(cctx)
+			fs.EachRecord(func(rec *kgo.Record) {
+				producer.Produce(cctx, &kgo.Record{Topic: hop2, Key: rec.Key, Value: rec.Value}, nil)
+			})
+		}
+	}()
+	var rec Recorder
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for rec.Count() < n && cctx.Err() == nil {
+			fs := reader.PollFetches(cctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				if len(r.Value) == 8 {
+					rec.Add(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))))
+				}
+			})
+		}
+	})
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		v := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
+		producer.Produce(ctx, &kgo.Record{Topic: hop1, Key: []byte(fmt.Sprint(i)), Value: v}, nil)
+	}
+	wg.Wait()
+	l := rec.Summary()
+	return Measure{What: "franz-go: produce -> consume -> produce -> consume (two hops, acks=all)", Count: l.Count, Errors: n - l.Count, Latency: &l}, nil
+}
