@@ -95,6 +95,20 @@ func (c client) state(name string) (string, string) {
 	return st.Connector.State, st.Tasks[0].Trace
 }
 
+// waitState polls the status until it is want (a connector reports
+// UNASSIGNED until its slot is set up) or 20 s passed, and returns the last.
+func (c client) waitState(name, want string) (string, string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		state, trace := c.state(name)
+		if state == want || time.Now().After(deadline) {
+			return state, trace
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestRESTLifecycleWithSeedConnector(t *testing.T) {
@@ -134,7 +148,7 @@ func TestRESTLifecycleWithSeedConnector(t *testing.T) {
 	if conflict.ErrorCode != 409 || !strings.Contains(conflict.Message, "already exists") {
 		t.Errorf("409 body %+v", conflict)
 	}
-	if state, trace := c.state("trackops-orders-connector"); state != "RUNNING" {
+	if state, trace := c.waitState("trackops-orders-connector", "RUNNING"); state != "RUNNING" {
 		t.Fatalf("state %s %s", state, trace)
 	}
 
@@ -163,7 +177,7 @@ func TestRESTLifecycleWithSeedConnector(t *testing.T) {
 		t.Errorf("after pause: %s", state)
 	}
 	c.expect("PUT", "/connectors/trackops-orders-connector/resume", nil, 202)
-	if state, _ := c.state("trackops-orders-connector"); state != "RUNNING" {
+	if state, _ := c.waitState("trackops-orders-connector", "RUNNING"); state != "RUNNING" {
 		t.Errorf("after resume: %s", state)
 	}
 	c.expect("POST", "/connectors/trackops-orders-connector/restart", nil, 204)
