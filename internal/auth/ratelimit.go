@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -124,12 +125,39 @@ var rateLimitRejections = promauto.NewCounterVec(prometheus.CounterOpts{
 // trackops_ratelimit_errors_total counts them: an outage of the limiter
 // must not become an outage of the API. Logins are still safe then, because
 // a session cannot be created without Redis either.
+//
+// To keep Redis off the hot path, an instance takes a small lease of tokens
+// at once (AllowN) and spends them locally for up to a second; a lease is at
+// most 1/20 of the burst, so the shared budget stays accurate to a few
+// requests per instance.
 type RateLimiter struct {
 	store    *cache.Store
 	limiter  *redis_rate.Limiter
 	limits   Limits
 	log      *slog.Logger
 	lastWarn atomic.Int64
+
+	leases     sync.Map // key -> *lease
+	leaseCount atomic.Int64
+}
+
+// lease is tokens taken from Redis ahead of use.
+type lease struct {
+	mu      sync.Mutex
+	tokens  int
+	expires time.Time
+}
+
+const (
+	maxLeaseTokens = 10
+	leaseTTL       = time.Second
+	// maxLeases bounds the local lease table; past it, it starts afresh.
+	maxLeases = 100_000
+)
+
+// leaseSize is how many tokens one Redis call takes for limit (1 = no lease).
+func leaseSize(limit redis_rate.Limit) int {
+	return max(1, min(maxLeaseTokens, limit.Burst/20))
 }
 
 // NewRateLimiter builds the limiter on the sessions store.
@@ -151,7 +179,42 @@ func (l *RateLimiter) Allow(ctx context.Context, key string) (bool, time.Duratio
 	if limit.IsZero() {
 		return true, 0, nil
 	}
-	return l.allow(ctx, "api", l.store.Key("ratelimit", key), limit)
+	return l.allowLeased(ctx, l.store.Key("ratelimit", key), limit)
+}
+
+// allowLeased spends a locally leased token when one is left, and otherwise
+// takes a new lease from Redis (or a single token when a lease does not fit).
+func (l *RateLimiter) allowLeased(ctx context.Context, key string, limit redis_rate.Limit) (bool, time.Duration, error) {
+	n := leaseSize(limit)
+	if n == 1 {
+		return l.allow(ctx, "api", key, limit)
+	}
+	v, loaded := l.leases.Load(key)
+	if !loaded {
+		if l.leaseCount.Add(1) > maxLeases {
+			l.leases.Clear()
+			l.leaseCount.Store(1)
+		}
+		v, _ = l.leases.LoadOrStore(key, &lease{})
+	}
+	ls := v.(*lease)
+	now := time.Now()
+	ls.mu.Lock()
+	if ls.tokens > 0 && now.Before(ls.expires) {
+		ls.tokens--
+		ls.mu.Unlock()
+		return true, 0, nil
+	}
+	ls.mu.Unlock()
+	res, err := l.limiter.AllowN(ctx, key, limit, n)
+	if err != nil || res.Allowed == 0 {
+		// Redis down (fail open, counted) or not n tokens left: one token.
+		return l.allow(ctx, "api", key, limit)
+	}
+	ls.mu.Lock()
+	ls.tokens, ls.expires = n-1, now.Add(leaseTTL)
+	ls.mu.Unlock()
+	return true, 0, nil
 }
 
 func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_rate.Limit) (bool, time.Duration, error) {

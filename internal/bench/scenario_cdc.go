@@ -30,7 +30,10 @@ const (
 // same changes from its own slot at the same time.
 func runCDC(ctx context.Context, cfg Config) Result {
 	res := Result{Description: fmt.Sprintf("orders rows inserted at %d/s (one per transaction): commit -> change record consumed from %s, vs pg_recvlogical (test_decoding, own slot) receiving the same changes", cdcRate, cdcTopic)}
-	r, err := setUp(ctx, cfg, "cdc", []string{"TRACKOPS_EVENT_STRATEGY=cdc"})
+	// Slot names are cluster-wide: a slot of its own keeps the scenario clear
+	// of any other TrackOps database on the same server.
+	slot := fmt.Sprintf("trackops_bench_%d", time.Now().UnixNano())
+	r, err := setUp(ctx, cfg, "cdc", []string{"TRACKOPS_EVENT_STRATEGY=cdc", "TRACKOPS_CDC_SLOT_NAME=" + slot})
 	if err != nil {
 		return failed(res, err)
 	}
@@ -188,7 +191,11 @@ func connectorMissing(ctx context.Context, r *rig) string {
 	deadline := time.Now().Add(8 * time.Second)
 	last := ""
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		resp, err := client.Get("http://" + r.proc.ConnectAddr + "/connectors/" + cdcConnector + "/status")
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.proc.ConnectAddr+"/connectors/"+cdcConnector+"/status", nil)
+		if r.token != "" {
+			req.Header.Set("Authorization", "Bearer "+r.token) // the Connect API needs the operator role
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			last = fmt.Sprintf("nothing answers on TRACKOPS_CONNECT_ADDR under TRACKOPS_EVENT_STRATEGY=cdc (%v): no CDC connector in this build", shortErr(err))
 		} else {
