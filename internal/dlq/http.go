@@ -297,11 +297,9 @@ func (h *Handlers) discard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body discardBody
-	if r.ContentLength != 0 {
-		if err := httpapi.DecodeJSON(r, &body); err != nil {
-			httpapi.WriteError(w, r, err)
-			return
-		}
+	if err := httpapi.DecodeOptionalJSON(r, &body); err != nil {
+		httpapi.WriteError(w, r, err)
+		return
 	}
 	err := h.replayer.Discard(r.Context(), id, httpapi.PrincipalFrom(r.Context()).Actor(), body.Reason)
 	switch {

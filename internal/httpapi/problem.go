@@ -106,6 +106,15 @@ func DecodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
+// DecodeOptionalJSON is DecodeJSON for endpoints whose body may be left out
+// (POST .../cancel): no body at all leaves v as it is.
+func DecodeOptionalJSON(r *http.Request, v any) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	return DecodeJSON(r, v)
+}
+
 func statusFor(err error) int {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {

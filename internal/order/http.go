@@ -255,11 +255,9 @@ func (h *Handlers) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req cancelRequest
-	if r.ContentLength != 0 {
-		if err := httpapi.DecodeJSON(r, &req); err != nil {
-			httpapi.WriteError(w, r, err)
-			return
-		}
+	if err := httpapi.DecodeOptionalJSON(r, &req); err != nil {
+		httpapi.WriteError(w, r, err)
+		return
 	}
 	o, err := h.svc.Cancel(r.Context(), id, req.Reason, httpapi.PrincipalFrom(r.Context()).Actor())
 	if err != nil {
