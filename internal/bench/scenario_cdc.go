@@ -81,7 +81,7 @@ func runCDC(ctx context.Context, cfg Config) Result {
 	consumed := make(chan struct{})
 	if missing == "" {
 		consumer, err = kgo.NewClient(kgo.SeedBrokers(r.proc.KafkaAddr), kgo.ConsumeTopics(cdcTopic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond), kgo.AllowAutoTopicCreation())
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond), kgo.AllowAutoTopicCreation())
 		if err != nil {
 			return failed(res, err)
 		}
