@@ -232,6 +232,23 @@ func (a *App) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, w := range a.workers {
+		wg.Go(func() {
+			if err := w.run(wctx); err != nil && wctx.Err() == nil {
+				a.log.Error("worker stopped", "worker", w.name, "err", err)
+			}
+		})
+	}
+
+	// Under the cdc strategy an order written before the replication slot
+	// exists would never become an event: serve only once it does.
+	if err := a.waitForCDCSlot(ctx); err != nil {
+		stopWorkers()
+		wg.Wait()
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -252,16 +269,6 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	a.log.Info("TrackOps running", "version", Version, "roles", a.roles.String(), "http", a.listener.Addr().String(),
 		"strategy", a.cfg.EventStrategy, "kafka", a.cfg.Brokers())
-
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	for _, w := range a.workers {
-		wg.Go(func() {
-			if err := w.run(wctx); err != nil && wctx.Err() == nil {
-				a.log.Error("worker stopped", "worker", w.name, "err", err)
-			}
-		})
-	}
 
 	var runErr error
 	select {
