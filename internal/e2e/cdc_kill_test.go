@@ -78,7 +78,7 @@ func TestCDCKillMidStream(t *testing.T) {
 	mustCall(t, p, http.MethodPut, "/api/v1/inventory/"+sku, `{"name":"plenty","on_hand":1000000}`, http.StatusCreated, nil)
 
 	adm := newAdmin(t, cfg.KafkaAddr)
-	samples := startFlushSampler(db, adm, slot)
+	samples := startFlushSampler(db, cfg.KafkaAddr, slot)
 
 	// The write load.
 	var (
@@ -490,10 +490,30 @@ type flushSampler struct {
 	quit, done chan struct{}
 }
 
-func startFlushSampler(db *postgrestest.Database, adm *kadm.Client, slot string) *flushSampler {
+func startFlushSampler(db *postgrestest.Database, brokers string, slot string) *flushSampler {
 	s := &flushSampler{quit: make(chan struct{}), done: make(chan struct{})}
+	// A client of its own, made anew after a failure: the broker restarts
+	// with the process, and samples after the restart are the ones that
+	// check the resumed stream.
+	var cl *kgo.Client
+	adm := func() *kadm.Client {
+		if cl == nil {
+			cl, _ = kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RetryTimeout(time.Second))
+		}
+		if cl == nil {
+			return nil
+		}
+		return kadm.NewClient(cl)
+	}
+	reset := func() {
+		if cl != nil {
+			cl.Close()
+			cl = nil
+		}
+	}
 	go func() {
 		defer close(s.done)
+		defer reset()
 		for {
 			select {
 			case <-s.quit:
@@ -506,9 +526,15 @@ func startFlushSampler(db *postgrestest.Database, adm *kadm.Client, slot string)
 				cancel()
 				continue
 			}
-			ends, err := adm.ListEndOffsets(ctx, ordersTopic, itemsTopic)
+			a := adm()
+			if a == nil {
+				cancel()
+				continue
+			}
+			ends, err := a.ListEndOffsets(ctx, ordersTopic, itemsTopic)
 			cancel()
 			if err != nil || ends.Error() != nil {
+				reset()
 				continue
 			}
 			smp := flushSample{flushed: f, ends: map[string]map[int32]int64{}}
