@@ -25,6 +25,7 @@ import (
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
@@ -186,7 +187,27 @@ func (a *App) buildRelay() {
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
+	a.workers = append(a.workers, worker{name: "inbox-pruning", run: a.pruneInbox})
 	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
+}
+
+// pruneInbox deletes, every hour, consumers' processed-event rows older than
+// TRACKOPS_INBOX_RETENTION; it runs with the relay, which prunes the outbox.
+func (a *App) pruneInbox(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := inbox.Prune(ctx, a.pool, a.cfg.InboxRetention); err != nil && ctx.Err() == nil {
+			a.log.Warn("inbox prune failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("inbox pruned", "rows", n)
+		}
+	}
 }
 
 // Handler is the HTTP API with every route the process serves.

@@ -44,6 +44,7 @@ type Config struct {
 	RelayWorkers       int
 	RelayPollInterval  time.Duration
 	OutboxRetention    time.Duration
+	InboxRetention     time.Duration
 	ShutdownTimeout    time.Duration
 	HTTPMaxBodyBytes   int64
 	TLSCertFile        string
@@ -76,21 +77,24 @@ func Load() (Config, error) {
 func LoadFrom(getenv func(string) string) (Config, error) {
 	e := env{getenv: getenv}
 	c := Config{
-		DatabaseURL:        e.str("TRACKOPS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/trackops?sslmode=disable"),
-		RedisURL:           e.str("TRACKOPS_REDIS_URL", "redis://127.0.0.1:6379"),
-		KafkaBrokers:       splitList(e.str("TRACKOPS_KAFKA_BROKERS", "")),
-		EmbeddedKafkaAddr:  e.str("TRACKOPS_EMBEDDED_KAFKA_ADDR", "127.0.0.1:9092"),
-		DataDir:            e.str("TRACKOPS_DATA_DIR", "./data"),
-		HTTPAddr:           e.str("TRACKOPS_HTTP_ADDR", "127.0.0.1:8080"),
-		ConnectAddr:        e.str("TRACKOPS_CONNECT_ADDR", "127.0.0.1:8083"),
-		EventStrategy:      strings.ToLower(e.str("TRACKOPS_EVENT_STRATEGY", StrategyOutbox)),
-		LogFormat:          strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
-		LogLevel:           strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
-		KafkaPartitions:    int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
-		RelayBatchSize:     e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
-		RelayWorkers:       e.int("TRACKOPS_RELAY_WORKERS", 2),
-		RelayPollInterval:  e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
-		OutboxRetention:    e.duration("TRACKOPS_OUTBOX_RETENTION", 24*time.Hour),
+		DatabaseURL:       e.str("TRACKOPS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/trackops?sslmode=disable"),
+		RedisURL:          e.str("TRACKOPS_REDIS_URL", "redis://127.0.0.1:6379"),
+		KafkaBrokers:      splitList(e.str("TRACKOPS_KAFKA_BROKERS", "")),
+		EmbeddedKafkaAddr: e.str("TRACKOPS_EMBEDDED_KAFKA_ADDR", "127.0.0.1:9092"),
+		DataDir:           e.str("TRACKOPS_DATA_DIR", "./data"),
+		HTTPAddr:          e.str("TRACKOPS_HTTP_ADDR", "127.0.0.1:8080"),
+		ConnectAddr:       e.str("TRACKOPS_CONNECT_ADDR", "127.0.0.1:8083"),
+		EventStrategy:     strings.ToLower(e.str("TRACKOPS_EVENT_STRATEGY", StrategyOutbox)),
+		LogFormat:         strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
+		LogLevel:          strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
+		KafkaPartitions:   int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
+		RelayBatchSize:    e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
+		RelayWorkers:      e.int("TRACKOPS_RELAY_WORKERS", 2),
+		RelayPollInterval: e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
+		OutboxRetention:   e.duration("TRACKOPS_OUTBOX_RETENTION", 24*time.Hour),
+		// Longer than Kafka's default 7-day retention, so no event can be
+		// redelivered after its inbox row is gone.
+		InboxRetention:     e.duration("TRACKOPS_INBOX_RETENTION", 14*24*time.Hour),
 		ShutdownTimeout:    e.duration("TRACKOPS_SHUTDOWN_TIMEOUT", 20*time.Second),
 		HTTPMaxBodyBytes:   int64(e.int("TRACKOPS_HTTP_MAX_BODY_BYTES", 1<<20)),
 		TLSCertFile:        e.str("TRACKOPS_TLS_CERT_FILE", ""),
