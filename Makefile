@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-short services vet fmt bench vulncheck clean testdb-clean
+.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean
 
 all: build
 
@@ -45,3 +45,7 @@ testdb-clean:
 	psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'trackops_t%'" postgres | \
 	  while read -r db; do psql -h 127.0.0.1 -U postgres -qc "ALTER DATABASE $$db WITH is_template false" postgres; \
 	  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)" postgres; done
+
+# The race detector over the whole suite (slower; not part of `make test`).
+test-race: services
+	$(GO) test -race -count=1 -timeout 20m ./...
