@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -160,13 +161,7 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 		}
 		f.Status = n
 	}
-	if v := get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			errs.Add("limit", "must be a whole number from 1 to 500")
-		}
-		f.Limit = n
-	}
+	f.Limit = pagination.Limit(get("limit"), f.Limit, 500, &errs)
 	for _, t := range []struct {
 		name string
 		dst  *time.Time

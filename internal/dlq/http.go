@@ -11,6 +11,7 @@ import (
 
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -179,13 +180,7 @@ func ParseFilter(q map[string][]string, now time.Time) (Filter, error) {
 			errs.Add("since", "must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration such as 30m or 24h")
 		}
 	}
-	if s := get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			errs.Add("limit", "must be a whole number from 1 to 1000")
-		}
-		f.Limit = n
-	}
+	f.Limit = pagination.Limit(get("limit"), f.Limit, 1000, &errs)
 	if s := get("cursor"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -166,22 +167,8 @@ func (h *Handlers) adjust(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, ToJSON(it))
 }
 
-// Page size bounds of the list endpoints.
-const (
-	DefaultPageSize = 20
-	MaxPageSize     = 100
-)
-
 func pageLimit(q url.Values, errs *validation.Errors) int {
-	s := q.Get("limit")
-	if s == "" {
-		return DefaultPageSize
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > MaxPageSize {
-		errs.Add("limit", "must be a whole number from 1 to %d", MaxPageSize)
-	}
-	return n
+	return pagination.Limit(q.Get("limit"), pagination.DefaultSize, pagination.MaxSize, errs)
 }
 
 func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {

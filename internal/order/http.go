@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -164,16 +165,10 @@ type ListJSON struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// Page size bounds of list endpoints.
-const (
-	DefaultPageSize = 20
-	MaxPageSize     = 100
-)
-
 func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var verrs validation.Errors
-	f := ListFilter{CustomerID: q.Get("customer_id"), Cursor: q.Get("cursor"), Limit: DefaultPageSize}
+	f := ListFilter{CustomerID: q.Get("customer_id"), Cursor: q.Get("cursor"), Limit: pagination.DefaultSize}
 	if s := q.Get("status"); s != "" {
 		st, ok := ParseStatus(s)
 		if !ok {
@@ -181,13 +176,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Status = st
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxPageSize {
-			verrs.Add("limit", "must be a whole number from 1 to %d", MaxPageSize)
-		}
-		f.Limit = n
-	}
+	f.Limit = pagination.Limit(q.Get("limit"), pagination.DefaultSize, pagination.MaxSize, &verrs)
 	if len(verrs) > 0 {
 		httpapi.WriteValidation(w, r, verrs)
 		return

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/validation"
 )
@@ -142,13 +143,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {
 	if f.State != "" && f.State != StatePending && f.State != StateFailed {
 		errs.Add("state", "must be pending or failed")
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			errs.Add("limit", "must be a whole number from 1 to 1000")
-		}
-		f.Limit = n
-	}
+	f.Limit = pagination.Limit(q.Get("limit"), f.Limit, 1000, &errs)
 	if s := q.Get("cursor"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
