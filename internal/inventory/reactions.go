@@ -264,6 +264,50 @@ func (s *Service) lockOrCloseOrder(ctx context.Context, tx pgx.Tx, orderID uuid.
 	return s.store.lockOrder(ctx, tx, orderID)
 }
 
+// settleHeld is the frame of the reactions that end an order's hold on
+// stock: in one transaction it claims the event in the inbox, locks the
+// order's inventory row (closing it when the order never reserved, if
+// closeUnknown) and, when the order holds stock, hands its held lines to
+// settle; afterwards it counts the outcome and invalidates the items settle
+// changed. A redelivered event is a no-op.
+func (s *Service) settleHeld(ctx context.Context, inboxName string, env events.Envelope, orderID uuid.UUID,
+	closeUnknown bool, onNoHold func(state orderState), settle func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error)) error {
+	var (
+		changed map[string]int64
+		applied bool
+	)
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		changed, applied = nil, false
+		first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
+		if err != nil || !first {
+			return err
+		}
+		applied = true
+		st, err := s.lockOrCloseOrder(ctx, tx, orderID, closeUnknown)
+		if err != nil {
+			return err
+		}
+		if st != orderReserved {
+			if onNoHold != nil {
+				onNoHold(st)
+			}
+			return nil
+		}
+		lines, err := s.store.heldLines(ctx, tx, orderID)
+		if err != nil {
+			return err
+		}
+		changed, err = settle(tx, lines, s.now())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	count(env.Type, applied)
+	s.invalidate(ctx, changed)
+	return nil
+}
+
 // Release handles ORDER_CANCELLED: the order's held units go back to stock
 // (reserved drops, reservations become released) and INVENTORY_RELEASED is
 // written — only when something was held. Idempotent through the inbox.
@@ -276,26 +320,7 @@ func (s *Service) Release(ctx context.Context, inboxName string, env events.Enve
 	if err != nil {
 		return err
 	}
-	var (
-		changed map[string]int64
-		applied bool
-	)
-	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		changed, applied = nil, false
-		first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
-		if err != nil || !first {
-			return err
-		}
-		applied = true
-		st, err := s.lockOrCloseOrder(ctx, tx, orderID, true)
-		if err != nil || st != orderReserved {
-			return err
-		}
-		now := s.now()
-		lines, err := s.store.heldLines(ctx, tx, orderID)
-		if err != nil {
-			return err
-		}
+	err = s.settleHeld(ctx, inboxName, env, orderID, true, nil, func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error) {
 		b := &pgx.Batch{}
 		for _, l := range lines {
 			b.Queue(`UPDATE inventory_items SET reserved = reserved - $2, version = version + 1, updated_at = $3
@@ -303,11 +328,12 @@ func (s *Service) Release(ctx context.Context, inboxName string, env events.Enve
 		}
 		b.Queue(`UPDATE reservations SET status = 'released', updated_at = $2 WHERE order_id = $1 AND status = 'reserved'`, orderID, now)
 		b.Queue(`UPDATE inventory_orders SET state = $2, updated_at = $3 WHERE order_id = $1`, orderID, string(orderReleased), now)
-		if changed, err = runStockBatch(ctx, tx, b, lines, nil); err != nil {
-			return fmt.Errorf("release: %w", err)
+		changed, err := runStockBatch(ctx, tx, b, lines, nil)
+		if err != nil {
+			return nil, fmt.Errorf("release: %w", err)
 		}
 		if len(lines) == 0 {
-			return nil
+			return changed, nil
 		}
 		out := make([]events.ReservedLine, len(lines))
 		for i, l := range lines {
@@ -316,15 +342,13 @@ func (s *Service) Release(ctx context.Context, inboxName string, env events.Enve
 		ev, err := events.New(events.InventoryReleased, events.AggregateOrder, orderID.String(),
 			events.InventoryReleasedData{OrderID: orderID.String(), Lines: out, Reason: d.Reason}, logging.CorrelationID(ctx))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return outbox.Write(ctx, tx, ev)
+		return changed, outbox.Write(ctx, tx, ev)
 	})
 	if err != nil {
 		return fmt.Errorf("release stock of order %s: %w", orderID, err)
 	}
-	count(events.OrderCancelled, applied)
-	s.invalidate(ctx, changed)
 	return nil
 }
 
@@ -345,32 +369,12 @@ func (s *Service) Commit(ctx context.Context, inboxName string, env events.Envel
 	if err != nil {
 		return err
 	}
-	var (
-		changed map[string]int64
-		applied bool
-	)
-	err = s.withTx(ctx, func(tx pgx.Tx) error {
-		changed, applied = nil, false
-		first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
-		if err != nil || !first {
-			return err
+	noHold := func(st orderState) {
+		if st == "" {
+			slog.WarnContext(ctx, "shipped order has no reservation; nothing to commit", "order_id", orderID)
 		}
-		applied = true
-		st, err := s.lockOrCloseOrder(ctx, tx, orderID, false)
-		if err != nil {
-			return err
-		}
-		if st != orderReserved {
-			if st == "" {
-				slog.WarnContext(ctx, "shipped order has no reservation; nothing to commit", "order_id", orderID)
-			}
-			return nil
-		}
-		now := s.now()
-		lines, err := s.store.heldLines(ctx, tx, orderID)
-		if err != nil {
-			return err
-		}
+	}
+	err = s.settleHeld(ctx, inboxName, env, orderID, false, noHold, func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error) {
 		b := &pgx.Batch{}
 		for _, l := range lines {
 			b.Queue(`UPDATE inventory_items SET on_hand = on_hand - $2, reserved = reserved - $2, version = version + 1, updated_at = $3
@@ -379,20 +383,18 @@ func (s *Service) Commit(ctx context.Context, inboxName string, env events.Envel
 		b.Queue(`UPDATE reservations SET status = 'committed', updated_at = $2 WHERE order_id = $1 AND status = 'reserved'`, orderID, now)
 		b.Queue(`UPDATE inventory_orders SET state = $2, updated_at = $3 WHERE order_id = $1`, orderID, string(orderCommitted), now)
 		reason := "shipped with order " + orderID.String()
-		changed, err = runStockBatch(ctx, tx, b, lines, func(l Line, onHand int64) ledgerEntry {
+		changed, err := runStockBatch(ctx, tx, b, lines, func(l Line, onHand int64) ledgerEntry {
 			return ledgerEntry{SKU: l.SKU, Delta: -l.Quantity, Reason: reason, Actor: Actor, OrderID: &orderID,
 				ResultingOnHand: onHand, At: now}
 		})
 		if err != nil {
-			return fmt.Errorf("commit: %w", err)
+			return nil, fmt.Errorf("commit: %w", err)
 		}
-		return nil
+		return changed, nil
 	})
 	if err != nil {
 		return fmt.Errorf("commit stock of order %s: %w", orderID, err)
 	}
-	count(events.OrderStatusUpdated, applied)
-	s.invalidate(ctx, changed)
 	return nil
 }
 
