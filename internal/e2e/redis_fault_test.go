@@ -88,30 +88,14 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 	after(30, "30 more requests with Redis down")
 
 	srv.Start() // loads the snapshot: the watched order cached as CONFIRMED
-	waitUntil(t, "/health UP and the cache recovered", hangGuard, until(func() bool {
-		h := getHealth(t, p)
-		var c struct{ Status string }
-		code, _ := call(p, http.MethodGet, "/api/v1/ops/cache", "", &c)
-		return h.code == http.StatusOK && h.Status == "UP" && code == http.StatusOK && c.Status == "UP"
-	}))
+	waitCacheRecovered(t, p)
 	after(60, "60 requests after recovery")
 	stopLoop()
 
 	loop.report()
 
 	// No stale value after recovery, and reads are hits again.
-	hitsBefore := cacheHits(t, p)
-	for range 3 {
-		if got := readStatus(t, p, watched); got != "PROCESSING" {
-			t.Fatalf("after recovery the watched order reads %s, want PROCESSING (stale cache)", got)
-		}
-	}
-	if hits := cacheHits(t, p); hits < hitsBefore+2 {
-		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
-	}
-	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
-		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
-	}
+	checkFreshHits(t, p, orders, watched)
 	if ttl := keyTTL(t, orders, watched); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("order:%s TTL %v after recovery, want (0, 1h]", watched, ttl)
 	}
@@ -162,28 +146,12 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 	mustCall(t, p, http.MethodPatch, "/api/v1/orders/"+watched+"/status", `{"status":"PROCESSING"}`, http.StatusOK, nil)
 	loop.after(30, "30 more requests with Redis frozen")
 	srv.Resume() // its data is intact: the watched order still cached as CONFIRMED
-	waitUntil(t, "/health UP and the cache recovered", hangGuard, until(func() bool {
-		h := getHealth(t, p)
-		var c struct{ Status string }
-		code, _ := call(p, http.MethodGet, "/api/v1/ops/cache", "", &c)
-		return h.code == http.StatusOK && h.Status == "UP" && code == http.StatusOK && c.Status == "UP"
-	}))
+	waitCacheRecovered(t, p)
 	loop.after(60, "60 requests after recovery")
 	loop.stop()
 	loop.report()
 
-	hitsBefore := cacheHits(t, p)
-	for range 3 {
-		if got := readStatus(t, p, watched); got != "PROCESSING" {
-			t.Fatalf("after recovery the watched order reads %s, want PROCESSING (stale cache)", got)
-		}
-	}
-	if hits := cacheHits(t, p); hits < hitsBefore+2 {
-		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
-	}
-	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
-		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
-	}
+	checkFreshHits(t, p, orders, watched)
 }
 
 // loop is the load of the Redis fault tests: three workers, each creating
@@ -371,4 +339,34 @@ func cacheHits(t *testing.T, p *Process) float64 {
 		}
 	}
 	return 0
+}
+
+// waitCacheRecovered waits until /health is UP and the cache reports UP.
+func waitCacheRecovered(t *testing.T, p *Process) {
+	t.Helper()
+	waitUntil(t, "/health UP and the cache recovered", hangGuard, until(func() bool {
+		h := getHealth(t, p)
+		var c struct{ Status string }
+		code, _ := call(p, http.MethodGet, "/api/v1/ops/cache", "", &c)
+		return h.code == http.StatusOK && h.Status == "UP" && code == http.StatusOK && c.Status == "UP"
+	}))
+}
+
+// checkFreshHits: after recovery the watched order reads PROCESSING (the
+// status it got while Redis was away, never the stale cached one), repeated
+// reads are cache hits, and order:{id} holds the new status.
+func checkFreshHits(t *testing.T, p *Process, orders *redis.Client, watched string) {
+	t.Helper()
+	hitsBefore := cacheHits(t, p)
+	for range 3 {
+		if got := readStatus(t, p, watched); got != "PROCESSING" {
+			t.Fatalf("after recovery the watched order reads %s, want PROCESSING (stale cache)", got)
+		}
+	}
+	if hits := cacheHits(t, p); hits < hitsBefore+2 {
+		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
+	}
+	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
+		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
+	}
 }
