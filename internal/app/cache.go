@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
@@ -18,12 +19,14 @@ import (
 const cacheInvalidationGroup = "trackops-cache"
 
 // buildCache serves the cache and system-settings endpoints and, with the
-// orders role, runs the consumer that invalidates cached orders on their
-// events — the same events under both strategies, so a change made straight
-// in SQL reaches the cache through CDC too.
+// orders role, runs the consumer that invalidates and warms cached orders on
+// their events (a change made straight in SQL reaches it through CDC too).
 func (a *App) buildCache(orders *order.Service) error {
 	a.routes = append(a.routes, cache.NewHandlers(cache.NewSettings(a.pool, a.stores), a.stores).Routes()...)
-	if orders == nil {
+	// Under the cdc strategy a process that also runs the transformer
+	// refreshes the cache from the change stream itself (buildCDC); the
+	// events it publishes would only refresh the same orders a second time.
+	if orders == nil || (a.cfg.EventStrategy == config.StrategyCDC && a.roles.Has(RoleCDC)) {
 		return nil
 	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{

@@ -68,8 +68,8 @@ func (a *App) buildObservability() error {
 		health.Application(Version, a.started),
 		health.Database(a.pool),
 		health.Redis(a.stores, health.CacheStatsFunc(func() health.CacheCounters {
-			st := a.stores.Stats(context.Background())
-			return health.CacheCounters{Hits: st.Hits, Misses: st.Misses, Errors: st.Errors}
+			hits, misses, errs := a.stores.Counters()
+			return health.CacheCounters{Hits: hits, Misses: misses, Errors: errs}
 		})),
 		health.Kafka(a.producer, a.cfg.EmbeddedKafka()),
 		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDCSlotName, Source: a.cdcStatusSource()}),

@@ -115,6 +115,19 @@ func (s *Stores) Stats(ctx context.Context) Stats {
 	return st
 }
 
+// Counters are this process's read outcomes across the versioned stores,
+// from memory: no Redis call, so health checks can read them cheaply.
+func (s *Stores) Counters() (hits, misses, errs uint64) {
+	for _, store := range s.All() {
+		if v := store.versioned; v != nil {
+			hits += v.hits.Load()
+			misses += v.misses.Load()
+			errs += v.errs.Load()
+		}
+	}
+	return hits, misses, errs
+}
+
 func ratio(hits, misses uint64) float64 {
 	if hits+misses == 0 {
 		return 0
