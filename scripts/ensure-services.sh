@@ -49,24 +49,31 @@ psql_admin() {
   psql -X -q -v ON_ERROR_STOP=1 -At "$@" 2>/dev/null || $SUDO -u postgres psql -X -q -v ON_ERROR_STOP=1 -At "$@"
 }
 
-wal=$(psql_admin -d postgres -c "SHOW wal_level")
-if [ "$wal" != "logical" ]; then
-  log "wal_level is $wal; setting wal_level=logical and restarting PostgreSQL"
-  psql_admin -d postgres -c "ALTER SYSTEM SET wal_level = logical"
-  psql_admin -d postgres -c "ALTER SYSTEM SET max_replication_slots = 20"
-  psql_admin -d postgres -c "ALTER SYSTEM SET max_wal_senders = 20"
+# Settings the platform and its parallel test suites need; one restart applies them all.
+# wal_level=logical for CDC; room for many per-test pools and replication slots.
+restart_needed=""
+want_setting() { # name minimum-or-value numeric?
+  local name=$1 want=$2 numeric=${3:-}
+  local have
+  have=$(psql_admin -d postgres -c "SHOW $name")
+  if [ -n "$numeric" ]; then
+    [ "$have" -ge "$want" ] && return 0
+  else
+    [ "$have" = "$want" ] && return 0
+  fi
+  log "$name is $have; setting $name=$want (PostgreSQL restarts once)"
+  psql_admin -d postgres -c "ALTER SYSTEM SET $name = '$want'"
+  restart_needed=1
+}
+want_setting wal_level logical
+want_setting max_connections 500 numeric
+want_setting max_replication_slots 64 numeric
+want_setting max_wal_senders 64 numeric
+if [ -n "$restart_needed" ]; then
   pg_cluster_cmd restart
   for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
   wal=$(psql_admin -d postgres -c "SHOW wal_level")
   [ "$wal" = "logical" ] || { log "could not set wal_level=logical (still $wal)"; exit 1; }
-fi
-# Parallel tests each open pools and clone databases; make room for them.
-maxconn=$(psql_admin -d postgres -c "SHOW max_connections")
-if [ "$maxconn" -lt 300 ]; then
-  log "raising max_connections from $maxconn to 300 and restarting PostgreSQL"
-  psql_admin -d postgres -c "ALTER SYSTEM SET max_connections = 300"
-  pg_cluster_cmd restart
-  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
 fi
 
 # --- Redis ------------------------------------------------------------------
