@@ -166,7 +166,7 @@ func (a *App) buildOrders() error {
 	}
 	var opts []order.Option
 	if a.cfg.EventStrategy == config.StrategyCDC {
-		opts = append(opts, order.WithoutOutboxEvents())
+		opts = append(opts, order.WithChangeStream())
 	}
 	a.orderCache = order.NewRedisCache(a.stores)
 	opts = append(opts, order.WithCache(a.orderCache))

@@ -12,15 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/cdc/connect"
 	"github.com/trackops/trackops/internal/config"
-	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
 )
@@ -30,12 +26,9 @@ func init() {
 		Usage: "trackops cdc status [--json]", Run: cdcCommand})
 }
 
-// transformerGroup turns change events of orders into application events.
-const transformerGroup = "trackops-cdc-transformer"
-
 // buildCDC starts the connector manager of the cdc role, with its Kafka
 // Connect REST API on TRACKOPS_CONNECT_ADDR; under the cdc strategy it also
-// runs the built-in orders connector and the transformer.
+// runs the built-in orders connector with the order domain's change stream.
 func (a *App) buildCDC(orders *order.Service) error {
 	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 		Role: httpapi.RoleOperator, Handler: a.serveCDCStatus})
@@ -82,37 +75,19 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !strategyCDC {
 		return nil
 	}
-	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DatabaseURL)
+	// The order domain's change stream builds the order events from each
+	// committed transaction and refreshes the order cache; a process
+	// without the orders role gets a service of its own for the cache.
+	cfg, err := order.ConnectorConfig(a.cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	cfg["slot.name"] = a.cfg.CDCSlotName
-	if err := a.cdc.RunBuiltin(cdc.OrdersConnectorName, cfg); err != nil {
-		return err
+	if orders == nil {
+		orders = order.NewService(a.pool, order.WithChangeStream(), order.WithCache(order.NewRedisCache(a.stores)))
 	}
-	if err := kafka.EnsureTopics(context.Background(), a.producer, a.cfg.KafkaPartitions, cdc.OrdersChangeTopic, cdc.OrdersChangeTopic+events.DLQSuffix); err != nil {
-		return err
-	}
-	tr := cdc.NewOrderTransformer(a.pool, a.producer, cdc.TransformerOptions{
-		Logger: a.log.With("component", "cdc-transformer"),
-		OnOrderChange: func(ctx context.Context, orderID string, version int) {
-			if id, err := uuid.Parse(orderID); err == nil && orders != nil {
-				a.refreshOrder(ctx, orders, id, version)
-			}
-		},
-	})
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Options: a.kafkaOptions("trackops-cdc-transformer"),
-		Group:   transformerGroup,
-		Topics:  []string{cdc.OrdersChangeTopic},
-		Handler: a.traceHandler(transformerGroup, tr.Handle),
-		Logger:  a.log.With("component", "cdc-transformer"),
-	})
-	if err != nil {
-		return err
-	}
-	a.workers = append(a.workers, worker{name: "cdc-transformer", run: c.Run})
-	return nil
+	stream := order.NewChangeStream(orders, a.log.With("component", "order-change-stream"))
+	return a.cdc.RunBuiltin(order.ConnectorName, cfg, cdc.WithTransform(stream))
 }
 
 // connectRoutes puts the Kafka Connect REST API behind the router's
@@ -142,7 +117,7 @@ func (a *App) cdcStatusSource() health.CDCStatusSource {
 		if a.cdc == nil {
 			return health.CDCStatus{}, errors.New("connector not started")
 		}
-		st, err := a.cdc.StatusOf(ctx, cdc.OrdersConnectorName)
+		st, err := a.cdc.StatusOf(ctx, order.ConnectorName)
 		if err != nil {
 			return health.CDCStatus{}, err
 		}

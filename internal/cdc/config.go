@@ -94,6 +94,14 @@ type Config struct {
 	// SkippedOperations are ops (c, u, d, t) not emitted (skipped.operations).
 	SkippedOperations map[string]bool
 
+	// ProvideTransactionMetadata is provide.transaction.metadata: BEGIN and
+	// END records on TransactionTopic and a "transaction" block in every
+	// streamed change event, as Debezium writes them.
+	ProvideTransactionMetadata bool
+	// TransactionTopic is where BEGIN and END records go:
+	// <topic.prefix>.<topic.transaction>, then the transforms.
+	TransactionTopic string
+
 	// Transforms are applied in order to every record's topic.
 	Transforms []Transform
 }
@@ -122,6 +130,7 @@ var knownKeys = map[string]bool{
 	"errors.log.include.messages": true, "slot.max.retries": true, "slot.retry.delay.ms": true,
 	"snapshot.fetch.size": true, "snapshot.isolation.mode": true, "topic.creation.enable": true,
 	"topic.creation.default.replication.factor": true, "topic.creation.default.partitions": true,
+	"provide.transaction.metadata": true, "topic.transaction": true,
 }
 
 var (
@@ -265,6 +274,8 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 		}
 	}
 
+	c.ProvideTransactionMetadata = boolKey("provide.transaction.metadata", false)
+
 	compile := func(key string, list string) []*regexp.Regexp {
 		var out []*regexp.Regexp
 		for _, p := range splitList(list) {
@@ -308,6 +319,8 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 			errs = append(errs, fmt.Sprintf("transforms.%s.type=%q: TrackOps supports only %s", alias, typ, regexRouter))
 		}
 	}
+
+	c.TransactionTopic = routeTopic(&c, c.TopicPrefix+"."+get("topic.transaction", "transaction"))
 
 	var unknown []string
 	for k := range raw {
@@ -397,41 +410,6 @@ func DatabaseKeys(databaseURL string) (map[string]string, error) {
 		out["database.sslmode"] = ssl
 	}
 	return out, nil
-}
-
-// OrdersConnectorName is the name of TrackOps' own connector under the cdc strategy.
-const OrdersConnectorName = "trackops-orders-connector"
-
-// OrdersConnectorConfig is the seed's trackops-orders-connector configuration
-// pointed at databaseURL, with decimal.handling.mode=string because TrackOps'
-// consumers read money as decimal strings.
-func OrdersConnectorConfig(databaseURL string) (map[string]string, error) {
-	db, err := DatabaseKeys(databaseURL)
-	if err != nil {
-		return nil, err
-	}
-	cfg := map[string]string{
-		"connector.class":              ConnectorClass,
-		"database.server.name":         "trackops_orders",
-		"topic.prefix":                 "trackops_orders",
-		"table.include.list":           "public.orders,public.order_items",
-		"plugin.name":                  "pgoutput",
-		"slot.name":                    "debezium_orders",
-		"publication.name":             "debezium_publication",
-		"publication.autocreate.mode":  PublicationFiltered,
-		"decimal.handling.mode":        DecimalString,
-		"transforms":                   "route",
-		"transforms.route.type":        regexRouter,
-		"transforms.route.regex":       "trackops_orders.public.(.*)",
-		"transforms.route.replacement": "orders.$1",
-	}
-	for k, v := range db {
-		cfg[k] = v
-	}
-	if cfg["database.user"] == "" {
-		cfg["database.user"] = "postgres"
-	}
-	return cfg, nil
 }
 
 func splitList(s string) []string {

@@ -43,6 +43,9 @@ type Options struct {
 	TopicPartitions int32
 	// ProducerOpts are appended to the producer's options.
 	ProducerOpts []kgo.Opt
+	// Transform, when set, derives records from each committed transaction
+	// (see TxTransform).
+	Transform TxTransform
 }
 
 // Connector streams one database's changes to Kafka. Run it with Run; a
@@ -60,6 +63,7 @@ type Connector struct {
 type connectorStats struct {
 	phase             atomic.Value // string
 	events            atomic.Uint64
+	derived           atomic.Uint64 // records a Transform derived
 	lastEventNanos    atomic.Int64
 	lastCommitNanos   atomic.Int64 // commit time of the last event's transaction
 	receivedLSN       atomic.Uint64

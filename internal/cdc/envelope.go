@@ -41,6 +41,10 @@ type change struct {
 	// element of source.sequence (0 writes null).
 	lastCommitLSN uint64
 	snapshot      string
+	// txOrder and txCollectionOrder are the event's total_order and
+	// data_collection_order in its transaction (provide.transaction.metadata);
+	// 0 writes "transaction": null.
+	txOrder, txCollectionOrder int64
 }
 
 // encoder builds Debezium records; it is used by one goroutine.
@@ -84,7 +88,8 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 	b = append(b, ch.op)
 	b = append(b, `","ts_ms":`...)
 	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
-	b = append(b, `,"transaction":null}`...)
+	b = appendTransactionBlock(b, ch)
+	b = append(b, '}')
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
 	}
@@ -108,7 +113,8 @@ func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 	b = e.source(b, t, ch)
 	b = append(b, `,"op":"t","ts_ms":`...)
 	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
-	b = append(b, `,"transaction":null}`...)
+	b = appendTransactionBlock(b, ch)
+	b = append(b, '}')
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
 	}
@@ -213,4 +219,20 @@ func (e *recordEncoder) key(t *table, ch *change) []byte {
 		b = append(b, '}')
 	}
 	return b
+}
+
+// appendTransactionBlock writes the envelope's "transaction" field: null, or
+// with provide.transaction.metadata Debezium's block, whose id is
+// "<txId>:<lsn of this event>" as Debezium's PostgreSQL connector writes it.
+func appendTransactionBlock(b []byte, ch *change) []byte {
+	if ch.txOrder == 0 {
+		return append(b, `,"transaction":null`...)
+	}
+	b = append(b, `,"transaction":{"id":"`...)
+	b = appendTxID(b, ch.txID, ch.lsn)
+	b = append(b, `","total_order":`...)
+	b = strconv.AppendInt(b, ch.txOrder, 10)
+	b = append(b, `,"data_collection_order":`...)
+	b = strconv.AppendInt(b, ch.txCollectionOrder, 10)
+	return append(b, '}')
 }
