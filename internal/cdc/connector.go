@@ -64,6 +64,9 @@ type connectorStats struct {
 	phase             atomic.Value // string
 	events            atomic.Uint64
 	derived           atomic.Uint64 // records a Transform derived
+	statusSent        atomic.Uint64 // standby status updates sent
+	// maxBuffered is the most changes held for a Transform at once.
+	maxBuffered atomic.Int64
 	lastEventNanos    atomic.Int64
 	lastCommitNanos   atomic.Int64 // commit time of the last event's transaction
 	receivedLSN       atomic.Uint64

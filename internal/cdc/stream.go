@@ -36,6 +36,7 @@ type streamState struct {
 	// BEGIN and COMMIT (nil without a transform).
 	transformCols map[uint32]*rowColumns
 	buf           *txBuffer
+	stats         *connectorStats
 }
 
 // stream decodes pgoutput from the slot and produces change events until ctx
@@ -61,7 +62,7 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 	})
 	defer stopGrace()
 
-	st := &streamState{relations: map[uint32]*table{}, transformCols: map[uint32]*rowColumns{}, received: confirmed, flushed: confirmed}
+	st := &streamState{relations: map[uint32]*table{}, transformCols: map[uint32]*rowColumns{}, stats: &c.stats, received: confirmed, flushed: confirmed}
 	if c.cfg.ProvideTransactionMetadata {
 		em.ensureTopic(ctx, c.cfg.TransactionTopic)
 	}
@@ -202,6 +203,7 @@ func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emi
 	if err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
+	c.stats.statusSent.Add(1)
 	return nil
 }
 
@@ -416,6 +418,7 @@ func (st *streamState) buffer(data []byte, op Op, t *table, lsn uint64, before, 
 	}
 	st.buf.tx.Changes = append(st.buf.tx.Changes, Change{Op: op, Schema: t.schema, Table: t.name, LSN: lsn,
 		Before: rowOf(rc, before, nil), After: rowOf(rc, after, before)})
+	st.noteBuffered()
 }
 
 func (st *streamState) bufferTruncate(relation uint32, t *table, lsn uint64) {
@@ -423,6 +426,14 @@ func (st *streamState) bufferTruncate(relation uint32, t *table, lsn uint64) {
 		return
 	}
 	st.buf.tx.Changes = append(st.buf.tx.Changes, Change{Op: OpTruncate, Schema: t.schema, Table: t.name, LSN: lsn})
+	st.noteBuffered()
+}
+
+// noteBuffered keeps the high-water mark of buffered changes.
+func (st *streamState) noteBuffered() {
+	if n := int64(len(st.buf.tx.Changes)); n > st.stats.maxBuffered.Load() {
+		st.stats.maxBuffered.Store(n)
+	}
 }
 
 // txOf is the open transaction's tracker (pgoutput v1 sends changes only
