@@ -61,12 +61,8 @@ type Connector struct {
 
 // connectorStats are updated by the stream and read by Status.
 type connectorStats struct {
-	phase      atomic.Value // string
-	events     atomic.Uint64
-	derived    atomic.Uint64 // records a Transform derived
-	statusSent atomic.Uint64 // standby status updates sent
-	// maxBuffered is the most changes held for a Transform at once.
-	maxBuffered       atomic.Int64
+	phase             atomic.Value // string
+	events            atomic.Uint64
 	lastEventNanos    atomic.Int64
 	lastCommitNanos   atomic.Int64 // commit time of the last event's transaction
 	receivedLSN       atomic.Uint64
@@ -77,6 +73,11 @@ type connectorStats struct {
 	rateAt      time.Time
 	rateEvents  uint64
 	ratePerSecs float64
+
+	derived    atomic.Uint64 // records a Transform derived
+	statusSent atomic.Uint64 // standby status updates sent
+	// maxBuffered is the most changes held for a Transform at once.
+	maxBuffered atomic.Int64
 }
 
 // NewConnector prepares a connector for cfg.
