@@ -213,11 +213,14 @@ func (s *Service) RefreshFromEvent(ctx context.Context, env events.Envelope) err
 // warming read may not see the commit yet; the versioned set then refuses
 // the older row, and the next read loads it.
 func (s *Service) RefreshCached(ctx context.Context, id uuid.UUID, version int) {
-	s.recent.settled(id, version)
 	if s.cache == nil {
+		s.recent.settled(id, version)
 		return
 	}
 	s.cache.InvalidateOrder(ctx, id, version)
+	// Only now may reads of this version trust the cache again (a failed
+	// invalidation keeps the cache degraded until it is replayed).
+	s.recent.settled(id, version)
 	_, _ = s.Get(ctx, id)
 }
 
