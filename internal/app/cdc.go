@@ -198,33 +198,19 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 }
 
 // waitForCDCSlot blocks, under the cdc strategy in a process that takes
-// orders, until the built-in connector's replication slot exists — created
-// by this process's cdc role or by another process — so that no order is
-// committed before its change can be captured. It gives up after two
-// minutes with an actionable error.
+// orders, until the built-in connector's replication slot is ready —
+// created by this process's cdc role or by another process — so that no
+// order is committed before its change can be captured. It gives up after
+// two minutes with an actionable error.
 func (a *App) waitForCDCSlot(ctx context.Context) error {
 	if a.cfg.EventStrategy != config.StrategyCDC || !a.roles.Has(RoleOrders) {
 		return nil
 	}
-	const limit = 2 * time.Minute
-	deadline := time.Now().Add(limit)
-	logged := false
-	for {
-		var exists bool
-		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, a.cfg.CDCSlotName).Scan(&exists)
-		if err == nil && exists {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("replication slot %s did not appear within %s; under TRACKOPS_EVENT_STRATEGY=cdc a process with the cdc role must run (see `trackops cdc status`)", a.cfg.CDCSlotName, limit)
-		}
-		if !logged {
-			a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDCSlotName)
-			logged = true
-		}
-		time.Sleep(100 * time.Millisecond)
+	err := cdc.WaitForSlot(ctx, a.pool, a.cfg.CDCSlotName, 2*time.Minute, func() {
+		a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDCSlotName)
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w; under TRACKOPS_EVENT_STRATEGY=cdc a process with the cdc role must run (see `trackops cdc status`)", err)
 	}
+	return err
 }
