@@ -310,3 +310,46 @@ func waitStatusUpdates(t *testing.T, c *Connector, n uint64) {
 	from := c.stats.statusSent.Load()
 	eventually(t, "status updates sent", 20*time.Second, func() bool { return c.stats.statusSent.Load() >= from+n })
 }
+
+// TestBuiltinKeepsItsTransform: the built-in connector's transform survives
+// what the REST API can do to it — a new configuration (PUT), a restart, a
+// pause and resume — so its derived records never silently stop.
+func TestBuiltinKeepsItsTransform(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	m := NewManager(db.Pool, ManagerOptions{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1})
+	t.Cleanup(m.Close)
+	tr := &recordingTransform{tables: map[string]bool{"public.orders": true}}
+	raw := rawConfig(t, db, map[string]string{"snapshot.mode": "no_data"})
+	if err := m.RunBuiltin("builtin", raw, WithTransform(tr)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	raw2 := copyMap(raw)
+	raw2["heartbeat.interval.ms"] = "60000"
+	if _, created, _, err := m.Put(ctx, "builtin", raw2); err != nil || created {
+		t.Fatalf("put: %v (created %v)", err, created)
+	}
+	if err := m.Restart("builtin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Pause(ctx, "builtin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Resume(ctx, "builtin"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "connector streaming", 20*time.Second, func() bool {
+		m.mu.Lock()
+		e := m.entries["builtin"]
+		m.mu.Unlock()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.connector != nil && e.connector.stats.phase.Load() == "streaming"
+	})
+	if _, err := db.Pool.Exec(ctx, insertOrder, newOrderID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the transform saw the insert", 20*time.Second, func() bool { return len(tr.transactions()) == 1 })
+}
