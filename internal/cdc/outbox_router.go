@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-		"strconv"
+	"strconv"
 	"strings"
 	"time"
 

@@ -581,14 +581,27 @@ func (e *encoder) appendInterval(buf []byte, v []byte) []byte {
 	return strconv.AppendInt(buf, micros, 10)
 }
 
+// isoDuration is Debezium's Interval.toIsoString: P<y>Y<m>M<d>DT<h>H<m>M<s>S
+// with the seconds' fraction as short as it goes ("P1Y2M3DT4H5M6.78S").
 func isoDuration(iv pgtype.Interval) string {
 	years, months := iv.Months/12, iv.Months%12
-	secs := float64(iv.Microseconds) / 1e6
-	h := int64(secs) / 3600
-	m := (int64(secs) % 3600) / 60
-	s := secs - float64(h*3600+m*60)
+	us := iv.Microseconds
+	neg := us < 0
+	if neg {
+		us = -us
+	}
+	h, m := us/3_600_000_000, (us/60_000_000)%60
+	sec, frac := (us/1_000_000)%60, us%1_000_000
+	secs := strconv.FormatInt(sec, 10)
+	if frac != 0 {
+		secs += strings.TrimRight("."+strconv.FormatInt(frac+1_000_000, 10)[1:], "0")
+	}
+	sign := ""
+	if neg {
+		sign = "-"
+	}
 	return "P" + strconv.Itoa(int(years)) + "Y" + strconv.Itoa(int(months)) + "M" + strconv.Itoa(int(iv.Days)) + "DT" +
-		strconv.FormatInt(h, 10) + "H" + strconv.FormatInt(m, 10) + "M" + strconv.FormatFloat(s, 'f', -1, 64) + "S"
+		sign + strconv.FormatInt(h, 10) + "H" + sign + strconv.FormatInt(m, 10) + "M" + sign + secs + "S"
 }
 
 // appendBytes writes bytea ("\x0a0b" hex text form) per binary.handling.mode.
