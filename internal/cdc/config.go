@@ -29,6 +29,7 @@ const (
 	SnapshotNoData      = "no_data"
 	SnapshotWhenNeeded  = "when_needed"
 	SnapshotInitialOnly = "initial_only"
+	SnapshotAlways      = "always"
 )
 
 // Publication auto-create modes (publication.autocreate.mode).
@@ -88,6 +89,16 @@ type Config struct {
 	// TimePrecisionAdaptive is true for time.precision.mode=adaptive (the
 	// default), false for adaptive_time_microseconds (time always micros).
 	TimePrecisionMode string
+	// HstoreHandling is hstore.handling.mode: json (a JSON document as a
+	// string) or map (a JSON object).
+	HstoreHandling string
+	// MoneyFractionDigits is money.fraction.digits, the scale of money.
+	MoneyFractionDigits int
+	// TopicDelimiter is topic.delimiter, between prefix, schema and table.
+	TopicDelimiter string
+	// SnapshotInclude is snapshot.include.collection.list: the captured
+	// tables the snapshot reads (all when empty).
+	SnapshotInclude []*regexp.Regexp
 
 	KeySchemas   bool
 	ValueSchemas bool
@@ -175,7 +186,8 @@ var knownKeys = map[string]bool{
 	"topic.creation.default.replication.factor": true, "topic.creation.default.partitions": true,
 	"unavailable.value.placeholder": true, "trackops.unavailable.value.mode": true,
 	"column.include.list": true, "column.exclude.list": true, "column.whitelist": true, "column.blacklist": true,
-	"message.key.columns": true, "predicates": true,
+	"message.key.columns": true, "predicates": true, "money.fraction.digits": true, "topic.delimiter": true,
+	"snapshot.include.collection.list": true, "hstore.handling.mode": true,
 }
 
 // ignoredKeys are Debezium keys TrackOps accepts and has nothing to do with,
@@ -189,14 +201,14 @@ var ignoredKeys = map[string]string{
 	"include.schema.changes": "true", "schema.refresh.mode": "columns_diff", "slot.max.retries": "6",
 	"slot.retry.delay.ms": "10000", "retriable.restart.connector.wait.ms": "10000", "errors.max.retries": "-1",
 	"database.tcpKeepAlive": "true", "database.query.timeout.ms": "600000", "topic.cache.size": "10000",
-	"topic.naming.strategy": "io.debezium.schema.SchemaTopicNamingStrategy", "topic.delimiter": ".",
+	"topic.naming.strategy":       "io.debezium.schema.SchemaTopicNamingStrategy",
 	"schema.name.adjustment.mode": "none", "field.name.adjustment.mode": "none", "custom.metric.tags": "",
 	"event.processing.failure.handling.mode": "fail", "include.unknown.datatypes": "false",
-	"hstore.handling.mode": "json", "money.fraction.digits": "2", "xmin.fetch.interval.ms": "0",
-	"flush.lsn.source": "true", "heartbeat.action.query": "", "database.initial.statements": "", "slot.stream.params": "",
+	"xmin.fetch.interval.ms": "0",
+	"flush.lsn.source":       "true", "heartbeat.action.query": "", "database.initial.statements": "", "slot.stream.params": "",
 	"message.prefix.include.list": "", "message.prefix.exclude.list": "", "converters": "",
 	"column.propagate.source.type": "", "datatype.propagate.source.type": "", "skip.messages.without.change": "false",
-	"replica.identity.autoset.values": "", "snapshot.include.collection.list": "", "snapshot.select.statement.overrides": "",
+	"replica.identity.autoset.values": "", "snapshot.select.statement.overrides": "",
 	"notification.enabled.channels": "", "database.sslcert": "", "database.sslkey": "", "database.sslpassword": "",
 	"database.sslrootcert": "", "errors.tolerance": "none", "errors.log.enable": "false",
 	"errors.log.include.messages": "false", "header.converter": "org.apache.kafka.connect.storage.SimpleHeaderConverter",
@@ -307,10 +319,10 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 		mode = SnapshotNoData
 	}
 	switch mode {
-	case SnapshotInitial, SnapshotNoData, SnapshotWhenNeeded, SnapshotInitialOnly:
+	case SnapshotInitial, SnapshotNoData, SnapshotWhenNeeded, SnapshotInitialOnly, SnapshotAlways:
 		c.SnapshotMode = mode
 	default:
-		errs = append(errs, fmt.Sprintf("snapshot.mode=%q: want initial, no_data (never), when_needed or initial_only", mode))
+		errs = append(errs, fmt.Sprintf("snapshot.mode=%q: want initial, always, no_data (never), when_needed or initial_only (configuration_based and custom take Java classes)", mode))
 	}
 	c.HeartbeatInterval = msKey("heartbeat.interval.ms", 0)
 	c.HeartbeatTopicPrefix = get("topic.heartbeat.prefix", get("heartbeat.topics.prefix", "__debezium-heartbeat"))
@@ -323,10 +335,17 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	c.BinaryHandling = oneOf("binary.handling.mode", "bytes", "bytes", "base64", "base64-url-safe", "hex")
 	c.IntervalHandling = oneOf("interval.handling.mode", "numeric", "numeric", "string")
 	c.TimePrecisionMode = oneOf("time.precision.mode", "adaptive", "adaptive", "adaptive_time_microseconds", "connect")
-	if c.TimePrecisionMode == "connect" {
-		warnings = append(warnings, "time.precision.mode=connect is treated as adaptive_time_microseconds")
-		c.TimePrecisionMode = "adaptive_time_microseconds"
+	c.HstoreHandling = oneOf("hstore.handling.mode", "json", "json", "map")
+	c.MoneyFractionDigits = 2
+	if v := get("money.fraction.digits", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			errs = append(errs, fmt.Sprintf("money.fraction.digits=%q: want a small non-negative number", v))
+		}
+		c.MoneyFractionDigits = n
 	}
+	c.TopicDelimiter = get("topic.delimiter", ".")
+	c.SnapshotInclude = compileList(get("snapshot.include.collection.list", ""), "snapshot.include.collection.list", &errs)
 	for _, k := range []string{"key.converter", "value.converter"} {
 		if v := get(k, jsonConverter); v != jsonConverter {
 			errs = append(errs, fmt.Sprintf("%s=%q: TrackOps writes only %s", k, v, jsonConverter))
@@ -622,6 +641,19 @@ func OrdersConnectorConfig(databaseURL string) (map[string]string, error) {
 		cfg["database.user"] = "postgres"
 	}
 	return cfg, nil
+}
+
+func compileList(list, key string, errs *[]string) []*regexp.Regexp {
+	var out []*regexp.Regexp
+	for _, p := range splitList(list) {
+		re, err := regexp.Compile("^(?:" + p + ")$")
+		if err != nil {
+			*errs = append(*errs, fmt.Sprintf("%s: %q is not a regular expression: %v", key, p, err))
+			continue
+		}
+		out = append(out, re)
+	}
+	return out
 }
 
 func splitList(s string) []string {

@@ -152,7 +152,7 @@ func (e *emitter) count(t *table, op string, commit time.Time) {
 // heartbeat writes Debezium's heartbeat record to __debezium-heartbeat.<prefix>.
 func (e *emitter) heartbeat(ctx context.Context) {
 	cfg := &e.c.cfg
-	topic := routeTopic(cfg, cfg.HeartbeatTopicPrefix+"."+cfg.TopicPrefix)
+	topic := routeTopic(cfg, cfg.HeartbeatTopicPrefix+cfg.TopicDelimiter+cfg.TopicPrefix)
 	e.ensureTopic(ctx, topic)
 	key := []byte(`{"serverName":` + string(appendJSONString(nil, cfg.TopicPrefix)) + `}`)
 	value := []byte(`{"ts_ms":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `}`)

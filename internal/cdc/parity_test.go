@@ -512,3 +512,44 @@ func TestColumnOptions(t *testing.T) {
 		t.Errorf("column.include.list with column.exclude.list: %v, want a configuration error", err)
 	}
 }
+
+// TestHstoreConnectModeAndMoneyDigits covers hstore.handling.mode
+// (AbstractRecordsProducerTest: '"key" => "val"'::hstore is the JSON
+// document {"key":"val"} by default, a map with hstore.handling.mode=map),
+// time.precision.mode=connect (the connector documentation: Kafka Connect's
+// own Timestamp, Time and Date, milliseconds whatever the column's
+// precision) and money.fraction.digits.
+func TestHstoreConnectModeAndMoneyDigits(t *testing.T) {
+	t.Parallel()
+	hs := &column{kind: kindHstore}
+	for mode, want := range map[string]string{"json": `"{\"key\":\"val\"}"`, "map": `{"key":"val"}`} {
+		e := &encoder{cfg: &Config{HstoreHandling: mode}}
+		if got := string(e.appendValue(nil, hs, []byte(`"key"=>"val"`))); got != want {
+			t.Errorf("hstore %s = %s, want %s", mode, got, want)
+		}
+	}
+	e := &encoder{cfg: &Config{HstoreHandling: "json"}}
+	if got := string(e.appendValue(nil, hs, []byte(`"a b"=>"x\"y", "n"=>NULL`))); got != `"{\"a b\":\"x\\\"y\",\"n\":null}"` {
+		t.Errorf("hstore with quotes and NULL = %s", got)
+	}
+	cfg := &Config{TimePrecisionMode: "connect", MoneyFractionDigits: 3, DecimalHandling: DecimalString}
+	ts := newColumn("ts", oidTimestamp, -1, "timestamp", 0, true, cfg)
+	tm := newColumn("tm", oidTime, 6, "time", 0, true, cfg)
+	dt := newColumn("dt", oidDate, -1, "date", 0, true, cfg)
+	enc := &encoder{cfg: cfg}
+	if got := string(enc.appendValue(nil, ts, []byte("2016-11-04 13:51:30.123456"))); got != "1478267490123" {
+		t.Errorf("connect-mode timestamp = %s, want milliseconds 1478267490123", got)
+	}
+	if got := string(enc.appendValue(nil, tm, []byte("13:51:30.123456"))); got != "49890123" {
+		t.Errorf("connect-mode time = %s, want 49890123", got)
+	}
+	for c, name := range map[*column]string{ts: "org.apache.kafka.connect.data.Timestamp", tm: "org.apache.kafka.connect.data.Time", dt: "org.apache.kafka.connect.data.Date"} {
+		if s := string(c.schemaJSON(cfg, false)); !strings.Contains(s, `"name":"`+name+`"`) {
+			t.Errorf("connect-mode schema %s, want %s", s, name)
+		}
+	}
+	money := newColumn("m", oidMoney, -1, "money", 0, true, &Config{MoneyFractionDigits: 3, DecimalHandling: DecimalPrecise})
+	if money.scale != 3 {
+		t.Errorf("money scale %d, want money.fraction.digits", money.scale)
+	}
+}

@@ -78,6 +78,15 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		em.emitOne(held, track)
 		held = nil
 	}
+	if len(c.cfg.SnapshotInclude) > 0 { // snapshot.include.collection.list
+		var only []tableName
+		for _, tn := range tables {
+			if anyMatch(c.cfg.SnapshotInclude, tn.schema+"."+tn.name) {
+				only = append(only, tn)
+			}
+		}
+		tables = only
+	}
 	for ti, tn := range tables {
 		m, err := loadTableMeta(ctx, conn.Conn(), tn.schema, tn.name)
 		if err != nil {

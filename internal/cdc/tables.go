@@ -153,7 +153,7 @@ func newTable(cfg *Config, connector, schema, name string, colNames []string, me
 		}
 		break
 	}
-	raw := cfg.TopicPrefix + "." + schema + "." + name
+	raw := cfg.TopicPrefix + cfg.TopicDelimiter + schema + cfg.TopicDelimiter + name
 	t.topic = raw
 	for i, tr := range cfg.Transforms {
 		if er, ok := tr.(*EventRouter); ok {

@@ -39,6 +39,7 @@ const (
 	kindBits                    // io.debezium.data.Bits (bit(n), varbit(n) with n > 1)
 	kindBit                     // bit(1) and varbit(1): a boolean, as Debezium writes them
 	kindLtree                   // io.debezium.data.Ltree
+	kindHstore                  // hstore: io.debezium.data.Json (hstore.handling.mode=json) or a map
 )
 
 // PostgreSQL built-in type OIDs the encoders know.
@@ -80,7 +81,9 @@ type column struct {
 	typmod   int32
 	// millis marks timestamp/time columns of precision <= 3 (Debezium's
 	// adaptive mode writes milliseconds for them).
-	millis    bool
+	millis bool
+	// connect marks time.precision.mode=connect temporal columns.
+	connect   bool
 	scale     int // numeric scale; -1 when unconstrained
 	precision int
 	// width is the fractional-second digits a timestamptz is written with
@@ -157,6 +160,9 @@ func newColumn(name string, oid uint32, typmod int32, typeName string, elemOID u
 	if c.kind == kindString && typeName == "ltree" {
 		c.kind = kindLtree
 	}
+	if c.kind == kindString && typeName == "hstore" {
+		c.kind = kindHstore
+	}
 	switch c.kind {
 	case kindTimestampTZ:
 		c.width = 6
@@ -178,10 +184,16 @@ func newColumn(name string, oid uint32, typmod int32, typeName string, elemOID u
 			c.scale = int((typmod - 4) & 0xffff)
 		}
 	case kindMoney:
-		c.scale = 2
+		c.scale = cfg.MoneyFractionDigits
 	case kindTimestamp, kindTime:
 		// typmod is the fractional-second precision; -1 means 6.
 		c.millis = typmod >= 0 && typmod <= 3 && cfg.TimePrecisionMode == "adaptive"
+		// time.precision.mode=connect: Kafka Connect's own Timestamp and
+		// Time, milliseconds whatever the column's precision.
+		c.connect = cfg.TimePrecisionMode == "connect"
+		c.millis = c.millis || c.connect
+	case kindDate:
+		c.connect = cfg.TimePrecisionMode == "connect"
 	}
 	return c
 }
@@ -250,8 +262,71 @@ func (e *encoder) appendValue(buf []byte, c *column, v []byte) []byte {
 		return append(buf, "false"...)
 	case kindBits:
 		return appendBits(buf, v)
+	case kindHstore:
+		obj, ok := hstoreJSON(v)
+		if !ok {
+			return appendJSONBytes(buf, v)
+		}
+		if e.cfg.HstoreHandling == "map" {
+			return append(buf, obj...)
+		}
+		return appendJSONBytes(buf, obj)
 	}
 	return appendJSONBytes(buf, v)
+}
+
+// hstoreJSON turns hstore's text form (`"a"=>"1", "b"=>NULL`) into a JSON
+// object, as Debezium's convertHstoreToJsonString writes it.
+func hstoreJSON(v []byte) ([]byte, bool) {
+	s := string(v)
+	out := []byte{'{'}
+	readQuoted := func() (string, bool) {
+		if len(s) == 0 || s[0] != '"' {
+			return "", false
+		}
+		var b strings.Builder
+		i := 1
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		if i >= len(s) {
+			return "", false
+		}
+		s = s[i+1:]
+		return b.String(), true
+	}
+	first := true
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), ",")) {
+		k, ok := readQuoted()
+		if !ok {
+			return nil, false
+		}
+		s = strings.TrimSpace(s)
+		if !strings.HasPrefix(s, "=>") {
+			return nil, false
+		}
+		s = strings.TrimSpace(s[2:])
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendJSONString(out, k)
+		out = append(out, ':')
+		if strings.HasPrefix(s, "NULL") {
+			out = append(out, "null"...)
+			s = s[4:]
+			continue
+		}
+		val, ok := readQuoted()
+		if !ok {
+			return nil, false
+		}
+		out = appendJSONString(out, val)
+	}
+	return append(out, '}'), true
 }
 
 // appendBits writes a bit string ("0101") as Debezium's Bits: the bits as a
@@ -741,14 +816,21 @@ func (c *column) schemaJSON(cfg *Config, field bool) []byte {
 		typ, name, version = "string", "io.debezium.time.ZonedTimestamp", 1
 	case kindTimestamp:
 		typ, name, version = "int64", "io.debezium.time.MicroTimestamp", 1
-		if c.millis {
+		if c.connect {
+			name = "org.apache.kafka.connect.data.Timestamp"
+		} else if c.millis {
 			name = "io.debezium.time.Timestamp"
 		}
 	case kindDate:
 		typ, name, version = "int32", "io.debezium.time.Date", 1
+		if c.connect {
+			name = "org.apache.kafka.connect.data.Date"
+		}
 	case kindTime:
 		typ, name, version = "int64", "io.debezium.time.MicroTime", 1
-		if c.millis {
+		if c.connect {
+			typ, name = "int32", "org.apache.kafka.connect.data.Time"
+		} else if c.millis {
 			typ, name = "int32", "io.debezium.time.Time"
 		}
 	case kindTimeTZ:
@@ -777,10 +859,18 @@ func (c *column) schemaJSON(cfg *Config, field bool) []byte {
 		params = []byte(`{"length":"` + strconv.Itoa(c.bits) + `"}`)
 	case kindLtree:
 		typ, name, version = "string", "io.debezium.data.Ltree", 1
+	case kindHstore:
+		typ, name, version = "string", "io.debezium.data.Json", 1
+		if cfg.HstoreHandling == "map" {
+			typ, name, version = "map", "", 0
+		}
 	default:
 		typ = "string"
 	}
 	b := []byte(`{"type":"` + typ + `"`)
+	if typ == "map" {
+		b = append(b, `,"keys":{"type":"string","optional":false},"values":{"type":"string","optional":true}`...)
+	}
 	if c.kind == kindArray {
 		b = append(b, `,"items":`...)
 		b = append(b, c.elem.schemaJSON(cfg, false)...)
