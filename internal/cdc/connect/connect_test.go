@@ -269,7 +269,9 @@ func waitSlotActive(t *testing.T, db *postgrestest.Database, slot string) {
 // refuseAll is a rate limiter whose budget is spent.
 type refuseAll struct{}
 
-func (refuseAll) Allow(context.Context, string) (bool, time.Duration, error) { return false, 2 * time.Second, nil }
+func (refuseAll) Allow(context.Context, string) (bool, time.Duration, error) {
+	return false, 2 * time.Second, nil
+}
 
 // anyone authenticates every request as an admin.
 type anyone struct{}
