@@ -23,6 +23,7 @@ import (
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
 func init() {
@@ -60,15 +61,38 @@ func (a *App) buildCDC(orders *order.Service) error {
 	}
 	a.closers = append(a.closers, func() { _ = ln.Close() }) // if New fails before Run serves it
 	connectLog := a.log.With("component", "connect")
+	var auth httpapi.Authenticator
+	if a.security.auth != nil {
+		auth = connect.BasicAuth(a.security.auth)
+	}
 	guarded := httpapi.NewRouter(httpapi.RouterConfig{
-		Logger: connectLog, Auth: a.security.auth, Limiter: a.security.limiter, Auditor: a.security.audit,
+		Logger: connectLog, Auth: auth, Limiter: a.security.limiter, Auditor: a.security.audit,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
-		// Kafka Connect's REST API keeps its own paths; reading needs the
-		// operator role, changing connectors the admin role.
+		// Kafka Connect's REST API keeps its own paths and error shape;
+		// reading needs the operator role, changing connectors the admin role.
+		Errors: connect.WriteError, Challenges: connect.Challenges,
 	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
 	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
+	if a.cfg.TLSCertFile != "" {
+		// Tokens and passwords cross this port too: TLS as on the main port.
+		tc, err := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+	}
 	a.workers = append(a.workers, worker{name: "cdc", run: func(ctx context.Context) error {
-		go func() { _ = srv.Serve(ln) }()
+		go func() {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("Kafka Connect REST API stopped", "addr", a.cfg.ConnectAddr, "err", err)
+			}
+		}()
 		if err := a.cdc.Start(ctx); err != nil {
 			a.log.Error("cdc manager", "err", err)
 		}
@@ -128,6 +152,11 @@ func connectRoutes(h http.Handler) []httpapi.Route {
 			}
 			routes = append(routes, httpapi.Route{Method: m, Pattern: p, Role: httpapi.RoleAdmin, Handler: read})
 		}
+	}
+	// Every other path and method reaches the handler too (after
+	// authentication), which answers Kafka Connect's 404 or 405.
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+		routes = append(routes, httpapi.Route{Method: m, Pattern: "/{rest...}", Role: httpapi.RoleAdmin, Handler: read})
 	}
 	return routes
 }
