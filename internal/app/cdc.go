@@ -22,7 +22,6 @@ import (
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
-	"github.com/trackops/trackops/internal/postgres"
 )
 
 func init() {
@@ -82,7 +81,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !strategyCDC {
 		return nil
 	}
-	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DatabaseURL)
+	// Replication needs a session of its own: the direct URL.
+	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DirectDatabaseURL())
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,13 @@ type fullApp struct {
 // startFullApp builds and runs an App with every role, logging to logger.
 func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
 	t.Helper()
+	return startFullAppWith(t, logger, nil)
+}
+
+// startFullAppWith is startFullApp with the configuration changed by tweak
+// (when not nil) before the App is built.
+func startFullAppWith(t testing.TB, logger *slog.Logger, tweak func(*config.Config, *postgrestest.Database)) *fullApp {
+	t.Helper()
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
 	redis := cachetest.StartServer(t)
@@ -58,6 +65,9 @@ func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
 	cfg.ConsumerRetryBackoff = 10 * time.Millisecond
 	cfg.ConsumerRetryMaxBackoff = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 10 * time.Second
+	if tweak != nil {
+		tweak(&cfg, db)
+	}
 	roles, err := ParseRoles("all")
 	if err != nil {
 		t.Fatal(err)
