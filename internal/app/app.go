@@ -130,6 +130,7 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := kafka.EnsureTopics(ctx, a.producer, cfg.KafkaPartitions, topics...); err != nil {
 		return nil, err
 	}
+	a.warnUnderReplicated(ctx, topics)
 
 	if err := a.buildObservability(); err != nil {
 		return nil, err
@@ -168,7 +169,8 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
-		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg)}
+		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
+		Topics: kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas}}
 }
 
 func (a *App) buildOrders() error {

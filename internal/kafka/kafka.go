@@ -5,13 +5,10 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -26,6 +23,9 @@ type Options struct {
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
+	// Topics is the replication of topics created through clients built
+	// with these options; zero means the brokers' defaults.
+	Topics TopicConfig
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
@@ -46,6 +46,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		// The default sticky partitioner spreads keyless records; keyed ones
 		// (all of ours) hash like the Java client so other producers agree.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		withTopicConfig(o.Topics),
 	}
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
@@ -64,20 +65,11 @@ func clientID(id string) string {
 }
 
 // EnsureTopics creates each topic that does not exist yet with the given
-// partition count. Replication factor -1 lets the broker pick its default,
-// which is what a single-node embedded broker and a real cluster both want.
+// partition count (-1: the brokers' default), replicated as the client's
+// Options.Topics say (NewProducer carries them in the client); a client
+// built otherwise leaves replication to the brokers' defaults.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
-	adm := kadm.NewClient(client)
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
-	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
-		}
-	}
-	return nil
+	return createTopics(ctx, client, partitions, topicConfigOf(client), topics...)
 }
 
 // WaitForBroker blocks until the cluster answers a metadata request or ctx
