@@ -1,11 +1,14 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +39,11 @@ func TestOrdersFlowThroughPgBouncer(t *testing.T) {
 	})
 	if !fa.cfg.DatabasePooled() {
 		t.Fatal("a direct URL apart from the database URL must mean a pooler in between")
+	}
+	// The container health check's command sees the process ready.
+	probe := &Env{Config: config.Config{HTTPAddr: strings.TrimPrefix(fa.base, "http://")}, Stdout: io.Discard, Stderr: io.Discard}
+	if err := healthcheckCommand(context.Background(), probe, nil); err != nil {
+		t.Fatalf("trackops healthcheck: %v", err)
 	}
 	admin := bootstrapKeyForTests
 	fa.mustDo(t, http.StatusCreated, admin, http.MethodPut, "/api/v1/inventory/SKU-PGB", `{"name":"pooled widget","on_hand":1000}`, nil)
