@@ -46,7 +46,22 @@ func knownVariables(t *testing.T) map[string]bool {
 	return names
 }
 
-var variableRe = regexp.MustCompile(`TRACKOPS_[A-Z0-9_]*[A-Z0-9]`)
+// variableRe finds variable names, and families of them written with a
+// star (TRACKOPS_KAFKA_SASL_*).
+var variableRe = regexp.MustCompile(`TRACKOPS_[A-Z0-9_]*[A-Z0-9](_?\*)?`)
+
+// isKnown reports whether name, or for a family any member, is known.
+func isKnown(known map[string]bool, name string) bool {
+	if prefix, ok := strings.CutSuffix(name, "*"); ok {
+		for k := range known {
+			if strings.HasPrefix(k, prefix) && k != prefix {
+				return true
+			}
+		}
+		return false
+	}
+	return known[name]
+}
 
 // TestDeployFilesUseKnownVariables: every TRACKOPS_* name in the deployment
 // files and the docs is one TrackOps reads (test-harness variables aside).
@@ -68,7 +83,7 @@ func TestDeployFilesUseKnownVariables(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, name := range variableRe.FindAllString(string(b), -1) {
-			if !known[name] && !strings.HasPrefix(name, "TRACKOPS_TEST_") {
+			if !isKnown(known, name) && !strings.HasPrefix(name, "TRACKOPS_TEST_") {
 				t.Errorf("%s: %s is not a variable TrackOps reads", strings.TrimPrefix(f, repoRoot+"/"), name)
 			}
 		}
