@@ -38,14 +38,8 @@ type fullApp struct {
 }
 
 // startFullApp builds and runs an App with every role, logging to logger.
-func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
-	t.Helper()
-	return startFullAppWith(t, logger, nil)
-}
-
-// startFullAppWith is startFullApp with the configuration changed by tweak
-// (when not nil) before the App is built.
-func startFullAppWith(t testing.TB, logger *slog.Logger, tweak func(*config.Config, *postgrestest.Database)) *fullApp {
+// Each tweak adjusts the configuration before the App is built.
+func startFullApp(t testing.TB, logger *slog.Logger, tweaks ...func(*config.Config)) *fullApp {
 	t.Helper()
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
@@ -65,8 +59,8 @@ func startFullAppWith(t testing.TB, logger *slog.Logger, tweak func(*config.Conf
 	cfg.ConsumerRetryBackoff = 10 * time.Millisecond
 	cfg.ConsumerRetryMaxBackoff = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 10 * time.Second
-	if tweak != nil {
-		tweak(&cfg, db)
+	for _, tw := range tweaks {
+		tw(&cfg)
 	}
 	roles, err := ParseRoles("all")
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
@@ -31,9 +33,13 @@ const bootstrapKeyForTests = "tok_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 // TRACKOPS_BOOTSTRAP_ADMIN_KEY.
 func TestOrdersFlowThroughPgBouncer(t *testing.T) {
 	bouncer := postgrestest.StartPgBouncer(t)
-	fa := startFullAppWith(t, slog.New(slog.DiscardHandler), func(cfg *config.Config, db *postgrestest.Database) {
-		cfg.DatabaseURL = bouncer.URL(db.Name)
-		cfg.DatabaseDirectURL = db.URL
+	fa := startFullApp(t, slog.New(slog.DiscardHandler), func(cfg *config.Config) {
+		direct, err := pgx.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DatabaseDirectURL = cfg.DatabaseURL
+		cfg.DatabaseURL = bouncer.URL(direct.Database)
 		cfg.RelayPollInterval = time.Hour
 		cfg.BootstrapAdminKey = bootstrapKeyForTests
 	})
