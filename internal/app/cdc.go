@@ -22,6 +22,7 @@ import (
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/postgres"
 )
 
 func init() {
@@ -184,7 +185,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := connectDatabase(ctx, env.Config)
+	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL, poolOptions(env.Config)...)
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,15 @@ const directPoolSize = 4
 // requests, consumers and the relay's claims use — ready for a transaction
 // pooler when one sits in between (see config.Config.DatabasePooled).
 func connectDatabase(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
-	var opts []postgres.Option
+	return postgres.Connect(ctx, cfg.DatabaseURL, poolOptions(cfg)...)
+}
+
+// poolOptions are the options of a pool on TRACKOPS_DATABASE_URL.
+func poolOptions(cfg config.Config) []postgres.Option {
 	if cfg.DatabasePooled() {
-		opts = append(opts, postgres.BehindPooler())
+		return []postgres.Option{postgres.BehindPooler()}
 	}
-	return postgres.Connect(ctx, cfg.DatabaseURL, opts...)
+	return nil
 }
 
 // connectDirect opens the pool of session-bound work on
