@@ -5,10 +5,13 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,12 +23,13 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// Topics is the replication of topics created through clients built
+	// with these options (EnsureTopics); zero means the brokers' defaults.
+	Topics TopicConfig
+
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
-	// Topics is the replication of topics created through clients built
-	// with these options; zero means the brokers' defaults.
-	Topics TopicConfig
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
@@ -46,10 +50,10 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		// The default sticky partitioner spreads keyless records; keyed ones
 		// (all of ours) hash like the Java client so other producers agree.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		withTopicConfig(o.Topics),
 	}
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
+	opts = append(opts, withTopicConfig(o.Topics))
 	c, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -65,11 +69,22 @@ func clientID(id string) string {
 }
 
 // EnsureTopics creates each topic that does not exist yet with the given
-// partition count (-1: the brokers' default), replicated as the client's
-// Options.Topics say (NewProducer carries them in the client); a client
-// built otherwise leaves replication to the brokers' defaults.
+// partition count (-1: the brokers' default), replicated as the Options.Topics
+// the client was built with say (NewProducer carries them in the client); a
+// client built otherwise leaves replication to the brokers' defaults.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
-	return createTopics(ctx, client, partitions, topicConfigOf(client), topics...)
+	adm := kadm.NewClient(client)
+	tc := topicConfigOf(client)
+	resp, err := adm.CreateTopics(ctx, partitions, tc.replicationFactor(), tc.topicConfigs(), topics...)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
 }
 
 // WaitForBroker blocks until the cluster answers a metadata request or ctx

@@ -2,12 +2,10 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -49,31 +47,22 @@ func topicConfigOf(client *kgo.Client) TopicConfig {
 	return TopicConfig{}
 }
 
-// createTopics creates each missing topic with the given partitions (-1:
-// the brokers' default) and the replication of tc.
-func createTopics(ctx context.Context, client *kgo.Client, partitions int32, tc TopicConfig, topics ...string) error {
-	rf := tc.ReplicationFactor
-	if rf <= 0 {
-		rf = -1
+// replicationFactor is what CreateTopics is asked for: -1 for the
+// brokers' default.
+func (tc TopicConfig) replicationFactor() int16 {
+	if tc.ReplicationFactor <= 0 {
+		return -1
 	}
-	var configs map[string]*string
-	if tc.MinInsyncReplicas > 0 {
-		v := strconv.Itoa(tc.MinInsyncReplicas)
-		configs = map[string]*string{"min.insync.replicas": &v}
+	return tc.ReplicationFactor
+}
+
+// topicConfigs are the topic-level settings of a new topic.
+func (tc TopicConfig) topicConfigs() map[string]*string {
+	if tc.MinInsyncReplicas <= 0 {
+		return nil
 	}
-	resp, err := kadm.NewClient(client).CreateTopics(ctx, partitions, rf, configs, topics...)
-	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			if errors.Is(r.Err, kerr.InvalidReplicationFactor) {
-				return fmt.Errorf("create topic %s with replication factor %d: %w (the cluster has fewer brokers; see TRACKOPS_KAFKA_REPLICATION_FACTOR)", r.Topic, rf, r.Err)
-			}
-			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
-		}
-	}
-	return nil
+	v := strconv.Itoa(tc.MinInsyncReplicas)
+	return map[string]*string{"min.insync.replicas": &v}
 }
 
 // UnderReplicated returns, of topics, those that exist with fewer replicas
