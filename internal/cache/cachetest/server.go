@@ -3,6 +3,7 @@ package cachetest
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -107,22 +108,10 @@ func (s *Server) command(cmd string) (string, error) {
 		return line, err
 	}
 	body := make([]byte, n+2)
-	if _, err := readFull(r, body); err != nil {
+	if _, err := io.ReadFull(r, body); err != nil {
 		return "", err
 	}
 	return string(body[:n]), nil
-}
-
-func readFull(r *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // Kill stops the server at once (SIGKILL: nothing saved) and waits for it.
