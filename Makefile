@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean
+.PHONY: all build run test test-manifests test-short test-race services vet fmt bench vulncheck clean testdb-clean
 
 all: build
 
@@ -24,6 +24,12 @@ run: services build
 test: services
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) test-manifests
+
+# The Kubernetes manifests, decoded into the k8s.io/api types; a module of
+# its own (deploy/k8s) keeps those dependencies out of TrackOps' go.mod.
+test-manifests:
+	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-short: services
 	$(GO) test -count=1 -short ./...

@@ -39,11 +39,14 @@ var Version = "dev"
 
 // App is one running TrackOps process.
 type App struct {
-	cfg      config.Config
-	roles    Roles
-	log      *slog.Logger
-	started  time.Time
-	pool     *pgxpool.Pool
+	cfg     config.Config
+	roles   Roles
+	log     *slog.Logger
+	started time.Time
+	pool    *pgxpool.Pool
+	// direct is the pool of session-bound work (LISTEN, leases) on
+	// TRACKOPS_DATABASE_DIRECT_URL; the same as pool without a pooler.
+	direct   *pgxpool.Pool
 	stores   *cache.Stores
 	embedded *kafka.Embedded
 	producer *kgo.Client
@@ -84,10 +87,15 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := Migrate(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if a.pool, err = postgres.Connect(ctx, cfg.DatabaseURL); err != nil {
+	if a.pool, err = connectDatabase(ctx, cfg); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.pool.Close)
+	var closeDirect func()
+	if a.direct, closeDirect, err = connectDirect(ctx, cfg, a.pool); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closeDirect)
 
 	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache")}); err != nil {
 		return nil, err
@@ -122,11 +130,15 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := kafka.EnsureTopics(ctx, a.producer, cfg.KafkaPartitions, topics...); err != nil {
 		return nil, err
 	}
+	a.warnUnderReplicated(ctx, topics)
 
 	if err := a.buildObservability(); err != nil {
 		return nil, err
 	}
 	if a.security, err = a.buildSecurity(); err != nil {
+		return nil, err
+	}
+	if err := a.bootstrapAdminKey(ctx); err != nil {
 		return nil, err
 	}
 	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
@@ -157,7 +169,8 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
-		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg)}
+		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
+		Topics: kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas}}
 }
 
 func (a *App) buildOrders() error {
@@ -184,6 +197,7 @@ func (a *App) buildRelay() {
 		Workers:      a.cfg.RelayWorkers,
 		PollInterval: a.cfg.RelayPollInterval,
 		Retention:    a.cfg.OutboxRetention,
+		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
@@ -324,10 +338,12 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// Migrate creates the database if it is missing and applies migrations.
+// Migrate creates the database if it is missing and applies migrations,
+// over the direct URL: goose's lock is a session advisory lock, which a
+// transaction pooler would not keep.
 func Migrate(ctx context.Context, cfg config.Config) error {
-	if err := postgres.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+	if err := postgres.EnsureDatabase(ctx, cfg.DirectDatabaseURL()); err != nil {
 		return err
 	}
-	return postgres.Migrate(ctx, cfg.DatabaseURL)
+	return postgres.Migrate(ctx, cfg.DirectDatabaseURL())
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/trackops/trackops/internal/bench"
-	"github.com/trackops/trackops/internal/postgres"
 )
 
 func init() {
@@ -155,7 +154,7 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}

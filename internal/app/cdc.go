@@ -106,7 +106,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !strategyCDC {
 		return nil
 	}
-	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DatabaseURL)
+	// Replication needs a session of its own: the direct URL.
+	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DirectDatabaseURL())
 	if err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL, poolOptions(env.Config)...)
 	if err != nil {
 		return err
 	}

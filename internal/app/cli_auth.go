@@ -11,7 +11,6 @@ import (
 	"github.com/trackops/trackops/internal/auth"
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -27,7 +26,7 @@ func withAuth(ctx context.Context, env *Env, fn func(*auth.Service) error) error
 	if err := Migrate(ctx, env.Config); err != nil {
 		return err
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}

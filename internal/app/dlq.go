@@ -20,7 +20,6 @@ import (
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/outbox"
-	"github.com/trackops/trackops/internal/postgres"
 )
 
 func init() {
@@ -238,7 +237,7 @@ func openDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if err := Migrate(ctx, cfg); err != nil {
 		return nil, err
 	}
-	return postgres.Connect(ctx, cfg.DatabaseURL)
+	return connectDatabase(ctx, cfg)
 }
 
 func cliActor() string {

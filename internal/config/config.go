@@ -65,6 +65,31 @@ type Config struct {
 	DLQAlertWebhook  string
 	DLQAlertInterval time.Duration
 	DLQMaxReplays    int
+
+	// Scale-out settings: connection pooling, Kafka replication and the
+	// first admin key of a fresh deployment.
+
+	// DatabaseDirectURL reaches PostgreSQL without a transaction pooler in
+	// between. Everything that needs a session of its own uses it: schema
+	// migrations (goose's advisory-lock session locker), the relay's
+	// LISTEN, logical replication (CDC) and advisory-lock leases. Empty
+	// means DatabaseURL (read it with DirectDatabaseURL); when it differs,
+	// DatabaseURL is taken to go through a transaction pooler such as
+	// PgBouncer (see DatabasePooled).
+	DatabaseDirectURL string
+	// KafkaReplicationFactor is the replication factor of the topics
+	// TrackOps creates: 1 with the embedded broker, 3 with a real cluster;
+	// -1 leaves it to the brokers' default.replication.factor.
+	KafkaReplicationFactor int
+	// KafkaMinInsyncReplicas is the min.insync.replicas of the topics
+	// TrackOps creates (with acks=all, how many replicas must have a record
+	// before it is acknowledged): 2 when the replication factor is 3 or
+	// more, else 1; 0 leaves it to the brokers' default.
+	KafkaMinInsyncReplicas int
+	// BootstrapAdminKey, when set, is installed as an admin API key on start
+	// if no admin key exists yet (usually given as
+	// TRACKOPS_BOOTSTRAP_ADMIN_KEY_FILE, a mounted secret).
+	BootstrapAdminKey string
 }
 
 // Load reads the configuration from the environment.
@@ -113,6 +138,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 	if c.EventStrategy == "debezium" {
 		c.EventStrategy = StrategyCDC
 	}
+	c.loadScaleOut(&e)
 	if err := errors.Join(e.errs...); err != nil {
 		return Config{}, err
 	}
@@ -153,8 +179,58 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
 	}
+	return c.validateScaleOut()
+}
+
+// loadScaleOut reads the scale-out settings, whose defaults depend on
+// others (the direct URL on the database URL, replication on whether the
+// broker is embedded).
+func (c *Config) loadScaleOut(e *env) {
+	c.DatabaseDirectURL = e.str("TRACKOPS_DATABASE_DIRECT_URL", "")
+	defRF := 3
+	if c.EmbeddedKafka() {
+		defRF = 1
+	}
+	c.KafkaReplicationFactor = e.int("TRACKOPS_KAFKA_REPLICATION_FACTOR", defRF)
+	defISR := 1
+	switch {
+	case c.KafkaReplicationFactor >= 3:
+		defISR = 2
+	case c.KafkaReplicationFactor < 1:
+		defISR = 0 // the brokers' default, like the replication factor
+	}
+	c.KafkaMinInsyncReplicas = e.int("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS", defISR)
+	c.BootstrapAdminKey = e.str("TRACKOPS_BOOTSTRAP_ADMIN_KEY", "")
+}
+
+func (c Config) validateScaleOut() error {
+	rf, isr := c.KafkaReplicationFactor, c.KafkaMinInsyncReplicas
+	switch {
+	case rf == 0 || rf < -1 || rf > 32767:
+		return fmt.Errorf("TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: want a number of replicas (1, 3, ...) or -1 for the brokers' default", rf)
+	case c.EmbeddedKafka() && rf > 1:
+		return fmt.Errorf("TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: the embedded broker is a single node; set TRACKOPS_KAFKA_BROKERS to a cluster of at least %d brokers", rf, rf)
+	case isr < 0:
+		return fmt.Errorf("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS=%d: want 0 (the brokers' default) or more", isr)
+	case rf > 0 && isr > rf:
+		return fmt.Errorf("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS=%d is more than TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: no write could ever be acknowledged", isr, rf)
+	}
 	return nil
 }
+
+// DirectDatabaseURL is the URL of session-bound work: the direct URL, or
+// the database URL when none is set.
+func (c Config) DirectDatabaseURL() string {
+	if c.DatabaseDirectURL == "" {
+		return c.DatabaseURL
+	}
+	return c.DatabaseDirectURL
+}
+
+// DatabasePooled reports whether TRACKOPS_DATABASE_URL goes through a
+// transaction pooler: it does when a different direct URL is configured.
+// Pools on it then use an exec mode without named prepared statements.
+func (c Config) DatabasePooled() bool { return c.DirectDatabaseURL() != c.DatabaseURL }
 
 // EmbeddedKafka reports whether the process should start its own broker.
 func (c Config) EmbeddedKafka() bool { return len(c.KafkaBrokers) == 0 }

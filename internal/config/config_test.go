@@ -82,3 +82,60 @@ func TestLoadFrom(t *testing.T) {
 		})
 	}
 }
+
+func TestScaleOutSettings(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "admin-key")
+	if err := os.WriteFile(keyFile, []byte("tok_secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"direct URL defaults to the database URL, no pooler",
+			map[string]string{"TRACKOPS_DATABASE_URL": "postgres://a/x"},
+			func(c Config) bool { return c.DirectDatabaseURL() == "postgres://a/x" && !c.DatabasePooled() }, ""},
+		{"a direct URL of its own means a pooler in front of the main one",
+			map[string]string{"TRACKOPS_DATABASE_URL": "postgres://bouncer:6432/x", "TRACKOPS_DATABASE_DIRECT_URL": "postgres://db:5432/x"},
+			func(c Config) bool { return c.DirectDatabaseURL() == "postgres://db:5432/x" && c.DatabasePooled() }, ""},
+		{"embedded broker: one replica",
+			map[string]string{},
+			func(c Config) bool { return c.KafkaReplicationFactor == 1 && c.KafkaMinInsyncReplicas == 1 }, ""},
+		{"a real cluster: three replicas, two in sync",
+			map[string]string{"TRACKOPS_KAFKA_BROKERS": "k1:9092,k2:9092,k3:9092"},
+			func(c Config) bool { return c.KafkaReplicationFactor == 3 && c.KafkaMinInsyncReplicas == 2 }, ""},
+		{"explicit replication, min.insync follows",
+			map[string]string{"TRACKOPS_KAFKA_BROKERS": "k1:9092", "TRACKOPS_KAFKA_REPLICATION_FACTOR": "2"},
+			func(c Config) bool { return c.KafkaReplicationFactor == 2 && c.KafkaMinInsyncReplicas == 1 }, ""},
+		{"brokers' defaults",
+			map[string]string{"TRACKOPS_KAFKA_BROKERS": "k1:9092", "TRACKOPS_KAFKA_REPLICATION_FACTOR": "-1"},
+			func(c Config) bool { return c.KafkaReplicationFactor == -1 && c.KafkaMinInsyncReplicas == 0 }, ""},
+		{"bootstrap key from a secret file",
+			map[string]string{"TRACKOPS_BOOTSTRAP_ADMIN_KEY_FILE": keyFile},
+			func(c Config) bool { return c.BootstrapAdminKey == "tok_secret" }, ""},
+		{"replicas on the embedded broker", map[string]string{"TRACKOPS_KAFKA_REPLICATION_FACTOR": "3"}, nil, "TRACKOPS_KAFKA_BROKERS"},
+		{"zero replicas", map[string]string{"TRACKOPS_KAFKA_BROKERS": "k:1", "TRACKOPS_KAFKA_REPLICATION_FACTOR": "0"}, nil, "TRACKOPS_KAFKA_REPLICATION_FACTOR"},
+		{"more in sync than replicas",
+			map[string]string{"TRACKOPS_KAFKA_BROKERS": "k:1", "TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS": "4"}, nil, "TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env["TRACKOPS_LOG_FORMAT"] = "json"
+			c, err := LoadFrom(envOf(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}

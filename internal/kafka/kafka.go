@@ -23,6 +23,10 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// Topics is the replication of topics created through clients built
+	// with these options (EnsureTopics); zero means the brokers' defaults.
+	Topics TopicConfig
+
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
@@ -49,6 +53,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 	}
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
+	opts = append(opts, withTopicConfig(o.Topics))
 	c, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -64,11 +69,13 @@ func clientID(id string) string {
 }
 
 // EnsureTopics creates each topic that does not exist yet with the given
-// partition count. Replication factor -1 lets the broker pick its default,
-// which is what a single-node embedded broker and a real cluster both want.
+// partition count (-1: the brokers' default), replicated as the Options.Topics
+// the client was built with say (NewProducer carries them in the client); a
+// client built otherwise leaves replication to the brokers' defaults.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
 	adm := kadm.NewClient(client)
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	tc := topicConfigOf(client)
+	resp, err := adm.CreateTopics(ctx, partitions, tc.replicationFactor(), tc.topicConfigs(), topics...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}

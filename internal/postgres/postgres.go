@@ -15,8 +15,34 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// Option tunes a pool opened by Connect.
+type Option func(cfg *pgxpool.Config, url string)
+
+// BehindPooler readies a pool for a transaction pooler (PgBouncer with
+// pool_mode=transaction) between TrackOps and PostgreSQL. Such a pooler
+// hands each transaction to whichever server connection is free, so a named
+// prepared statement made on one is unknown on the next; pgx's default
+// exec mode (cache_statement) prepares named statements. The pool uses
+// cache_describe instead: unnamed statements, parsed in the same round trip
+// as they run, with their result description cached. A URL that names
+// default_query_exec_mode itself keeps it (cache_statement suits PgBouncer
+// 1.21+ with max_prepared_statements set).
+func BehindPooler() Option {
+	return func(cfg *pgxpool.Config, url string) {
+		if !strings.Contains(url, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		}
+	}
+}
+
+// MaxConns caps the pool at n connections, below the default of at least
+// 10 (for pools that hold sessions, such as the direct one).
+func MaxConns(n int32) Option {
+	return func(cfg *pgxpool.Config, _ string) { cfg.MaxConns = n }
+}
+
 // Connect opens a pool to url and checks that the server answers.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -25,6 +51,9 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		cfg.MaxConns = 10
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	for _, o := range opts {
+		o(cfg, url)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
