@@ -23,8 +23,8 @@ import (
 	"github.com/trackops/trackops/internal/postgres"
 )
 
-func init() {
-	Register(&Command{Name: "dlq", Summary: "list and replay dead letters",
+func dlqCmd() *Command {
+	return &Command{Name: "dlq", Args: []string{"list", "replay"}, Summary: "list and replay dead letters",
 		Usage: `trackops dlq list [--topic T] [--status new|replayed|discarded] [--fingerprint F] [--since 24h] [--limit N] [--json]
 trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
 
@@ -32,7 +32,7 @@ trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
   replay   send dead letters back to their original topic with a trackops_replay-count header;
            --topic alone replays the oldest new one, --all every new one matching;
            a record replayed TRACKOPS_DLQ_MAX_REPLAYS (3) times stays in the DLQ (loop guard)`,
-		Run: dlqCommand})
+		Run: dlqCommand}
 }
 
 func consumerRetry(cfg config.Config) kafka.RetryPolicy {
@@ -194,7 +194,8 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay"})
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay",
+		Compression: env.Config.KafkaCompression})
 	if err != nil {
 		return err
 	}
