@@ -98,7 +98,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trackops: unknown %s %q; run 'trackops help' for the commands\n", what, args[0])
 		return 2
 	}
-	if c.Name != "help" && slices.ContainsFunc(args[1:], isHelp) {
+	if slices.ContainsFunc(args[1:], isHelp) {
 		printCommandHelp(stdout, c)
 		return 0
 	}
