@@ -239,8 +239,15 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("health lists six components", func(t *testing.T) {
+	t.Run("anonymous health is the status alone", func(t *testing.T) {
 		code, body := get(t, base+"/health")
+		if code != 200 || strings.TrimSpace(string(body)) != `{"status":"UP"}` {
+			t.Fatalf("anonymous /health %d %s, want 200 {\"status\":\"UP\"}", code, body)
+		}
+	})
+
+	t.Run("health lists six components to a signed-in caller", func(t *testing.T) {
+		code, body := getAs(t, base+"/health", token)
 		var rep struct {
 			Status     string
 			Components map[string]struct{ Status string }
@@ -309,7 +316,20 @@ var metricsOfUnmergedPackages = []string{
 
 func get(t *testing.T, url string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return getAs(t, url, "")
+}
+
+// getAs sends a GET with token as the bearer token ("" sends none).
+func getAs(t *testing.T, url, token string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
