@@ -168,4 +168,3 @@ func quoteAll(words []string) []string {
 	}
 	return out
 }
-

@@ -126,22 +126,19 @@ func dlqList(ctx context.Context, env *Env, args []string) error {
 	}
 	defer pool.Close()
 	store := dlq.NewStore(pool)
-	msgs, err := store.List(ctx, f)
-	if err != nil {
-		return err
-	}
 	if *asJSON {
-		groups, err := store.Groups(ctx, f)
+		// The API's own page: counts, groups and messages from one source.
+		out, err := store.Page(ctx, f)
 		if err != nil {
 			return err
-		}
-		out := dlq.ListJSON{Groups: groups}
-		for _, m := range msgs {
-			out.Messages = append(out.Messages, dlq.ToJSON(m, false))
 		}
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
+	}
+	msgs, err := store.List(ctx, f)
+	if err != nil {
+		return err
 	}
 	return PrintDLQ(env.Stdout, msgs)
 }
