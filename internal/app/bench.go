@@ -11,6 +11,7 @@ import (
 
 	"github.com/trackops/trackops/internal/bench"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
 func loadgenCmd() *Command {
@@ -104,8 +105,11 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		}
 		binary = self
 	}
+	// The scenarios' own lines go through the tracker, so on a terminal the
+	// bar stays below them.
+	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
 	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
-		Phase: *phase, Concurrency: *concurrency, Progress: env.Stderr}
+		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
 	doc := bench.Document{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
 	failures := 0
 	for _, s := range scenarios {
@@ -116,9 +120,11 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		if r.Status == bench.StatusError {
 			failures++
 		}
+		prog.Step(s + " " + r.Status)
 		doc.Results = append(doc.Results, r)
 		fmt.Fprintf(env.Stdout, "%s\n", bench.MarshalResult(r))
 	}
+	prog.Done()
 	doc.Machine.LoadAvgEnd = bench.LoadAverage()
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -166,7 +172,10 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	rep, err := bench.Verify(ctx, pool, bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed})
+	prog := progress.New(env.Stderr, "verify", 0)
+	rep, err := bench.Verify(ctx, pool, bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound,
+		AllowFailed: *allowFailed, Progress: prog})
+	prog.Done()
 	if err != nil {
 		return err
 	}

@@ -261,7 +261,12 @@ func (a *App) waitForCDCSlot(ctx context.Context) error {
 	logged := false
 	for {
 		var exists bool
-		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, a.cfg.CDCSlotName).Scan(&exists)
+		// The slot's row appears as soon as its creation starts; only once
+		// it has found its consistent point (confirmed_flush_lsn set) is
+		// every later commit in the stream. An order committed in between
+		// would land in the initial snapshot, which makes no events.
+		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots
+			WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL)`, a.cfg.CDCSlotName).Scan(&exists)
 		if err == nil && exists {
 			return nil
 		}

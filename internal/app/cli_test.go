@@ -168,3 +168,26 @@ func quoteAll(words []string) []string {
 	}
 	return out
 }
+
+// `trackops verify` reports its progress on stderr, as plain lines when
+// stderr is not a terminal, and the report on stdout.
+func TestVerifyShowsProgress(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	cfg, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL = db.URL
+	var out, errOut bytes.Buffer
+	if err := verifyCommand(context.Background(), &Env{Config: cfg, Stdout: &out, Stderr: &errOut}, nil); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	last := strings.TrimSpace(errOut.String())
+	if i := strings.LastIndex(last, "\n"); i >= 0 {
+		last = last[i+1:]
+	}
+	if !strings.HasPrefix(last, "verify: done 6/6 (") || !strings.Contains(out.String(), "PASS") {
+		t.Fatalf("stderr %q, stdout %q", errOut.String(), out.String())
+	}
+}

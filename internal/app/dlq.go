@@ -21,6 +21,7 @@ import (
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
 func dlqCmd() *Command {
@@ -208,9 +209,14 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 	}
 	auditW := audit.NewWriter(pool, audit.WriterOptions{})
 	defer auditW.Close(context.WithoutCancel(ctx))
+	var prog *progress.Tracker
+	if req.All {
+		prog = progress.New(env.Stderr, "dlq replay", 0)
+	}
 	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQMaxReplays,
-		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn")})
+		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn"), Progress: prog})
 	res, err := replayer.Replay(ctx, req)
+	prog.Done()
 	if errors.Is(err, dlq.ErrNotFound) {
 		return fmt.Errorf("dead letter %d not found; `trackops dlq list` shows the ids", req.ID)
 	}
