@@ -76,8 +76,8 @@ type entry struct {
 	// pause, restart or failure): each run is a new Connector, and
 	// events_total must keep counting as trackops_cdc_events_total does.
 	eventsBefore uint64
-	cancel    context.CancelFunc
-	done      chan struct{}
+	cancel       context.CancelFunc
+	done         chan struct{}
 }
 
 // Info is a connector's definition as the REST API returns it.
