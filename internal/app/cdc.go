@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +69,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 		// Kafka Connect's REST API keeps its own paths; reading needs the
 		// operator role, changing connectors the admin role.
 	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
-	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(connectLog.Handler(), slog.LevelWarn)}
 	a.workers = append(a.workers, worker{name: "cdc", run: func(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		if err := a.cdc.Start(ctx); err != nil {
