@@ -12,10 +12,10 @@ import (
 	"github.com/trackops/trackops/internal/config"
 )
 
-func init() {
-	Register(&Command{Name: "healthcheck",
+func healthcheckCmd() *Command {
+	return &Command{Name: "healthcheck",
 		Summary: "exit 0 if this host's TrackOps is ready (GET /health/ready), else 1; for container health checks",
-		Usage:   "trackops healthcheck [--url URL] [--timeout 3s]", Run: healthcheckCommand})
+		Usage:   "trackops healthcheck [--url URL] [--timeout 3s]", Run: healthcheckCommand}
 }
 
 // healthcheckCommand asks a running process whether it is ready. Container

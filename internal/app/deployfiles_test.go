@@ -212,7 +212,7 @@ func TestComposeFile(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(deployDir, s.Build, "Dockerfile")); err != nil {
 			t.Errorf("%s: build context %s has no Dockerfile", name, s.Build)
 		}
-		if len(s.Command) == 0 || commands[s.Command[0]] == nil {
+		if len(s.Command) == 0 || lookup(Commands(), s.Command[0]) == nil {
 			t.Errorf("%s: command %v is not a trackops command", name, s.Command)
 			continue
 		}
@@ -459,7 +459,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("TRACKOPS_DATA_DIR=%s is not created owned by the runtime user %s (COPY --chown)", dataDir[1], user[1])
 	}
 	hc := regexp.MustCompile(`(?m)^HEALTHCHECK .*CMD \["trackops", "([a-z]+)"`).FindStringSubmatch(df)
-	if hc == nil || commands[hc[1]] == nil {
+	if hc == nil || lookup(Commands(), hc[1]) == nil {
 		t.Errorf("the HEALTHCHECK must run a trackops command (exec form: no shell in the image): %v", hc)
 	}
 	for _, port := range []string{"8080", "8083"} {
@@ -488,7 +488,7 @@ func TestKubernetesManifestsRunRealRoles(t *testing.T) {
 			}
 			walkArgs(doc, func(args []string) {
 				found++
-				if commands[args[0]] == nil {
+				if lookup(Commands(), args[0]) == nil {
 					t.Errorf("%s: %v is not a trackops command", f, args)
 					return
 				}

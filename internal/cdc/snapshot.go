@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trackops/trackops/internal/progress"
 )
 
 // snapshot reads every captured table in the snapshot the slot exported,
@@ -39,6 +41,8 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		return fmt.Errorf("snapshot transaction id: %w", err)
 	}
 	started := time.Now()
+	// A long snapshot logs how far it has got every 10 s ("snapshot completed" ends it).
+	prog := progress.NewLog(c.log, "snapshot", 0)
 	track := em.tracker.begin()
 	// Markers follow Debezium's RelationalSnapshotChangeEventSource
 	// (setSnapshotMarker): "last" for the last row of the last table,
@@ -114,6 +118,9 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 			heldPending, heldFirst, heldTable = true, inTable == 0, ti
 			inTable++
 			total++
+			if total%10_000 == 0 {
+				prog.Add(10_000, tn.String())
+			}
 			if err := em.tracker.failed(); err != nil {
 				rows.Close()
 				return fmt.Errorf("snapshot records not delivered to Kafka: %w", err)

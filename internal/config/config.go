@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 )
 
@@ -29,17 +31,21 @@ const DefaultCDCSlotName = "debezium_orders"
 
 // Config is the whole runtime configuration of a TrackOps process.
 type Config struct {
-	DatabaseURL        string
-	RedisURL           string
-	KafkaBrokers       []string
-	EmbeddedKafkaAddr  string
-	DataDir            string
-	HTTPAddr           string
-	ConnectAddr        string
-	EventStrategy      string
-	LogFormat          string
-	LogLevel           string
-	KafkaPartitions    int32
+	DatabaseURL       string
+	RedisURL          string
+	KafkaBrokers      []string
+	EmbeddedKafkaAddr string
+	DataDir           string
+	HTTPAddr          string
+	ConnectAddr       string
+	EventStrategy     string
+	LogFormat         string
+	LogLevel          string
+	KafkaPartitions   int32
+	// KafkaCompression is the codec of produced record batches: none (the
+	// Java producer's default, readable by every client), gzip, snappy, lz4
+	// or zstd.
+	KafkaCompression   string
 	RelayBatchSize     int
 	RelayWorkers       int
 	RelayPollInterval  time.Duration
@@ -113,6 +119,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		LogFormat:         strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:          strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:   int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
+		KafkaCompression:  strings.ToLower(e.str("TRACKOPS_KAFKA_COMPRESSION", "none")),
 		RelayBatchSize:    e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
 		RelayWorkers:      e.int("TRACKOPS_RELAY_WORKERS", 2),
 		RelayPollInterval: e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
@@ -145,41 +152,75 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate reports the first setting that cannot work, phrased so the
-// operator knows what to change.
+// Validate reports every setting that cannot work, each phrased so the
+// operator knows what to change; errors.Join keeps them apart.
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.EventStrategy {
 	case StrategyOutbox, StrategyCDC:
 	default:
-		return fmt.Errorf("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
+		bad("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
 	}
 	if !slotNameRe.MatchString(c.CDCSlotName) {
-		return fmt.Errorf("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
+		bad("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		return fmt.Errorf("TRACKOPS_LOG_FORMAT=%q: want text or json", c.LogFormat)
+		bad("TRACKOPS_LOG_FORMAT=%q: want text or json", c.LogFormat)
+	}
+	if !contains(Compressions, c.KafkaCompression) {
+		bad("TRACKOPS_KAFKA_COMPRESSION=%q: want one of %s", c.KafkaCompression, strings.Join(Compressions, ", "))
 	}
 	if c.KafkaPartitions < 1 {
-		return fmt.Errorf("TRACKOPS_KAFKA_PARTITIONS must be at least 1")
+		bad("TRACKOPS_KAFKA_PARTITIONS must be at least 1")
 	}
 	if c.RelayBatchSize < 1 {
-		return fmt.Errorf("TRACKOPS_RELAY_BATCH_SIZE must be at least 1")
+		bad("TRACKOPS_RELAY_BATCH_SIZE must be at least 1")
 	}
 	if c.ConsumerRetryAttempts < 1 {
-		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_ATTEMPTS must be at least 1 (1 means no retry)")
+		bad("TRACKOPS_CONSUMER_RETRY_ATTEMPTS must be at least 1 (1 means no retry)")
 	}
 	if c.ConsumerRetryMultiplier < 1 {
-		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_MULTIPLIER must be at least 1")
+		bad("TRACKOPS_CONSUMER_RETRY_MULTIPLIER must be at least 1")
 	}
 	if c.DLQMaxReplays < 1 {
-		return fmt.Errorf("TRACKOPS_DLQ_MAX_REPLAYS must be at least 1")
+		bad("TRACKOPS_DLQ_MAX_REPLAYS must be at least 1")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return fmt.Errorf("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
+		bad("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
 	}
-	return c.validateScaleOut()
+	if err := c.validateScaleOut(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Compressions are the accepted values of TRACKOPS_KAFKA_COMPRESSION.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// DatabaseURLForm is the shape TRACKOPS_DATABASE_URL takes, for messages.
+const DatabaseURLForm = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable"
+
+// checkDatabaseURL parses the URL as pgx will, so a typo is reported before
+// anything connects, with the form it should take. pgx's own message may
+// quote the URL, password included, so only its last part is kept.
+func checkDatabaseURL(raw string) error {
+	if _, err := pgconn.ParseConfig(raw); err != nil {
+		reason := err.Error()
+		if i := strings.LastIndex(reason, ": "); i >= 0 {
+			reason = reason[i+2:]
+		}
+		return fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL (%s); want the form %s", reason, DatabaseURLForm)
+	}
+	return nil
 }
 
 // loadScaleOut reads the scale-out settings, whose defaults depend on
@@ -231,6 +272,42 @@ func (c Config) DirectDatabaseURL() string {
 // transaction pooler: it does when a different direct URL is configured.
 // Pools on it then use an exec mode without named prepared statements.
 func (c Config) DatabasePooled() bool { return c.DirectDatabaseURL() != c.DatabaseURL }
+
+// checkRedisURL accepts what cache.Open accepts: a redis:// or rediss://
+// URL, redis+cluster://h1:p,h2:p, or a comma list of cluster nodes.
+func checkRedisURL(raw string) error {
+	if strings.HasPrefix(raw, "redis+cluster://") || (!strings.Contains(raw, "://") && strings.Contains(raw, ",")) {
+		return nil
+	}
+	if _, err := redis.ParseURL(raw); err != nil {
+		return fmt.Errorf("TRACKOPS_REDIS_URL=%q: %v; want redis://HOST:6379 (rediss:// for TLS), or redis+cluster://H1:P,H2:P for Redis Cluster",
+			redactURL(raw), strings.TrimPrefix(err.Error(), "redis: "))
+	}
+	return nil
+}
+
+// redactURL hides a password in a URL that is quoted in a message.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
+			return scheme + "://" + user + ":***@" + rest[at+1:]
+		}
+	}
+	return raw
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
 
 // EmbeddedKafka reports whether the process should start its own broker.
 func (c Config) EmbeddedKafka() bool { return len(c.KafkaBrokers) == 0 }

@@ -62,6 +62,17 @@ func TestLoadFrom(t *testing.T) {
 		{"bad number", map[string]string{"TRACKOPS_KAFKA_PARTITIONS": "three"}, nil, "TRACKOPS_KAFKA_PARTITIONS"},
 		{"missing secret file", map[string]string{"TRACKOPS_REDIS_URL_FILE": "/nonexistent/x"}, nil, "TRACKOPS_REDIS_URL_FILE"},
 		{"half a TLS pair", map[string]string{"TRACKOPS_TLS_CERT_FILE": "c.pem"}, nil, "TRACKOPS_TLS_KEY_FILE"},
+		{"compression defaults to none", map[string]string{},
+			func(c Config) bool { return c.KafkaCompression == "none" }, ""},
+		{"compression", map[string]string{"TRACKOPS_KAFKA_COMPRESSION": "ZSTD"},
+			func(c Config) bool { return c.KafkaCompression == "zstd" }, ""},
+		{"unknown compression", map[string]string{"TRACKOPS_KAFKA_COMPRESSION": "brotli"}, nil, "TRACKOPS_KAFKA_COMPRESSION=\"brotli\": want one of none, gzip, snappy, lz4, zstd"},
+		{"unparsable database url names the form", map[string]string{"TRACKOPS_DATABASE_URL": "postgres://u:secret@db:port/x"},
+			nil, "want the form postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable"},
+		{"redis url with a bad scheme", map[string]string{"TRACKOPS_REDIS_URL": "http://u:secret@127.0.0.1:6379"},
+			nil, "want redis://HOST:6379"},
+		{"redis cluster list", map[string]string{"TRACKOPS_REDIS_URL": "redis+cluster://a:1,b:2"},
+			func(c Config) bool { return c.RedisURL == "redis+cluster://a:1,b:2" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,5 +148,28 @@ func TestScaleOutSettings(t *testing.T) {
 				t.Fatalf("config %+v", c)
 			}
 		})
+	}
+}
+
+// Every bad variable is reported at once, so a deployment is fixed in one
+// round, and no message repeats a password.
+func TestValidateReportsEveryBadVariable(t *testing.T) {
+	_, err := LoadFrom(envOf(map[string]string{
+		"TRACKOPS_LOG_FORMAT":        "json",
+		"TRACKOPS_DATABASE_URL":      "postgres://u:secret@db:port/x",
+		"TRACKOPS_REDIS_URL":         "memcached://u:secret@h:1",
+		"TRACKOPS_EVENT_STRATEGY":    "kafka-streams",
+		"TRACKOPS_KAFKA_COMPRESSION": "brotli",
+	}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, name := range []string{"TRACKOPS_DATABASE_URL", "TRACKOPS_REDIS_URL", "TRACKOPS_EVENT_STRATEGY", "TRACKOPS_KAFKA_COMPRESSION"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error lacks %s: %v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("error shows a password: %v", err)
 	}
 }

@@ -85,6 +85,11 @@ type Route struct {
 	Pattern string // path pattern as net/http.ServeMux reads it, e.g. /api/v1/orders/{id}
 	Role    Role
 	Handler http.HandlerFunc
+	// IdentifyCaller, on a public route, still authenticates a caller who
+	// presents credentials, so the handler can show a signed-in caller
+	// more (GET /health's details); a missing or invalid token leaves the
+	// caller anonymous instead of failing the request.
+	IdentifyCaller bool
 }
 
 // ErrUnauthenticated means the request carries no valid credentials.
@@ -242,6 +247,12 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 					panic(v)
 				}
 			}()
+		}
+		if cfg.Auth != nil && rt.Role == RolePublic && rt.IdentifyCaller {
+			if known, err := cfg.Auth.Authenticate(r); err == nil {
+				p = known
+				rec.principal = p
+			}
 		}
 		if cfg.Auth != nil && rt.Role != RolePublic {
 			var err error

@@ -30,6 +30,40 @@ type Options struct {
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
+	// Compression is the producer's batch codec: none (the default), gzip,
+	// snappy, lz4 or zstd. franz-go's own default is snappy, which some
+	// clients (KafkaJS without a plugin) cannot read; Kafka's Java producer
+	// defaults to none, and so does TrackOps.
+	Compression string
+	// Logger receives the clients' own log lines (connection failures,
+	// group changes); nil discards them.
+	Logger *slog.Logger
+}
+
+// logOpts routes a client's log lines to o.Logger.
+func (o Options) logOpts() []kgo.Opt {
+	if o.Logger == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithLogger(clientLogger{o.Logger.With("component", "kafka-client", "client_id", clientID(o.ClientID))})}
+}
+
+// Codec returns the franz-go codec named by TRACKOPS_KAFKA_COMPRESSION's
+// values; "" is none.
+func Codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.NoCompression(), fmt.Errorf("unknown Kafka compression %q: want none, gzip, snappy, lz4 or zstd", name)
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
@@ -38,7 +72,12 @@ type Options struct {
 // larger batch would be refused by a broker with default settings as a
 // whole, failing every record in it.
 func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
+	codec, err := Codec(o.Compression)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
+		kgo.ProducerBatchCompression(codec),
 		kgo.SeedBrokers(o.Brokers...),
 		kgo.ClientID(clientID(o.ClientID)),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -51,6 +90,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		// (all of ours) hash like the Java client so other producers agree.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 	}
+	opts = append(opts, o.logOpts()...)
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
 	opts = append(opts, withTopicConfig(o.Topics))
