@@ -75,16 +75,18 @@ type worker struct {
 // roles need. Nothing runs until Run.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
 	a = &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
-	a.startTracing()
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
+	if err := a.startTracing(ctx); err != nil {
+		return nil, err
+	}
 	if err := Migrate(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if a.pool, err = postgres.Connect(ctx, cfg.DatabaseURL); err != nil {
+	if a.pool, err = postgres.Connect(ctx, cfg.DatabaseURL, postgres.WithTracer(a.obs.tracing.QueryTracer())); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.pool.Close)

@@ -65,6 +65,10 @@ type Config struct {
 	DLQAlertWebhook  string
 	DLQAlertInterval time.Duration
 	DLQMaxReplays    int
+
+	// Tracing is OpenTelemetry trace export (OTEL_* variables); off unless
+	// an OTLP endpoint is set.
+	Tracing Tracing
 }
 
 // Load reads the configuration from the environment.
@@ -113,6 +117,10 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 	if c.EventStrategy == "debezium" {
 		c.EventStrategy = StrategyCDC
 	}
+	var err error
+	if c.Tracing, err = loadTracing(&e); err != nil {
+		e.errs = append(e.errs, err)
+	}
 	if err := errors.Join(e.errs...); err != nil {
 		return Config{}, err
 	}
@@ -153,7 +161,7 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return fmt.Errorf("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
 	}
-	return nil
+	return c.Tracing.validate()
 }
 
 // EmbeddedKafka reports whether the process should start its own broker.

@@ -16,10 +16,13 @@ import (
 )
 
 // Connect opens a pool to url and checks that the server answers.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func Connect(ctx context.Context, url string, opts ...ConnectOption) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if cfg.MaxConns < 10 {
 		cfg.MaxConns = 10
@@ -36,6 +39,19 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", redact(url), err)
 	}
 	return pool, nil
+}
+
+// ConnectOption adjusts the pool's configuration before it connects.
+type ConnectOption func(*pgxpool.Config)
+
+// WithTracer installs a query tracer on every connection of the pool; a nil
+// tracer (tracing off) leaves pgx without one, so queries pay no hook.
+func WithTracer(t pgx.QueryTracer) ConnectOption {
+	return func(c *pgxpool.Config) {
+		if t != nil {
+			c.ConnConfig.Tracer = t
+		}
+	}
 }
 
 // EnsureDatabase creates the database named in url when it does not exist,
