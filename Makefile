@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench vulncheck clean testdb-clean
+.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean
 
 all: build
 
@@ -41,8 +41,19 @@ test-short: services test-tools
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Every scenario against its ceiling (bench/results/latest.json), then the
+# document regenerated from it, even when a scenario failed (it says so).
 bench: services build
-	./$(BIN) bench all --out bench/results/latest.json
+	./$(BIN) bench all --out bench/results/latest.json; status=$$?; $(MAKE) bench-docs && exit $$status
+
+# The saga, relay and CDC paths at rising offered rates until each saturates
+# (bench/results/sweep.json), then the document and charts regenerated.
+bench-sweep: services build
+	./$(BIN) bench all --sweep --out bench/results/sweep.json; status=$$?; $(MAKE) bench-docs && exit $$status
+
+# docs/benchmarks.md's figures and docs/bench/*.svg from bench/results/*.json.
+bench-docs:
+	$(GO) run ./internal/bench/benchdocs
 
 vulncheck:
 	./scripts/vulncheck.sh

@@ -94,7 +94,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 // fails part way.
 func (a *App) build(ctx context.Context) error {
 	cfg, log := a.cfg, a.log
-	a.startTracing()
+	if err := a.startTracing(ctx); err != nil {
+		return err
+	}
 	// The ports first: a taken port is the commonest start-up failure and
 	// costs nothing to find.
 	if _, err := a.Listen(); err != nil {
@@ -104,7 +106,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.pool, err = connectDatabase(ctx, cfg); err != nil {
+	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.obs.tracing.QueryTracer())); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.pool.Close)

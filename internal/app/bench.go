@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,7 +24,8 @@ func loadgenCmd() *Command {
 func benchCmd() *Command {
 	return &Command{Name: "bench", Args: append(append([]string{}, bench.Scenarios...), "all"), Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
 		Usage: "trackops bench SCENARIO [--out FILE] [--phase 10s] [--concurrency 16] [--binary PATH]\n" +
-			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all\n" +
+			"trackops bench SCENARIO --sweep [--rates 100,200,500,1000,2000,5000] [--step 10s] [--out FILE]\n" +
+			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all; with --sweep: " + strings.Join(bench.SweepScenarios, ", ") + ", all\n" +
 			"Each scenario creates its own database on TRACKOPS_DATABASE_URL's server (dropped after) and runs\n" +
 			"this binary as the TrackOps process on free ports with its embedded broker.",
 		Run: benchCommand}
@@ -84,16 +86,23 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	phase := fs.Duration("phase", 10*time.Second, "length of each measured phase")
 	concurrency := fs.Int("concurrency", 16, "closed-loop workers of the throughput phases")
 	binaryFlag := fs.String("binary", "", "trackops binary to run as the process under test (default: this one)")
+	sweep := fs.Bool("sweep", false, "step the offered rate until the path saturates (saga, relay, cdc)")
+	ratesFlag := fs.String("rates", joinInts(bench.DefaultSweepRates), "offered rates of a sweep, per second")
+	step := fs.Duration("step", 10*time.Second, "how long a sweep holds each rate")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	known := bench.Scenarios
+	if *sweep {
+		known = bench.SweepScenarios
+	}
 	scenarios := []string{scenario}
 	if scenario == "all" {
-		scenarios = bench.Scenarios
+		scenarios = known
 	}
 	for _, s := range scenarios {
-		if !contains(bench.Scenarios, s) {
-			return fmt.Errorf("%w: unknown scenario %q: want %s or all", ErrUsage, s, strings.Join(bench.Scenarios, ", "))
+		if !contains(known, s) {
+			return fmt.Errorf("%w: unknown scenario %q: want %s or all", ErrUsage, s, strings.Join(known, ", "))
 		}
 	}
 	binary := *binaryFlag
@@ -109,6 +118,13 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
 	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
 		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
+	if *sweep {
+		rates, err := parseRates(*ratesFlag)
+		if err != nil || *step <= 0 {
+			return fmt.Errorf("%w: --rates wants rising whole rates such as 100,200,500 and --step a positive duration", ErrUsage)
+		}
+		return sweepCommand(ctx, env, cfg, scenarios, rates, *step, *out)
+	}
 	doc := bench.Document{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
 	failures := 0
 	for _, s := range scenarios {
@@ -139,6 +155,63 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%d of %d scenarios failed; see their \"error\" fields", failures, len(doc.Results))
 	}
 	return ctx.Err()
+}
+
+// sweepCommand runs bench --sweep: each scenario at rising offered rates.
+func sweepCommand(ctx context.Context, env *Env, cfg bench.Config, scenarios []string, rates []int, step time.Duration, out string) error {
+	doc := bench.SweepDocument{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
+	failures := 0
+	for _, s := range scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		sw := bench.RunSweep(ctx, cfg, s, rates, step)
+		if sw.Status == bench.StatusError {
+			failures++
+		}
+		doc.Sweeps = append(doc.Sweeps, sw)
+		b, _ := json.MarshalIndent(sw, "", "  ")
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	}
+	doc.Machine.LoadAvgEnd = bench.LoadAverage()
+	if out != "" {
+		if err := writeJSON(out, doc); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stderr, "bench: wrote %s\n", out)
+	}
+	if failures > 0 {
+		return fmt.Errorf("%d of %d sweeps failed; see their \"error\" fields", failures, len(doc.Sweeps))
+	}
+	return ctx.Err()
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func parseRates(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("rates %q", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func contains(list []string, s string) bool {

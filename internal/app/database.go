@@ -16,8 +16,8 @@ const directPoolSize = 4
 // connectDatabase opens the main pool on TRACKOPS_DATABASE_URL — the one
 // requests, consumers and the relay's claims use — ready for a transaction
 // pooler when one sits in between (see config.Config.DatabasePooled).
-func connectDatabase(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
-	return postgres.Connect(ctx, cfg.DatabaseURL, poolOptions(cfg)...)
+func connectDatabase(ctx context.Context, cfg config.Config, extra ...postgres.Option) (*pgxpool.Pool, error) {
+	return postgres.Connect(ctx, cfg.DatabaseURL, append(poolOptions(cfg), extra...)...)
 }
 
 // poolOptions are the options of a pool on TRACKOPS_DATABASE_URL.

@@ -96,6 +96,10 @@ type Config struct {
 	// if no admin key exists yet (usually given as
 	// TRACKOPS_BOOTSTRAP_ADMIN_KEY_FILE, a mounted secret).
 	BootstrapAdminKey string
+
+	// Tracing is OpenTelemetry trace export (OTEL_* variables); off unless
+	// an OTLP endpoint is set.
+	Tracing Tracing
 }
 
 // Load reads the configuration from the environment.
@@ -146,6 +150,10 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		c.EventStrategy = StrategyCDC
 	}
 	c.loadScaleOut(&e)
+	var err error
+	if c.Tracing, err = loadTracing(&e); err != nil {
+		e.errs = append(e.errs, err)
+	}
 	if err := errors.Join(e.errs...); err != nil {
 		return Config{}, err
 	}
@@ -198,6 +206,9 @@ func (c Config) Validate() error {
 		bad("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
 	}
 	if err := c.validateScaleOut(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -202,6 +202,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(clientID(cfg.ClientID)),
+		FreshMetadata(), // a subscribed topic created later is seen within MetadataMinAge
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.DisableAutoCommit(),

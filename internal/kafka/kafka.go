@@ -80,6 +80,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.ProducerBatchCompression(codec),
 		kgo.SeedBrokers(o.Brokers...),
 		kgo.ClientID(clientID(o.ClientID)),
+		FreshMetadata(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
@@ -101,6 +102,21 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 	return c, nil
 }
 
+// MetadataMinAge is the shortest time between two metadata refreshes of a
+// TrackOps client. franz-go's default is 5 s, and it is what made the first
+// record on a new topic wait about 5 s: a client that asked about the topic
+// before it existed (a consumer subscribed ahead of the first change, a
+// producer racing the topic's creation) retries for 2 s, then only once per
+// min age, so it learned of the topic up to 5 s after it appeared. Refreshes
+// are still rare on a steady cluster: they follow errors and new topics,
+// and the periodic one stays at franz-go's metadata max age (5 min).
+const MetadataMinAge = 250 * time.Millisecond
+
+// FreshMetadata is the client option that applies MetadataMinAge; NewProducer
+// and NewConsumer use it, and so should any other client that may meet a
+// topic younger than itself.
+func FreshMetadata() kgo.Opt { return kgo.MetadataMinAge(MetadataMinAge) }
+
 func clientID(id string) string {
 	if id == "" {
 		return "trackops"
@@ -111,7 +127,10 @@ func clientID(id string) string {
 // EnsureTopics creates each topic that does not exist yet with the given
 // partition count (-1: the brokers' default), replicated as the Options.Topics
 // the client was built with say (NewProducer carries them in the client); a
-// client built otherwise leaves replication to the brokers' defaults.
+// client built otherwise leaves replication to the brokers' defaults. When it
+// created one, the client's metadata is refreshed at once, so a first record
+// produced right after finds the topic's partitions known instead of waiting
+// on a refresh.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
 	adm := kadm.NewClient(client)
 	tc := topicConfigOf(client)
@@ -119,10 +138,15 @@ func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, top
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	created := false
 	for _, r := range resp.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
 		}
+		created = created || r.Err == nil
+	}
+	if created {
+		client.ForceMetadataRefresh()
 	}
 	return nil
 }

@@ -119,6 +119,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// WithTracer installs a query tracer on every connection of the pool; a nil
+// tracer (tracing off) leaves pgx without one, so queries pay no hook.
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(c *pgxpool.Config, _ string) {
+		if t != nil {
+			c.ConnConfig.Tracer = t
+		}
+	}
+}
+
 // EnsureDatabase creates the database named in url when it does not exist,
 // connecting to the server's "postgres" database to do so.
 func EnsureDatabase(ctx context.Context, dbURL string) error {

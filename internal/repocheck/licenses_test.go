@@ -21,6 +21,11 @@ var update = flag.Bool("update", false, "rewrite docs/licenses.md from the modul
 // files used as a library). GPL, AGPL, LGPL and anything unrecognised fail.
 var allowed = map[string]bool{
 	"Apache-2.0": true, "MIT": true, "BSD-2-Clause": true, "BSD-3-Clause": true, "ISC": true, "MPL-2.0": true,
+	// The FreeType License is BSD-style (with a credit clause); modules
+	// dual-licensed FTL or GPL are taken under FTL.
+	"FTL": true,
+	// Creative Commons Attribution 4.0 asks for credit only (ASF Category A).
+	"CC-BY-4.0": true,
 }
 
 // classify names the licence of a LICENSE file's text by its operative
@@ -30,6 +35,10 @@ func classify(text string) string {
 	t := strings.Join(strings.Fields(text), " ")
 	has := func(s string) bool { return strings.Contains(strings.ToLower(t), strings.ToLower(s)) }
 	switch {
+	case has("Creative Commons Attribution 4.0 International Public License"):
+		return "CC-BY-4.0"
+	case has("your choice of exactly one of") && has("The FreeType License"):
+		return "FTL"
 	case has("GNU AFFERO GENERAL PUBLIC LICENSE"):
 		return "AGPL"
 	case has("GNU LESSER GENERAL PUBLIC LICENSE"), has("GNU LIBRARY GENERAL PUBLIC LICENSE"):
@@ -56,15 +65,17 @@ func classify(text string) string {
 func TestClassify(t *testing.T) {
 	t.Parallel()
 	for text, want := range map[string]string{
-		"Apache License\n Version 2.0, January 2004":                                                                             "Apache-2.0",
-		"Permission is hereby granted, free of charge, to any person obtaining a copy of this":                                   "MIT",
-		"Redistribution and use in source and binary forms ... Neither the name of the copyright":                                "BSD-3-Clause",
-		"Redistribution and use in source and binary forms, with or without modification":                                        "BSD-2-Clause",
-		"Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby granted": "ISC",
-		"Mozilla Public License Version 2.0":                                                                                     "MPL-2.0",
-		"GNU GENERAL PUBLIC LICENSE Version 3":                                                                                   "GPL",
-		"GNU AFFERO GENERAL PUBLIC LICENSE":                                                                                      "AGPL",
-		"Apache License Version 2.0 ... or, at your option, the GNU GENERAL PUBLIC LICENSE":                                      "GPL",
+		"Apache License\n Version 2.0, January 2004":                                                                                      "Apache-2.0",
+		"Permission is hereby granted, free of charge, to any person obtaining a copy of this":                                            "MIT",
+		"Redistribution and use in source and binary forms ... Neither the name of the copyright":                                         "BSD-3-Clause",
+		"Redistribution and use in source and binary forms, with or without modification":                                                 "BSD-2-Clause",
+		"Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is hereby granted":          "ISC",
+		"Mozilla Public License Version 2.0":                                                                                              "MPL-2.0",
+		"GNU GENERAL PUBLIC LICENSE Version 3":                                                                                            "GPL",
+		"GNU AFFERO GENERAL PUBLIC LICENSE":                                                                                               "AGPL",
+		"Apache License Version 2.0 ... or, at your option, the GNU GENERAL PUBLIC LICENSE":                                               "GPL",
+		"subject to your choice of exactly one of the following two licenses: The FreeType License ... or The GNU General Public License": "FTL",
+		"Creative Commons Attribution 4.0 International Public License":                                                                   "CC-BY-4.0",
 		"All rights reserved.": "unknown",
 	} {
 		if got := classify(text); got != want {
