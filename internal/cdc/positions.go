@@ -66,6 +66,9 @@ func (a *ackTracker) holdUntilAfter(t *txTrack, fn func(context.Context)) {
 	t.held.Store(true)
 }
 
+// fail records a failure that must stop the run (like a produce error).
+func (a *ackTracker) fail(err error) { a.err.CompareAndSwap(nil, &err) }
+
 // commit closes t: its records are all produced, ending at endLSN.
 func (a *ackTracker) commit(t *txTrack, endLSN uint64) {
 	t.endLSN = endLSN

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/cdc"
@@ -25,7 +26,6 @@ import (
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
-	"github.com/trackops/trackops/internal/tracing"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -131,7 +131,10 @@ func TestSameOrderEventsUnderBothStrategies(t *testing.T) {
 	svc := order.NewService(db.Pool) // outbox strategy: events in the outbox, rows for the change stream
 	request := func(corr string) context.Context {
 		c := logging.WithCorrelationID(ctx, corr)
-		return tracing.WithTraceParent(c, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		// The request's trace context, as the HTTP middleware leaves it.
+		return trace.ContextWithSpanContext(c, trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+			SpanID:  trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}, TraceFlags: trace.FlagsSampled, Remote: true}))
 	}
 	res, err := svc.Create(request("corr-create"), order.CreateRequest{Actor: "api:alice", Order: order.NewOrder{CustomerID: "cust-1", Currency: "EUR",
 		Items: []order.NewItem{{SKU: "SKU-1", Quantity: 2, UnitPrice: 1999}, {SKU: "SKU-2", Quantity: 1, UnitPrice: 500}}}})

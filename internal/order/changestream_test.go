@@ -66,7 +66,7 @@ var (
 	commit  = created.Add(3 * time.Minute)
 )
 
-const trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 // placed is the order the creation transactions write, as the service
 // holds it before writing (what the outbox's CreatedEvent is built from).
@@ -121,11 +121,11 @@ func TestTransactionEvents(t *testing.T) {
 				change(cdc.OpCreate, "orders", cdc.Row{}, ordersRow(id, "PENDING", 1, created, "")),
 				change(cdc.OpCreate, "order_items", cdc.Row{}, itemRow(id, 2, "SKU-B", 1, "4.99")),
 				change(cdc.OpCreate, "order_items", cdc.Row{}, itemRow(id, 1, "SKU-A", 2, "19.99")),
-				change(cdc.OpCreate, "order_status_history", cdc.Row{}, historyRow(id, "", "PENDING", "", "api:alice", 1, created, "corr-create", trace)),
+				change(cdc.OpCreate, "order_status_history", cdc.Row{}, historyRow(id, "", "PENDING", "", "api:alice", 1, created, "corr-create", traceParent)),
 			},
 			want: want{events: []events.Event{withTrace(outboxEvent(t, "corr-create", func(ctx context.Context) (events.Event, error) {
 				return order.CreatedEvent(ctx, o)
-			}), trace)}, changed: []order.ChangedOrder{{ID: id, Version: 1}}},
+			}), traceParent)}, changed: []order.ChangedOrder{{ID: id, Version: 1}}},
 		},
 		{
 			name: "status change with its history row: actor, reason and time from the row",
@@ -162,12 +162,12 @@ func TestTransactionEvents(t *testing.T) {
 			name: "cancellation through the service",
 			changes: []cdc.Change{
 				change(cdc.OpUpdate, "orders", ordersRow(id, "CONFIRMED", 2, later, ""), ordersRow(id, "CANCELLED", 3, later, "customer asked")),
-				change(cdc.OpCreate, "order_status_history", cdc.Row{}, historyRow(id, "CONFIRMED", "CANCELLED", "customer asked", "api:bob", 3, later, "corr-cancel", trace)),
+				change(cdc.OpCreate, "order_status_history", cdc.Row{}, historyRow(id, "CONFIRMED", "CANCELLED", "customer asked", "api:bob", 3, later, "corr-cancel", traceParent)),
 			},
 			want: want{events: []events.Event{withTrace(outboxEvent(t, "corr-cancel", func(ctx context.Context) (events.Event, error) {
 				return order.TransitionEvent(ctx, at(order.StatusCancelled, 3, later, "customer asked"), order.HistoryEntry{
 					FromStatus: order.StatusConfirmed, ToStatus: order.StatusCancelled, Reason: "customer asked", Actor: "api:bob", Version: 3, ChangedAt: later})
-			}), trace)}, changed: []order.ChangedOrder{{ID: id, Version: 3}}},
+			}), traceParent)}, changed: []order.ChangedOrder{{ID: id, Version: 3}}},
 		},
 		{
 			name: "two transitions in one transaction: two events in order, the cache refreshed once at the last version",
