@@ -60,7 +60,6 @@ type App struct {
 	obs           observability
 	cdc           *cdc.Manager
 	orders        *order.Service
-	orderCache    *order.RedisCache
 
 	routes  []httpapi.Route
 	workers []worker
@@ -239,8 +238,7 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	a.orderCache = order.NewRedisCache(a.stores)
-	opts = append(opts, order.WithCache(a.orderCache))
+	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)

@@ -40,9 +40,9 @@ type Service struct {
 	// the outbox, carries the order events, and it alone refreshes the
 	// cache (once per change, after Kafka holds the events).
 	changeStream bool
-	// recent are the versions this process committed and the change
-	// stream has not refreshed yet (cdc strategy), so a read that follows a
-	// write here never returns the cached older version.
+	// recent are the orders this process changed and the change stream
+	// has not refreshed yet (cdc strategy): reads of them go to PostgreSQL,
+	// so a read that follows a write here never returns an older version.
 	recent recentWrites
 	now    func() time.Time
 }
@@ -179,13 +179,13 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
 	if s.cache == nil {
 		return s.Load(ctx, id)
 	}
-	o, err := s.cache.Order(ctx, id, func(ctx context.Context) (*Order, error) { return s.Load(ctx, id) })
-	if err == nil && o.Version < s.recent.floor(id) {
-		// Written here moments ago; the change stream has not refreshed
-		// the cache yet.
+	if s.recent.pending(id) {
+		// Written here moments ago and the change stream has not refreshed
+		// the cache yet: the cache (or a load already in flight for it)
+		// may still hold the older version.
 		return s.Load(ctx, id)
 	}
-	return o, err
+	return s.cache.Order(ctx, id, func(ctx context.Context) (*Order, error) { return s.Load(ctx, id) })
 }
 
 // RefreshFromEvent refreshes the cached order an order event is about, at
@@ -373,19 +373,16 @@ func (r *recentWrites) wrote(id uuid.UUID, version int) {
 	}
 }
 
-// floor is the version a read of id must return at least (0: any).
-func (r *recentWrites) floor(id uuid.UUID) int {
+// pending reports whether a version of id written here awaits its refresh.
+func (r *recentWrites) pending(id uuid.UUID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.m[id]
-	if !ok {
-		return 0
-	}
-	if time.Since(w.at) > recentWriteTTL {
+	if ok && time.Since(w.at) > recentWriteTTL {
 		delete(r.m, id)
-		return 0
+		return false
 	}
-	return w.version
+	return ok
 }
 
 // settled forgets id once the cache has been refreshed at version.
