@@ -23,6 +23,12 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// Durability is the broker's durability barrier (the embedded broker's
+	// group commit); nil for a real cluster, where acks=all is the
+	// durability. Consumers with ConsumerConfig.DurableCommits and
+	// dead-lettering consumers wait on it before committing offsets; the
+	// CDC connector waits on it before confirming a position to its slot.
+	Durability Barrier
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
