@@ -227,11 +227,20 @@ func (s *syncer) round() {
 	}
 }
 
-// flush runs one last round after kfake closed its files and wrote its
-// shutdown state, and stops the loop.
-func (s *syncer) close() error {
-	close(s.stop)
+// stopLoop ends the group-commit loop, letting a round in progress finish;
+// it must run before kfake closes (a round asks kfake for end offsets).
+func (s *syncer) stopLoop() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
 	<-s.done
+}
+
+// finalSync syncs, after kfake closed its files and wrote its shutdown
+// state, whatever changed.
+func (s *syncer) finalSync() error {
 	s.mu.Lock()
 	broken := s.broken
 	s.mu.Unlock()
@@ -240,6 +249,13 @@ func (s *syncer) close() error {
 	}
 	_, err := s.syncChanged()
 	return err
+}
+
+// durableEnds are the end offsets the last successful round made durable.
+func (s *syncer) durableEnds() map[string][]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ends
 }
 
 // endOffsets asks kfake for the high watermark of every partition it keeps

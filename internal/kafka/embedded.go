@@ -393,13 +393,24 @@ func (e *Embedded) Healthy() (damaged bool, err error) {
 // acknowledged can be missing.
 func (e *Embedded) Close() {
 	e.closeOnce.Do(func() {
+		if e.syncer != nil {
+			e.syncer.stopLoop()
+			// One last round while kfake still answers, and its ends on
+			// record: the next start compares the log with them.
+			e.syncer.round()
+			if ends := e.syncer.durableEnds(); ends != nil && e.state != nil {
+				if err := e.state.appendEnds(ends); err != nil {
+					e.log.Warn("embedded broker: durable end offsets not recorded", "err", err)
+				}
+			}
+		}
 		e.cluster.Close()
 		if e.dir == "" {
 			return
 		}
 		var err error
 		if e.syncer != nil {
-			err = e.syncer.close()
+			err = e.syncer.finalSync()
 		} else {
 			// DurabilityNone syncs once, at a clean stop.
 			s := newSyncer(e.dir, e.cluster, 0, nil, e.metrics, e.log)
