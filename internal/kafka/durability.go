@@ -355,7 +355,9 @@ func (s *syncer) syncChanged() (int, error) {
 	}
 	// Deepest directories first, so a parent's entry for a new child
 	// directory is synced after the child's own entries.
-	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, string(os.PathSeparator)) - strings.Count(a, string(os.PathSeparator)) })
+	slices.SortFunc(dirs, func(a, b string) int {
+		return strings.Count(b, string(os.PathSeparator)) - strings.Count(a, string(os.PathSeparator))
+	})
 	seenDirs := make(map[string]bool, len(dirs))
 	for _, path := range dirs {
 		seenDirs[path] = true

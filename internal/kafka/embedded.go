@@ -39,6 +39,9 @@ type Embedded struct {
 	log        *slog.Logger
 	recovery   Recovery
 	closeOnce  sync.Once
+
+	mu          sync.Mutex
+	republished map[string]int64
 }
 
 // EmbeddedOption configures StartEmbedded.
@@ -357,9 +360,22 @@ func (e *Embedded) Barrier() Barrier {
 	return e
 }
 
+// NoteRepublished records, for health, how many events per topic were
+// queued to be published again after the log lost them.
+func (e *Embedded) NoteRepublished(byTopic map[string]int64) {
+	e.mu.Lock()
+	e.republished = byTopic
+	e.mu.Unlock()
+}
+
 // Status summarises durability and the last recovery, for health.
 func (e *Embedded) Status() map[string]any {
 	st := map[string]any{"durability": string(e.durability)}
+	e.mu.Lock()
+	if e.republished != nil {
+		st["republished"] = e.republished
+	}
+	e.mu.Unlock()
 	if e.syncer != nil {
 		e.syncer.mu.Lock()
 		st["fsyncRounds"] = e.syncer.roundsOK
