@@ -365,8 +365,9 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 			return fmt.Errorf("broker did not make published events durable: %w", err)
 		}
 		// clock_timestamp(), not now(): now() is the start of the claim
-		// transaction, before the records were even sent.
-		if _, err := tx.Exec(ctx, `UPDATE outbox_events o SET processed = true, published_at = clock_timestamp(),
+		// transaction, before the records were even sent. Taken once per
+		// statement (an InitPlan), so one batch shares one stamp.
+		if _, err := tx.Exec(ctx, `UPDATE outbox_events o SET processed = true, published_at = (SELECT clock_timestamp()),
 			attempts = o.attempts + 1, kafka_partition = p.part, kafka_offset = p.off
 			FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS p(id, part, off)
 			WHERE o.id = p.id`, ok, partitions, offsets); err != nil {
