@@ -25,6 +25,8 @@ type VerifyOptions struct {
 	AllowFailed bool
 	// MaxListed caps the offending rows listed per check.
 	MaxListed int
+	// Kafka, when set, also holds the topics against the database.
+	Kafka *KafkaVerify
 }
 
 // Check outcomes.
@@ -80,7 +82,17 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 	if opts.MaxListed <= 0 {
 		opts.MaxListed = 20
 	}
-	var rep Report
+	var (
+		rep    Report
+		ranges map[string]map[int32]partitionRange
+		cutoff time.Time
+	)
+	if opts.Kafka != nil {
+		var err error
+		if ranges, cutoff, err = prepareKafka(ctx, *opts.Kafka, opts.OutboxBound); err != nil {
+			return rep, err
+		}
+	}
 	err := postgres.WithTxOptions(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rep = Report{}
 		v := verifier{tx: tx, opts: opts}
@@ -93,6 +105,13 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 				return err
 			}
 			rep.Checks = append(rep.Checks, c)
+		}
+		if opts.Kafka != nil {
+			cs, err := v.kafkaChecks(ctx, *opts.Kafka, ranges, cutoff)
+			if err != nil {
+				return err
+			}
+			rep.Checks = append(rep.Checks, cs...)
 		}
 		return nil
 	})
