@@ -212,3 +212,42 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayRecordsEachEventsOwnPosition: results of one batch come back in
+// the order the broker answered, not the order of the rows; every row must
+// still name the partition and offset of its own record.
+func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	b, err := kafka.StartEmbedded(freeAddr(t), "", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	for i := range n {
+		writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]int{"n": i})
+	}
+	if got, err := NewRelay(db.Pool, producer, RelayConfig{}).PublishBatch(ctx); err != nil || got != n {
+		t.Fatalf("batch: n=%d err=%v", got, err)
+	}
+	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
+		var part int32
+		var off int64
+		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_events WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
+			t.Fatal(err)
+		}
+		if part != r.Partition || off != r.Offset {
+			t.Fatalf("event of %s is at %d/%d, its row says %d/%d", r.Key, r.Partition, r.Offset, part, off)
+		}
+	}
+}

@@ -325,7 +325,7 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	results := r.producer.ProduceSync(pctx, recs...)
 	cancel()
-	r.retryAlone(ctx, results)
+	r.retryAlone(ctx, results, recs)
 	ackedAt := time.Now()
 
 	var (
@@ -340,8 +340,14 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 		wait      time.Duration
 	}
 	var failed []failure
-	for i, res := range results {
-		c := batch[i]
+	// ProduceSync returns results in the order the broker answered, not
+	// the order of the records: find each result's row by its record.
+	rowOf := make(map[*kgo.Record]int, len(recs))
+	for i, rec := range recs {
+		rowOf[rec] = i
+	}
+	for _, res := range results {
+		c := batch[rowOf[res.Record]]
 		if res.Err == nil {
 			ok = append(ok, c.id)
 			partitions = append(partitions, res.Record.Partition)
@@ -394,7 +400,7 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 // batch when it is too large, so one oversized event would otherwise take its
 // innocent neighbours down with it; only a record that fails on its own is
 // given up.
-func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults) {
+func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults, recs []*kgo.Record) {
 	if len(results) < 2 {
 		return
 	}
@@ -407,6 +413,12 @@ func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults) {
 		rec := &kgo.Record{Topic: old.Topic, Key: old.Key, Value: old.Value, Headers: old.Headers}
 		results[i] = r.producer.ProduceSync(pctx, rec)[0]
 		cancel()
+		// The caller finds each result's row by its record.
+		for j := range recs {
+			if recs[j] == old {
+				recs[j] = rec
+			}
+		}
 	}
 }
 
