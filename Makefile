@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean chaos
+.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench vulncheck clean testdb-clean chaos
 
 all: build
 
@@ -16,16 +16,26 @@ build:
 services:
 	./scripts/ensure-services.sh
 
+# Installs Node.js and the KafkaJS client the interop test reads topics with.
+test-tools:
+	./scripts/ensure-test-tools.sh
+
 # Runs the whole platform with the embedded Kafka-protocol broker.
 run: services build
 	./$(BIN) migrate
 	./$(BIN) run
 
-test: services
+test: services test-tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) test-manifests
 
-test-short: services
+# The Kubernetes manifests, decoded into the k8s.io/api types; a module of
+# its own (deploy/k8s) keeps those dependencies out of TrackOps' go.mod.
+test-manifests:
+	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test-short: services test-tools
 	$(GO) test -count=1 -short ./...
 
 fmt:
@@ -47,7 +57,7 @@ testdb-clean:
 	  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)" postgres; done
 
 # The race detector over the whole suite (slower; not part of `make test`).
-test-race: services
+test-race: services test-tools
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The chaos suite (not part of `make test`): for both strategies, under load

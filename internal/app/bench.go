@@ -10,28 +10,34 @@ import (
 	"time"
 
 	"github.com/trackops/trackops/internal/bench"
-	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
-func init() {
-	Register(&Command{Name: "loadgen", Summary: "send constant-rate API load and summarise latency and errors",
+func loadgenCmd() *Command {
+	return &Command{Name: "loadgen", Summary: "send constant-rate API load and summarise latency and errors",
 		Usage: "trackops loadgen [--target http://127.0.0.1:8080] [--rate 100] [--duration 30s] [--token T | TRACKOPS_TOKEN]\n" +
 			"                 [--skus 100] [--stock 1000000] [--mix create=60,read=30,status=5,cancel=5] [--json]",
-		Run: loadgenCommand})
-	Register(&Command{Name: "bench", Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
+		Run: loadgenCommand}
+}
+
+func benchCmd() *Command {
+	return &Command{Name: "bench", Args: append(append([]string{}, bench.Scenarios...), "all"), Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
 		Usage: "trackops bench SCENARIO [--out FILE] [--phase 10s] [--concurrency 16] [--binary PATH]\n" +
 			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all\n" +
 			"Each scenario creates its own database on TRACKOPS_DATABASE_URL's server (dropped after) and runs\n" +
 			"this binary as the TrackOps process on free ports with its embedded broker.",
-		Run: benchCommand})
-	Register(&Command{Name: "verify", Summary: "check the database's invariants; exit 1 listing offending rows",
+		Run: benchCommand}
+}
+
+func verifyCmd() *Command {
+	return &Command{Name: "verify", Summary: "check the database's invariants; exit 1 listing offending rows",
 		Usage: "trackops verify [--kafka] [--outbox-bound 1m] [--pending-bound 5m] [--allow-failed] [--json]\n" +
 			"Checks 0 <= reserved <= on_hand, reservations sum to reserved, order histories, outbox drained and\n" +
 			"no failed outbox rows, no order PENDING past the bound, on TRACKOPS_DATABASE_URL. With --kafka it also\n" +
 			"reads the topics (plain consumer, start to the high watermarks) and checks every order's events, by\n" +
 			"event id, and under the cdc strategy the change records, against the database.",
-		Run: verifyCommand})
+		Run: verifyCommand}
 }
 
 func loadgenCommand(ctx context.Context, env *Env, args []string) error {
@@ -101,8 +107,11 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		}
 		binary = self
 	}
+	// The scenarios' own lines go through the tracker, so on a terminal the
+	// bar stays below them.
+	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
 	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
-		Phase: *phase, Concurrency: *concurrency, Progress: env.Stderr}
+		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
 	doc := bench.Document{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
 	failures := 0
 	for _, s := range scenarios {
@@ -113,9 +122,11 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		if r.Status == bench.StatusError {
 			failures++
 		}
+		prog.Step(s + " " + r.Status)
 		doc.Results = append(doc.Results, r)
 		fmt.Fprintf(env.Stdout, "%s\n", bench.MarshalResult(r))
 	}
+	prog.Done()
 	doc.Machine.LoadAvgEnd = bench.LoadAverage()
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -159,12 +170,13 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	opts := bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed}
+	prog := progress.New(env.Stderr, "verify", 0)
+	opts := bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed, Progress: prog}
 	if *withKafka {
 		security, err := tlsconfig.Kafka(os.Getenv)
 		if err != nil {
@@ -173,6 +185,7 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 		opts.Kafka = &bench.KafkaVerify{Brokers: env.Config.Brokers(), Extra: security, Strategy: env.Config.EventStrategy}
 	}
 	rep, err := bench.Verify(ctx, pool, opts)
+	prog.Done()
 	if err != nil {
 		return err
 	}

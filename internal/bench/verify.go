@@ -13,6 +13,7 @@ import (
 
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
 // VerifyOptions bound what the invariant checker tolerates.
@@ -27,6 +28,8 @@ type VerifyOptions struct {
 	MaxListed int
 	// Kafka, when set, also holds the topics against the database.
 	Kafka *KafkaVerify
+	// Progress, if set, is told of each check as it finishes.
+	Progress *progress.Tracker
 }
 
 // Check outcomes.
@@ -99,12 +102,14 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 		checks := []func(context.Context) (CheckResult, error){
 			v.stockBounds, v.reservationSums, v.orderHistories, v.outboxDrained, v.outboxFailed, v.pendingOrders,
 		}
+		opts.Progress.SetTotal(int64(len(checks)))
 		for _, check := range checks {
 			c, err := check(ctx)
 			if err != nil {
 				return err
 			}
 			rep.Checks = append(rep.Checks, c)
+			opts.Progress.Step(c.Name + " " + c.Status)
 		}
 		if opts.Kafka != nil {
 			cs, err := v.kafkaChecks(ctx, *opts.Kafka, ranges, cutoff)
@@ -112,6 +117,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 				return err
 			}
 			rep.Checks = append(rep.Checks, cs...)
+			for _, c := range cs {
+				opts.Progress.Step(c.Name + " " + c.Status)
+			}
 		}
 		return nil
 	})

@@ -227,6 +227,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 			break
 		}
 	}
+	opts = append(opts, cfg.logOpts()...)
 	opts = append(opts, cfg.Extra...)
 	opts = append(opts, extra...)
 	client, err := kgo.NewClient(opts...)

@@ -29,7 +29,7 @@ func BenchmarkEmbeddedDurability(b *testing.B) {
 }
 
 func benchDurability(b *testing.B, mode Durability, rate int) {
-	broker, err := StartEmbedded("127.0.0.1:0", b.TempDir(), 3, WithDurability(mode, 0), WithLogger(quietLog))
+	broker, err := StartEmbedded("127.0.0.1:0", b.TempDir(), 3, WithDurability(mode, 0), EmbeddedLogger(quietLog))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,7 +22,7 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startTestBroker(t *testing.T, dir string, opts ...EmbeddedOption) *Embedded {
 	t.Helper()
-	opts = append([]EmbeddedOption{WithLogger(quietLog)}, opts...)
+	opts = append([]EmbeddedOption{EmbeddedLogger(quietLog)}, opts...)
 	b, err := StartEmbedded("127.0.0.1:0", dir, 1, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -59,8 +59,9 @@ func WithDurability(d Durability, flushInterval time.Duration) EmbeddedOption {
 	return func(c *embeddedConfig) { c.durability, c.interval = d, flushInterval }
 }
 
-// WithLogger sends the broker's warnings (kfake's included) to log.
-func WithLogger(log *slog.Logger) EmbeddedOption {
+// EmbeddedLogger sends the embedded broker's own log lines, and TrackOps'
+// reports on its log, to log.
+func EmbeddedLogger(log *slog.Logger) EmbeddedOption {
 	return func(c *embeddedConfig) { c.log = log }
 }
 
@@ -478,12 +479,7 @@ func (l *loadLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 		}
 	}
 	l.mu.Unlock()
-	switch level {
-	case kfake.LogLevelError:
-		l.log.Error("embedded broker: " + msg)
-	case kfake.LogLevelWarn:
-		l.log.Warn("embedded broker: " + msg)
-	}
+	brokerLogger{l.log}.Logf(level, "%s", msg)
 }
 
 func (l *loadLogger) stopCatching() {

@@ -29,9 +29,47 @@ type Options struct {
 	// dead-lettering consumers wait on it before committing offsets; the
 	// CDC connector waits on it before confirming a position to its slot.
 	Durability Barrier
+	// Topics is the replication of topics created through clients built
+	// with these options (EnsureTopics); zero means the brokers' defaults.
+	Topics TopicConfig
+
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
+	// Compression is the producer's batch codec: none (the default), gzip,
+	// snappy, lz4 or zstd. franz-go's own default is snappy, which some
+	// clients (KafkaJS without a plugin) cannot read; Kafka's Java producer
+	// defaults to none, and so does TrackOps.
+	Compression string
+	// Logger receives the clients' own log lines (connection failures,
+	// group changes); nil discards them.
+	Logger *slog.Logger
+}
+
+// logOpts routes a client's log lines to o.Logger.
+func (o Options) logOpts() []kgo.Opt {
+	if o.Logger == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithLogger(clientLogger{o.Logger.With("component", "kafka-client", "client_id", clientID(o.ClientID))})}
+}
+
+// Codec returns the franz-go codec named by TRACKOPS_KAFKA_COMPRESSION's
+// values; "" is none.
+func Codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.NoCompression(), fmt.Errorf("unknown Kafka compression %q: want none, gzip, snappy, lz4 or zstd", name)
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
@@ -40,7 +78,12 @@ type Options struct {
 // larger batch would be refused by a broker with default settings as a
 // whole, failing every record in it.
 func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
+	codec, err := Codec(o.Compression)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
+		kgo.ProducerBatchCompression(codec),
 		kgo.SeedBrokers(o.Brokers...),
 		kgo.ClientID(clientID(o.ClientID)),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -53,8 +96,10 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		// (all of ours) hash like the Java client so other producers agree.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 	}
+	opts = append(opts, o.logOpts()...)
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
+	opts = append(opts, withTopicConfig(o.Topics))
 	c, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
@@ -70,11 +115,13 @@ func clientID(id string) string {
 }
 
 // EnsureTopics creates each topic that does not exist yet with the given
-// partition count. Replication factor -1 lets the broker pick its default,
-// which is what a single-node embedded broker and a real cluster both want.
+// partition count (-1: the brokers' default), replicated as the Options.Topics
+// the client was built with say (NewProducer carries them in the client); a
+// client built otherwise leaves replication to the brokers' defaults.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
 	adm := kadm.NewClient(client)
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	tc := topicConfigOf(client)
+	resp, err := adm.CreateTopics(ctx, partitions, tc.replicationFactor(), tc.topicConfigs(), topics...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}

@@ -39,7 +39,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	b, err := kafka.StartEmbedded(freeAddr(t), t.TempDir(), 3, kafka.WithLogger(slog.New(slog.DiscardHandler)))
+	b, err := kafka.StartEmbedded(freeAddr(t), t.TempDir(), 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 	ctx := context.Background()
 	addr, dir := freeAddr(t), t.TempDir()
 	quietLog := slog.New(slog.DiscardHandler)
-	b, err := kafka.StartEmbedded(addr, dir, 3, kafka.WithLogger(quietLog))
+	b, err := kafka.StartEmbedded(addr, dir, 3, kafka.EmbeddedLogger(quietLog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err = kafka.StartEmbedded(addr, dir, 3, kafka.WithLogger(quietLog))
+	b, err = kafka.StartEmbedded(addr, dir, 3, kafka.EmbeddedLogger(quietLog))
 	if err != nil {
 		t.Fatal(err)
 	}

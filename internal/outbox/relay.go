@@ -63,6 +63,10 @@ type RelayConfig struct {
 	// so a published row is always durable in the broker's log. nil (a
 	// real cluster with acks=all) does not wait.
 	Durability kafka.Barrier
+	// ListenPool holds the LISTEN connection; nil means the relay's pool.
+	// Behind a transaction pooler (PgBouncer) LISTEN needs a session of its
+	// own, so the app passes a pool on the direct database URL.
+	ListenPool *pgxpool.Pool
 	Logger     *slog.Logger
 }
 
@@ -178,7 +182,11 @@ func (r *Relay) listen(ctx context.Context) {
 }
 
 func (r *Relay) listenOnce(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
+	pool := r.cfg.ListenPool
+	if pool == nil {
+		pool = r.pool
+	}
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func BenchmarkRelayLatency(b *testing.B) {
 func benchRelayLatency(b *testing.B, mode kafka.Durability) {
 	const rate = 1000
 	db := postgrestest.New(b)
-	broker, err := kafka.StartEmbedded("127.0.0.1:0", b.TempDir(), 3, kafka.WithDurability(mode, 0), kafka.WithLogger(quiet))
+	broker, err := kafka.StartEmbedded("127.0.0.1:0", b.TempDir(), 3, kafka.WithDurability(mode, 0), kafka.EmbeddedLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
 	}
