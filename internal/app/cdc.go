@@ -136,6 +136,9 @@ func (a *App) buildCDC(orders *order.Service) error {
 		Topics:  []string{cdc.OrdersChangeTopic},
 		Handler: a.traceHandler(transformerGroup, tr.Handle),
 		Logger:  a.log.With("component", "cdc-transformer"),
+		// The transformer produces application events: its offsets move
+		// only once the broker holds them durably.
+		DurableCommits: true,
 	})
 	if err != nil {
 		return err
