@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean
+.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean chaos
 
 all: build
 
@@ -70,3 +70,15 @@ testdb-clean:
 # The race detector over the whole suite (slower; not part of `make test`).
 test-race: services test-tools
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The chaos suite (not part of `make test`): for both strategies, under load
+# over scarce stock, 5 x SIGKILL, Redis killed and frozen, a private
+# PostgreSQL cluster restarted, the broker log's tail cut; each run ends with
+# `trackops verify --kafka`. Loopback only, bounded, stops by itself.
+# CHAOS_LOAD=60s per run (about 25 min in all); CHAOS_STRATEGIES, CHAOS_FAULTS
+# pick a subset; the table is printed and written to CHAOS_OUT.
+CHAOS_LOAD ?= 60s
+CHAOS_OUT  ?= bench/results/chaos.md
+chaos: services
+	mkdir -p $(dir $(CHAOS_OUT))
+	CHAOS_LOAD=$(CHAOS_LOAD) CHAOS_OUT=$(abspath $(CHAOS_OUT)) $(GO) test -tags chaos -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/e2e

@@ -129,14 +129,21 @@ func (a *App) build(ctx context.Context) error {
 	}
 	if cfg.EmbeddedKafka() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
+		durability, err := kafka.ParseDurability(cfg.KafkaDurability)
+		if err != nil {
+			return err
+		}
 		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions,
-			kafka.EmbeddedLogger(log.With("component", "embedded-kafka"))); err != nil {
+			kafka.WithDurability(durability, cfg.KafkaFlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka"))); err != nil {
 			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr, err,
 				" (or point TRACKOPS_KAFKA_BROKERS at a running Kafka)")
 		}
 		a.closers = append(a.closers, a.embedded.Close)
 		log.Info("embedded Kafka-protocol broker started (single node; use TRACKOPS_KAFKA_BROKERS for a real cluster in production)",
-			"addr", a.embedded.Addr(), "data_dir", dir)
+			"addr", a.embedded.Addr(), "data_dir", dir, "durability", durability)
+		if err := a.republishLost(ctx); err != nil {
+			return err
+		}
 	}
 	if a.producer, err = kafka.NewProducer(a.kafkaOptions("trackops-producer")); err != nil {
 		return err
@@ -227,7 +234,36 @@ func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
 		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log}
+		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability()}
+}
+
+// durability is the embedded broker's durability barrier; nil with a real
+// cluster, where acks=all is the durability.
+func (a *App) durability() kafka.Barrier {
+	if a.embedded == nil {
+		return nil
+	}
+	return a.embedded.Barrier()
+}
+
+// republishLost queues again, after the embedded broker's log lost records
+// on an unclean stop, the outbox events it no longer holds. It runs before
+// any relay publishes, while the recorded offsets still refer to the log
+// that was loaded.
+func (a *App) republishLost(ctx context.Context) error {
+	rec := a.embedded.Recovery()
+	if !rec.NeedsRepublish() {
+		return nil
+	}
+	requeued, err := outbox.RequeueLost(ctx, a.pool, rec.Ends)
+	if err != nil {
+		return err
+	}
+	a.embedded.NoteRepublished(requeued)
+	if len(requeued) > 0 {
+		a.log.Warn("outbox events the broker's log lost are published again", "events", requeued)
+	}
+	return nil
 }
 
 func (a *App) buildOrders() error {
@@ -253,6 +289,7 @@ func (a *App) buildRelay() {
 		Workers:      a.cfg.RelayWorkers,
 		PollInterval: a.cfg.RelayPollInterval,
 		Retention:    a.cfg.OutboxRetention,
+		Durability:   a.durability(),
 		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
 	})

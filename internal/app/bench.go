@@ -12,6 +12,7 @@ import (
 
 	"github.com/trackops/trackops/internal/bench"
 	"github.com/trackops/trackops/internal/progress"
+	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
 func loadgenCmd() *Command {
@@ -33,9 +34,11 @@ func benchCmd() *Command {
 
 func verifyCmd() *Command {
 	return &Command{Name: "verify", Summary: "check the database's invariants; exit 1 listing offending rows",
-		Usage: "trackops verify [--outbox-bound 1m] [--pending-bound 5m] [--allow-failed] [--json]\n" +
+		Usage: "trackops verify [--kafka] [--outbox-bound 1m] [--pending-bound 5m] [--allow-failed] [--json]\n" +
 			"Checks 0 <= reserved <= on_hand, reservations sum to reserved, order histories, outbox drained and\n" +
-			"no failed outbox rows, no order PENDING past the bound, on TRACKOPS_DATABASE_URL.",
+			"no failed outbox rows, no order PENDING past the bound, on TRACKOPS_DATABASE_URL. With --kafka it also\n" +
+			"reads the topics (plain consumer, start to the high watermarks) and checks every order's events, by\n" +
+			"event id, and under the cdc strategy the change records, against the database.",
 		Run: verifyCommand}
 }
 
@@ -235,6 +238,7 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	outboxBound := fs.Duration("outbox-bound", time.Minute, "oldest an unpublished outbox row may be")
 	pendingBound := fs.Duration("pending-bound", env.Config.SagaPendingTimeout, "longest an order may stay PENDING")
 	allowFailed := fs.Bool("allow-failed", false, "accept outbox rows the relay gave up on")
+	withKafka := fs.Bool("kafka", false, "also read the topics (no consumer group, start to high watermark) and check them against the database")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
@@ -245,8 +249,15 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	}
 	defer pool.Close()
 	prog := progress.New(env.Stderr, "verify", 0)
-	rep, err := bench.Verify(ctx, pool, bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound,
-		AllowFailed: *allowFailed, Progress: prog})
+	opts := bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed, Progress: prog}
+	if *withKafka {
+		security, err := tlsconfig.Kafka(os.Getenv)
+		if err != nil {
+			return err
+		}
+		opts.Kafka = &bench.KafkaVerify{Brokers: env.Config.Brokers(), Extra: security, Strategy: env.Config.EventStrategy}
+	}
+	rep, err := bench.Verify(ctx, pool, opts)
 	prog.Done()
 	if err != nil {
 		return err

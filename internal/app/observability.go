@@ -61,6 +61,15 @@ func (a *App) traceHandler(group string, h kafka.Handler) kafka.Handler {
 	return a.obs.tracing.Handler(group, h)
 }
 
+// embeddedHealth feeds the embedded broker's durability and last log check
+// to the kafka health component.
+func (a *App) embeddedHealth() []health.EmbeddedBroker {
+	if a.embedded == nil {
+		return nil
+	}
+	return []health.EmbeddedBroker{a.embedded}
+}
+
 // traceHTTP wraps the router in server spans.
 func (a *App) traceHTTP(h http.Handler) http.Handler { return a.obs.tracing.Middleware(h) }
 
@@ -75,7 +84,7 @@ func (a *App) buildObservability() error {
 			hits, misses, errs := a.stores.Counters()
 			return health.CacheCounters{Hits: hits, Misses: misses, Errors: errs}
 		})),
-		health.Kafka(a.producer, a.cfg.EmbeddedKafka()),
+		health.Kafka(a.producer, a.cfg.EmbeddedKafka(), a.embeddedHealth()...),
 		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDCSlotName, Source: a.cdcStatusSource()}),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
@@ -86,6 +95,12 @@ func (a *App) buildObservability() error {
 		metrics.NewOutboxCollector(a.pool, 5*time.Second),
 		metrics.NewConsumerLagCollector(a.producer, 10*time.Second),
 	)
+	if err == nil && a.embedded != nil {
+		var unreg func()
+		if unreg, err = metrics.Register(prometheus.DefaultRegisterer, a.embedded.Collectors()...); err == nil {
+			a.closers = append(a.closers, unreg)
+		}
+	}
 	if err != nil {
 		return err
 	}

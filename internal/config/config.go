@@ -57,6 +57,14 @@ type Config struct {
 	TLSKeyFile         string
 	SagaPendingTimeout time.Duration
 
+	// KafkaDurability is how the embedded broker makes acknowledged
+	// records durable: fsync (every batch), group (group commit, the
+	// default) or none (left to the operating system, Kafka's default).
+	KafkaDurability string
+	// KafkaFlushInterval bounds, under group commit, how long an
+	// acknowledged record nobody waits for stays in the page cache only.
+	KafkaFlushInterval time.Duration
+
 	// CDCSlotName is the replication slot of the built-in orders connector
 	// under the cdc strategy. Slot names are cluster-wide, so two TrackOps
 	// databases on one PostgreSQL server (or parallel tests) need their own.
@@ -137,6 +145,8 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		TLSKeyFile:         e.str("TRACKOPS_TLS_KEY_FILE", ""),
 		SagaPendingTimeout: e.duration("TRACKOPS_SAGA_PENDING_TIMEOUT", 5*time.Minute),
 		CDCSlotName:        e.str("TRACKOPS_CDC_SLOT_NAME", DefaultCDCSlotName),
+		KafkaDurability:    strings.ToLower(e.str("TRACKOPS_KAFKA_DURABILITY", "group")),
+		KafkaFlushInterval: e.duration("TRACKOPS_KAFKA_FLUSH_INTERVAL", 50*time.Millisecond),
 
 		ConsumerRetryAttempts:   e.int("TRACKOPS_CONSUMER_RETRY_ATTEMPTS", 3),
 		ConsumerRetryBackoff:    e.duration("TRACKOPS_CONSUMER_RETRY_BACKOFF", time.Second),
@@ -186,6 +196,14 @@ func (c Config) Validate() error {
 	}
 	if !contains(Compressions, c.KafkaCompression) {
 		bad("TRACKOPS_KAFKA_COMPRESSION=%q: want one of %s", c.KafkaCompression, strings.Join(Compressions, ", "))
+	}
+	switch c.KafkaDurability {
+	case "fsync", "group", "none":
+	default:
+		return fmt.Errorf("TRACKOPS_KAFKA_DURABILITY=%q: want fsync (every batch), group (group commit) or none", c.KafkaDurability)
+	}
+	if c.KafkaFlushInterval <= 0 {
+		return fmt.Errorf("TRACKOPS_KAFKA_FLUSH_INTERVAL must be positive, such as 50ms")
 	}
 	if c.KafkaPartitions < 1 {
 		bad("TRACKOPS_KAFKA_PARTITIONS must be at least 1")

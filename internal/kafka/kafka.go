@@ -23,6 +23,12 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// Durability is the broker's durability barrier (the embedded broker's
+	// group commit); nil for a real cluster, where acks=all is the
+	// durability. Consumers with ConsumerConfig.DurableCommits and
+	// dead-lettering consumers wait on it before committing offsets; the
+	// CDC connector waits on it before confirming a position to its slot.
+	Durability Barrier
 	// Topics is the replication of topics created through clients built
 	// with these options (EnsureTopics); zero means the brokers' defaults.
 	Topics TopicConfig

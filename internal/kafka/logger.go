@@ -39,14 +39,6 @@ func (l clientLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	l.log.Log(context.Background(), lvl, msg, keyvals...)
 }
 
-// EmbeddedOption configures StartEmbedded.
-type EmbeddedOption func(*[]kfake.Opt)
-
-// EmbeddedLogger sends the embedded broker's own log lines to log.
-func EmbeddedLogger(log *slog.Logger) EmbeddedOption {
-	return func(opts *[]kfake.Opt) { *opts = append(*opts, kfake.WithLogger(brokerLogger{log})) }
-}
-
 // slogLevel maps franz-go's levels (kgo and kfake share the numbering:
 // 1 error, 2 warn, 3 info, 4 debug) to slog's.
 func slogLevel(level int8) slog.Level {
