@@ -87,4 +87,11 @@ if ! redis_ready; then
   for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
 fi
 redis_ready || { log "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
-log "PostgreSQL (wal_level=logical) and Redis are ready"
+
+# --- Chromium (the console's browser tests drive it headless) -----------------
+# Debian calls the package chromium; Ubuntu ships chromium-browser.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  apt_install chromium || apt_install chromium-browser
+fi
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { log "Chromium is not installed"; exit 1; }
+log "PostgreSQL (wal_level=logical), Redis and Chromium are ready"
