@@ -21,6 +21,7 @@ import (
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
 )
@@ -66,6 +67,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 		// Kafka Connect's REST API keeps its own paths; reading needs the
 		// operator role, changing connectors the admin role.
 	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
+	// The same API on the platform's own port, for the ops console.
+	a.routes = append(a.routes, ops.ConnectRoutes(connect.NewHandler(a.cdc, Version, connectLog))...)
 	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
 	a.workers = append(a.workers, worker{name: "cdc", run: func(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
