@@ -29,11 +29,11 @@ type Filter struct {
 	// Text is a case-insensitive substring of the value.
 	Text string `json:"text,omitempty"`
 
-	path       []pathStep
-	headerKey  string
-	headerVal  string
-	headerHas  bool
-	textLower  []byte
+	path      []pathStep
+	headerKey string
+	headerVal string
+	headerHas bool
+	textLower []byte
 }
 
 type pathStep struct {
