@@ -28,7 +28,6 @@ func ConnectRoutes(h http.Handler) []httpapi.Route {
 	strip := http.StripPrefix(ConnectPrefix, h)
 	serve := func(w http.ResponseWriter, r *http.Request) { strip.ServeHTTP(w, r) }
 	routes := []httpapi.Route{
-		{Method: http.MethodGet, Pattern: ConnectPrefix + "/{$}", Role: httpapi.RoleOperator, Handler: serve},
 		{Method: http.MethodPut, Pattern: ConnectPrefix + "/connector-plugins/{plugin}/config/validate", Role: httpapi.RoleOperator, Handler: serve},
 	}
 	for _, p := range []string{"/connectors", "/connectors/{name}", "/connectors/{name}/{rest...}", "/connector-plugins", "/connector-plugins/{rest...}"} {
