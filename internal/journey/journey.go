@@ -519,6 +519,10 @@ func (b *Builder) addStatusHops(j *Journey, history []historyRow) {
 
 func (b *Builder) addEventHops(j *Journey) {
 	for _, ev := range j.Events {
+		name := ev.Type
+		if name == "" {
+			name = "A record of the order" // e.g. a malformed one, without an event_type header
+		}
 		if ev.Source == "outbox" && ev.CreatedAt != nil {
 			j.Hops = append(j.Hops, Hop{At: *ev.CreatedAt, Kind: KindOutbox, Title: "Outbox row " + ev.Type + " written",
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, CorrelationID: ev.CorrelationID, Outcome: ev.OutboxState,
@@ -533,7 +537,7 @@ func (b *Builder) addEventHops(j *Journey) {
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset})
 		}
 		for _, h := range ev.Handlings {
-			hop := Hop{At: h.HandledAt, Kind: KindHandled, Title: ev.Type + " handled by " + h.Consumer, EventID: ev.ID,
+			hop := Hop{At: h.HandledAt, Kind: KindHandled, Title: name + " handled by " + h.Consumer, EventID: ev.ID,
 				EventType: ev.Type, Consumer: h.Consumer, Partition: h.Partition, Offset: h.Offset, Attempts: h.Attempts,
 				Outcome: "applied", Timestamp: h.RecordTimestamp}
 			if h.Group != nil {
@@ -545,7 +549,7 @@ func (b *Builder) addEventHops(j *Journey) {
 			j.Hops = append(j.Hops, hop)
 		}
 		for _, d := range ev.DeadLetters {
-			j.Hops = append(j.Hops, Hop{At: d.ReceivedAt, Kind: KindDeadLetter, Title: ev.Type + " dead-lettered by " + d.ConsumerGroup,
+			j.Hops = append(j.Hops, Hop{At: d.ReceivedAt, Kind: KindDeadLetter, Title: name + " dead-lettered by " + d.ConsumerGroup,
 				EventID: ev.ID, EventType: ev.Type, Topic: d.Topic, Partition: &d.Partition, Offset: &d.Offset,
 				Group: d.ConsumerGroup, Attempts: d.Attempts, Outcome: d.Status, Error: d.ExceptionClass + ": " + d.ExceptionMessage,
 				DeadLetterID: d.ID})
@@ -553,7 +557,7 @@ func (b *Builder) addEventHops(j *Journey) {
 				if !strings.HasPrefix(a.Action, "replay") || strings.Contains(a.Action, "dry") {
 					continue
 				}
-				j.Hops = append(j.Hops, Hop{At: a.At, Kind: KindRedrive, Title: ev.Type + " redriven to " + ev.Topic + " (" + a.Action + ")",
+				j.Hops = append(j.Hops, Hop{At: a.At, Kind: KindRedrive, Title: name + " redriven to " + ev.Topic,
 					EventID: ev.ID, EventType: ev.Type, Actor: a.Actor, Topic: ev.Topic, Outcome: a.Action, DeadLetterID: d.ID})
 			}
 		}
