@@ -177,6 +177,9 @@ export async function render() {
   } catch (err) {
     if (seq !== state.renderSeq || err.name === "AbortError") return;
     root.append(errorBox(err));
+  } finally {
+    // Counts finished renders, so tests (and tools) know the page is drawn.
+    if (seq === state.renderSeq) document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   }
 }
 

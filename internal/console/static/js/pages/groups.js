@@ -50,15 +50,35 @@ async function renderGroup(ctx, name) {
       { title: "Committed", num: true, render: l => (l.committed < 0 ? "none" : fmtNum(l.committed)) },
       { title: "End", num: true, render: l => fmtNum(l.end) },
       { title: "Lag", num: true, render: l => lagCell(l.lag) },
-      { title: "", class: "bar-cell", render: l => { const b = h("div", { class: "lagbar" }); b.style.width = Math.round((100 * Math.max(0, l.lag)) / maxLag) + "%"; return b; } },
+      { title: "", class: "bar-cell", render: l => {
+        if (l.lag <= 0) return "";
+        const b = h("div", { class: "lagbar" });
+        b.style.width = Math.max(1, Math.round((100 * l.lag) / maxLag)) + "%"; // CSSOM: allowed by the CSP
+        return b;
+      } },
       { title: "Member", render: l => l.member || "" },
     ], { empty: "The group has committed no offsets." }));
   if (can("admin")) add(root, resetForm(ctx, g));
 }
 
+function movesTable(moves) {
+  return table(moves, [
+    { title: "Topic", key: "topic" }, { title: "Partition", num: true, key: "partition" },
+    { title: "From", num: true, render: m => (m.from < 0 ? "none" : fmtNum(m.from)) }, { title: "To", num: true, render: m => fmtNum(m.to) },
+  ], { empty: "No partitions to move." });
+}
+
+// justReset carries a reset's moves into the page drawn right after it.
+let justReset = null;
+
 function resetForm(ctx, g) {
   const topics = [...new Set(g.lag.map(l => l.topic))];
   const out = h("div", { id: "reset-result" });
+  if (justReset && justReset.group === g.group) {
+    add(out, h("p", { class: "alert ok", id: "reset-lag" }, `Offsets reset. Total lag is now ${fmtNum(g.total_lag)}.`),
+      movesTable(justReset.moves));
+  }
+  justReset = null;
   const busy = g.members > 0;
   const form = h("form", { class: "card form", id: "reset-form" },
     h("h2", null, "Reset offsets"),
@@ -80,17 +100,12 @@ function resetForm(ctx, g) {
     out.replaceChildren();
     try {
       const res = await api(`/api/v1/ops/consumer-groups/${encodeURIComponent(g.group)}/offsets`, { method: "POST", body });
-      out.append(h("p", null, dry ? "Dry run — nothing changed:" : "Offsets reset:"),
-        table(res.moves, [
-          { title: "Topic", key: "topic" }, { title: "Partition", num: true, key: "partition" },
-          { title: "From", num: true, render: m => (m.from < 0 ? "none" : fmtNum(m.from)) }, { title: "To", num: true, render: m => fmtNum(m.to) },
-        ], { empty: "No partitions to move." }));
+      if (dry) out.append(h("p", null, "Dry run — nothing changed. The reset would move:"), movesTable(res.moves));
       if (!dry) {
         toast(`Offsets of ${g.group} reset`);
-        const lag = h("div", { id: "reset-lag" });
-        out.append(lag);
-        const fresh = await api("/api/v1/ops/consumer-groups/" + encodeURIComponent(g.group));
-        lag.append(h("p", null, `Total lag is now ${fmtNum(fresh.total_lag)}.`));
+        // Draw the group again, its lag table included, with what changed.
+        justReset = { group: g.group, moves: res.moves };
+        ctx.navigate(["groups", g.group], null, true);
       }
     } catch (err) {
       out.append(errorBox(err));
