@@ -249,9 +249,14 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 		created_at, updated_at FROM orders WHERE id = $1`, id)
 	batch.Queue(`SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at
 		FROM order_status_history WHERE order_id = $1 ORDER BY id`, id)
-	batch.Queue(`SELECT id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
-		failed, published_at, attempts, coalesce(last_error, ''), `+ack.selectList()+`
-		FROM outbox_events WHERE aggregate_id = $1 ORDER BY seq`, id.String())
+	// Two halves, so each uses its partial index: the relay's for rows not
+	// yet published, the journey's for published ones.
+	cols := `seq, id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
+		failed, published_at, attempts, coalesce(last_error, ''), ` + ack.selectList()
+	batch.Queue(`SELECT * FROM (
+		SELECT `+cols+` FROM outbox_events WHERE aggregate_id = $1 AND processed
+		UNION ALL
+		SELECT `+cols+` FROM outbox_events WHERE aggregate_id = $1 AND NOT processed) o ORDER BY seq`, id.String())
 	batch.Queue(`SELECT sku, quantity, status, created_at, updated_at FROM reservations WHERE order_id = $1 ORDER BY sku`, id)
 	br := b.db.SendBatch(ctx, batch)
 	defer br.Close()
@@ -277,7 +282,8 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	rows, _ = br.Query()
 	outboxRows, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxRow, error) {
 		var x outboxRow
-		dest := []any{&x.id, &x.typ, &x.topic, &x.corr, &x.createdAt, &x.processed, &x.failed, &x.publishedAt,
+		var seq int64
+		dest := []any{&seq, &x.id, &x.typ, &x.topic, &x.corr, &x.createdAt, &x.processed, &x.failed, &x.publishedAt,
 			&x.attempts, &x.lastError}
 		dest = append(dest, ack.dest(&x)...)
 		err := r.Scan(dest...)

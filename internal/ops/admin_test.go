@@ -3,6 +3,7 @@ package ops_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -289,5 +290,51 @@ func TestPulseSamplesRates(t *testing.T) {
 	}
 	if n := len(pulse.Samples()); n != 3 {
 		t.Errorf("%d samples kept, want the window's 3", n)
+	}
+}
+
+// TestChangeFinderLocatesAnOrdersChanges: the journey's view of the CDC
+// change records of one order — op, LSN, version and position — read from
+// the change topic near the commit times.
+func TestChangeFinderLocatesAnOrdersChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := kafkatest.New(t)
+	p, err := kafka.NewProducer(kafkatest.Options(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := kafka.EnsureTopics(ctx, p, 3, "orders.orders"); err != nil {
+		t.Fatal(err)
+	}
+	const id = "0b6f3c8e-1111-4222-8333-444455556666"
+	start := time.Now()
+	change := func(order, op string, version int, lsn int64) *kgo.Record {
+		return &kgo.Record{Topic: "orders.orders", Key: []byte(`{"id":"` + order + `"}`), Value: []byte(fmt.Sprintf(
+			`{"before":null,"after":{"id":%q,"status":"PENDING","version":%d},"source":{"connector":"postgresql","lsn":%d},"op":%q}`,
+			order, version, lsn, op))}
+	}
+	for i := range 40 {
+		if err := p.ProduceSync(ctx, change(fmt.Sprintf("other-%d", i), "c", 1, int64(1000+i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.ProduceSync(ctx, change(id, "c", 1, 0x1_0000_00A0), change(id, "u", 2, 0x1_0000_0F00)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	k := ops.NewKafka(p, kafkatest.Options(b))
+	changes, err := k.NewChangeFinder("orders.orders").FindChanges(ctx, id, []time.Time{start, start.Add(time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 2 {
+		t.Fatalf("changes = %+v, want the order's two", changes)
+	}
+	if c := changes[0]; c.Op != "c" || c.Version != 1 || c.LSN != "1/A0" || c.Topic != "orders.orders" || c.Timestamp.IsZero() {
+		t.Errorf("first change = %+v", c)
+	}
+	if c := changes[1]; c.Op != "u" || c.Version != 2 || c.LSN != "1/F00" || c.Offset <= changes[0].Offset {
+		t.Errorf("second change = %+v", c)
 	}
 }
