@@ -239,7 +239,12 @@ func (a *App) waitForCDCSlot(ctx context.Context) error {
 	logged := false
 	for {
 		var exists bool
-		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, a.cfg.CDCSlotName).Scan(&exists)
+		// A slot being created is listed at once but has no confirmed LSN
+		// until it reaches its consistent point (waiting for the server's
+		// open transactions to end); an order committed before that would
+		// be read by the snapshot, not streamed as a change.
+		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots
+			WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL)`, a.cfg.CDCSlotName).Scan(&exists)
 		if err == nil && exists {
 			return nil
 		}

@@ -370,3 +370,71 @@ func (r *consoleRig) testViewer(t *testing.T) {
 		}
 	}
 }
+
+// wantJourney checks the journey of an order that was placed, confirmed by
+// the saga and shipped, under strategy: its status changes, the consumers
+// that handled its creation and its shipment, its committed reservation,
+// and under cdc the change records the connector published for it.
+func wantJourney(t *testing.T, p *Process, id, strategy string) {
+	t.Helper()
+	var j struct {
+		Strategy string `json:"strategy"`
+		Hops     []struct {
+			Kind      string `json:"kind"`
+			EventType string `json:"event_type"`
+			Consumer  string `json:"consumer"`
+			ToStatus  string `json:"to_status"`
+			LSN       string `json:"lsn"`
+			Offset    *int64 `json:"offset"`
+		} `json:"hops"`
+		Events []struct {
+			Type   string `json:"type"`
+			Source string `json:"source"`
+		} `json:"events"`
+		Gaps []string `json:"gaps"`
+	}
+	mustCall(t, p, http.MethodGet, "/api/v1/orders/"+id+"/journey", "", http.StatusOK, &j)
+	if j.Strategy != strategy {
+		t.Errorf("journey strategy %q, want %q", j.Strategy, strategy)
+	}
+	has := func(match func(kind, event, consumer, to, lsn string, offset *int64) bool) bool {
+		for _, h := range j.Hops {
+			if match(h.Kind, h.EventType, h.Consumer, h.ToStatus, h.LSN, h.Offset) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range []struct {
+		what  string
+		match func(kind, event, consumer, to, lsn string, offset *int64) bool
+	}{
+		{"the commit", func(k, _, _, to, _ string, _ *int64) bool { return k == "commit" && to == "PENDING" }},
+		{"the saga's confirmation", func(k, _, _, to, _ string, _ *int64) bool { return k == "status" && to == "CONFIRMED" }},
+		{"the shipment", func(k, _, _, to, _ string, _ *int64) bool { return k == "status" && to == "SHIPPED" }},
+		{"inventory handling ORDER_CREATED", func(k, e, c, _, _ string, o *int64) bool {
+			return k == "handled" && e == "ORDER_CREATED" && c == "trackops-inventory" && o != nil
+		}},
+		{"the saga handling INVENTORY_RESERVED", func(k, e, c, _, _ string, _ *int64) bool {
+			return k == "handled" && e == "INVENTORY_RESERVED" && c == "trackops-order-saga"
+		}},
+		{"inventory handling the shipment", func(k, e, c, _, _ string, _ *int64) bool {
+			return k == "handled" && e == "ORDER_STATUS_UPDATED" && c == "trackops-inventory"
+		}},
+		{"the reservation", func(k, _, _, _, _ string, _ *int64) bool { return k == "reservation" }},
+	} {
+		if !has(want.match) {
+			t.Errorf("%s journey of %s lacks %s: %+v (gaps %q)", strategy, id, want.what, j.Hops, j.Gaps)
+		}
+	}
+	if strategy == "cdc" {
+		if !has(func(k, _, _, _, lsn string, o *int64) bool { return k == "cdc_change" && lsn != "" && o != nil }) {
+			t.Errorf("cdc journey of %s shows no change record with its LSN: %+v (gaps %q)", id, j.Hops, j.Gaps)
+		}
+		for _, ev := range j.Events {
+			if ev.Type == "ORDER_CREATED" && ev.Source != "cdc" {
+				t.Errorf("under cdc ORDER_CREATED comes from %q", ev.Source)
+			}
+		}
+	}
+}
