@@ -77,8 +77,8 @@ function details(obj, depth = 0) {
 
 // inline shows a small object on one line ("lag 0 · state Stable").
 function inline(obj) {
-  const entries = Object.entries(obj);
-  if (entries.length > 5 || entries.some(([, x]) => x && typeof x === "object")) return `${entries.length} entries`;
+  const entries = Object.entries(obj).filter(([, x]) => x === null || typeof x !== "object");
+  if (entries.length === 0 || entries.length > 5) return `${Object.keys(obj).length} entries`;
   return entries.map(([k, x]) => `${humanKey(k).toLowerCase()} ${value(k, x)}`).join(" · ");
 }
 
