@@ -108,7 +108,27 @@ func (d *Database) Drop(ctx context.Context) {
 type Redis struct {
 	URL  string
 	Addr string
+	bin  string
 	cmd  *exec.Cmd
+}
+
+// Signal sends sig to a private redis-server (SIGSTOP freezes it, SIGCONT
+// thaws it, SIGKILL kills it).
+func (r *Redis) Signal(sig os.Signal) error {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return fmt.Errorf("redis at %s is not a private redis-server", r.Addr)
+	}
+	return r.cmd.Process.Signal(sig)
+}
+
+// Restart kills a private redis-server (as a crash would) and starts a new,
+// empty one on the same port.
+func (r *Redis) Restart(ctx context.Context) error {
+	if r.bin == "" {
+		return fmt.Errorf("redis at %s is not a private redis-server", r.Addr)
+	}
+	r.Stop()
+	return r.start(ctx)
 }
 
 // StartRedis starts redis-server without persistence; with no redis-server
@@ -122,22 +142,31 @@ func StartRedis(ctx context.Context, fallbackURL string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start redis-server: %w", err)
+	r := &Redis{URL: "redis://" + addr, Addr: addr, bin: bin}
+	if err := r.start(ctx); err != nil {
+		return nil, err
 	}
-	r := &Redis{URL: "redis://" + addr, Addr: addr, cmd: cmd}
+	return r, nil
+}
+
+func (r *Redis) start(ctx context.Context) error {
+	_, port, _ := net.SplitHostPort(r.Addr)
+	cmd := exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	r.cmd = cmd
+	addr := r.Addr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			conn.Close()
-			return r, nil
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.Stop()
-			return nil, fmt.Errorf("redis-server on %s did not come up", addr)
+			return fmt.Errorf("redis-server on %s did not come up", addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
 // VerifyOptions bound what the invariant checker tolerates.
@@ -25,6 +26,10 @@ type VerifyOptions struct {
 	AllowFailed bool
 	// MaxListed caps the offending rows listed per check.
 	MaxListed int
+	// Kafka, when set, also holds the topics against the database.
+	Kafka *KafkaVerify
+	// Progress, if set, is told of each check as it finishes.
+	Progress *progress.Tracker
 }
 
 // Check outcomes.
@@ -80,19 +85,41 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 	if opts.MaxListed <= 0 {
 		opts.MaxListed = 20
 	}
-	var rep Report
+	var (
+		rep    Report
+		ranges map[string]map[int32]partitionRange
+		cutoff time.Time
+	)
+	if opts.Kafka != nil {
+		var err error
+		if ranges, cutoff, err = prepareKafka(ctx, *opts.Kafka, opts.OutboxBound); err != nil {
+			return rep, err
+		}
+	}
 	err := postgres.WithTxOptions(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rep = Report{}
 		v := verifier{tx: tx, opts: opts}
 		checks := []func(context.Context) (CheckResult, error){
 			v.stockBounds, v.reservationSums, v.orderHistories, v.outboxDrained, v.outboxFailed, v.pendingOrders,
 		}
+		opts.Progress.SetTotal(int64(len(checks)))
 		for _, check := range checks {
 			c, err := check(ctx)
 			if err != nil {
 				return err
 			}
 			rep.Checks = append(rep.Checks, c)
+			opts.Progress.Step(c.Name + " " + c.Status)
+		}
+		if opts.Kafka != nil {
+			cs, err := v.kafkaChecks(ctx, *opts.Kafka, ranges, cutoff)
+			if err != nil {
+				return err
+			}
+			rep.Checks = append(rep.Checks, cs...)
+			for _, c := range cs {
+				opts.Progress.Step(c.Name + " " + c.Status)
+			}
 		}
 		return nil
 	})

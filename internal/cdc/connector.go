@@ -182,6 +182,10 @@ func (c *Connector) Run(ctx context.Context) error {
 		if err := c.snapshot(ctx, meta, em, res, tables); err != nil {
 			return err
 		}
+		// Completed only once the broker holds the snapshot durably.
+		if err := kafka.WaitDurable(ctx, c.opts.Kafka.Durability); err != nil {
+			return fmt.Errorf("snapshot records not durable: %w", err)
+		}
 		off = Offsets{Slot: c.cfg.SlotName, SnapshotCompleted: true}
 		if err := c.opts.Offsets.SaveOffsets(ctx, c.cfg.Name, off); err != nil {
 			return err
@@ -235,6 +239,8 @@ func (c *Connector) needSnapshot(found bool, off Offsets, slotExists bool) bool 
 		return false
 	case SnapshotWhenNeeded:
 		return !found || !off.SnapshotCompleted || !slotExists
+	case SnapshotAlways:
+		return true
 	default: // initial, initial_only
 		return !found || !off.SnapshotCompleted
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/trackops/trackops/internal/kafka"
 )
 
 // shutdownGrace is how long a stopping connector waits for Kafka to
@@ -26,8 +28,9 @@ type streamState struct {
 	commitTime    time.Time
 	lastCommitLSN uint64
 
-	received uint64 // highest WAL position seen
-	flushed  uint64 // highest position confirmed to the server
+	received  uint64 // highest WAL position seen
+	flushed   uint64 // highest position whose events Kafka acknowledged
+	confirmed uint64 // highest position confirmed to the server
 
 	before, after []tupleValue
 }
@@ -55,7 +58,7 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 	})
 	defer stopGrace()
 
-	st := &streamState{relations: map[uint32]*table{}, received: confirmed, flushed: confirmed}
+	st := &streamState{relations: map[uint32]*table{}, received: confirmed, flushed: confirmed, confirmed: confirmed}
 	c.stats.flushedLSN.Store(confirmed)
 	c.stats.receivedLSN.Store(confirmed)
 
@@ -178,22 +181,41 @@ func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emi
 	if lsn, _ := em.tracker.advance(); lsn > st.flushed {
 		st.flushed = lsn
 	}
-	c.stats.flushedLSN.Store(st.flushed)
+	flush := c.durableFlush(ctx, st)
+	c.stats.flushedLSN.Store(flush)
 	c.stats.receivedLSN.Store(st.received)
 	write := st.received
-	if write < st.flushed {
-		write = st.flushed
+	if write < flush {
+		write = flush
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, repl, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(write),
-		WALFlushPosition: pglogrepl.LSN(st.flushed),
-		WALApplyPosition: pglogrepl.LSN(st.flushed),
+		WALFlushPosition: pglogrepl.LSN(flush),
+		WALApplyPosition: pglogrepl.LSN(flush),
 		ReplyRequested:   requestReply && !st.inTx,
 	})
 	if err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
+	st.confirmed = flush
 	return nil
+}
+
+// durableFlush is the position the slot may be confirmed to: the
+// acknowledged position once the broker's durability barrier
+// (kafka.Options.Durability, the embedded broker's group commit) covers it,
+// else the position confirmed before. Acknowledged is not durable on a
+// broker that syncs in rounds; a slot confirmed past what a power loss can
+// take away would never send those changes again.
+func (c *Connector) durableFlush(ctx context.Context, st *streamState) uint64 {
+	if st.flushed <= st.confirmed {
+		return st.flushed
+	}
+	if err := kafka.WaitDurable(ctx, c.opts.Kafka.Durability); err != nil {
+		c.log.Warn("broker did not make change events durable; slot not advanced", "err", err)
+		return st.confirmed
+	}
+	return st.flushed
 }
 
 // stop waits briefly for in-flight records, confirms what Kafka acknowledged
@@ -263,7 +285,9 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		}
 		t := newTable(&c.cfg, c.cfg.Name, m.Namespace, m.RelationName, names, meta, fallback)
 		t.replicaIdentity = m.ReplicaIdentity
-		em.ensureTopic(ctx, t.topic)
+		if t.outbox == nil { // outbox events go to the topics their rows name
+			em.ensureTopic(ctx, t.topic)
+		}
 		st.relations[m.RelationID] = t
 	case 'I':
 		if len(data) < 6 {
@@ -333,7 +357,7 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		}
 		for _, id := range m.RelationIDs {
 			t := st.relations[id]
-			if t == nil {
+			if t == nil || t.outbox != nil { // the outbox router drops truncates
 				continue
 			}
 			ch := &change{op: 't', table: t, commitTime: st.commitTime, txID: st.txID, lsn: lsn, lastCommitLSN: st.lastCommitLSN, snapshot: "false"}

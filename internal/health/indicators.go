@@ -197,56 +197,85 @@ func countKeys(ctx context.Context, st *cache.Store) (n int64, exact bool, err e
 	}
 }
 
+// EmbeddedBroker is the embedded broker's durability, for the kafka
+// component: its details under "durability"; DEGRADED while the last start
+// found the log damaged (lost records were published again where TrackOps
+// could), DOWN once an fsync failed (durability is lost until restart).
+type EmbeddedBroker interface {
+	Status() map[string]any
+	Healthy() (damaged bool, err error)
+}
+
 // Kafka reports the cluster: brokers, topics, and each consumer group's
-// state and lag. It is critical: without Kafka no event flows.
-func Kafka(client *kgo.Client, embedded bool) Indicator {
+// state and lag, and the embedded broker's durability when one is given.
+// It is critical: without Kafka no event flows.
+func Kafka(client *kgo.Client, embedded bool, broker ...EmbeddedBroker) Indicator {
 	adm := kadm.NewClient(client)
 	return Func{ComponentName: "kafka", IsCritical: true, Fn: func(ctx context.Context) Component {
-		md, err := adm.Metadata(ctx)
-		if err != nil {
-			return Component{Status: Down, Details: map[string]any{"error": err.Error(), "embedded": embedded}}
-		}
-		brokers := make([]string, 0, len(md.Brokers))
-		for _, b := range md.Brokers {
-			brokers = append(brokers, net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))))
-		}
-		topics := make([]string, 0, len(md.Topics))
-		for name, t := range md.Topics {
-			if !t.IsInternal {
-				topics = append(topics, name)
+		c := kafkaComponent(ctx, adm, embedded)
+		for _, b := range broker {
+			if c.Details == nil {
+				c.Details = map[string]any{}
+			}
+			c.Details["durability"] = b.Status()
+			damaged, err := b.Healthy()
+			switch {
+			case err != nil:
+				c.Status = Down
+				c.Details["durabilityError"] = err.Error()
+			case damaged && c.Status == Up:
+				c.Status = Degraded
 			}
 		}
-		sort.Strings(topics)
-		details := map[string]any{
-			"brokers": brokers, "embedded": embedded, "clusterId": md.Cluster, "controller": md.Controller,
-			"topicCount": len(topics), "topics": topics,
-		}
-		lags, err := adm.Lag(ctx)
-		if err != nil {
-			details["consumerGroupsError"] = err.Error()
-			return Component{Status: Up, Details: details}
-		}
-		groups := map[string]any{}
-		var totalLag int64
-		for _, g := range lags.Sorted() {
-			if err := g.Error(); err != nil {
-				groups[g.Group] = map[string]any{"error": err.Error()}
-				continue
-			}
-			byTopic := map[string]int64{}
-			for _, t := range g.Lag.TotalByTopic() {
-				byTopic[t.Topic] = t.Lag
-			}
-			total := g.Lag.Total()
-			totalLag += total
-			groups[g.Group] = map[string]any{
-				"state": g.State, "members": len(g.Members), "lag": total, "lagByTopic": byTopic,
-			}
-		}
-		details["consumerGroups"] = groups
-		details["totalLag"] = totalLag
-		return Component{Status: Up, Details: details}
+		return c
 	}}
+}
+
+func kafkaComponent(ctx context.Context, adm *kadm.Client, embedded bool) Component {
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		return Component{Status: Down, Details: map[string]any{"error": err.Error(), "embedded": embedded}}
+	}
+	brokers := make([]string, 0, len(md.Brokers))
+	for _, b := range md.Brokers {
+		brokers = append(brokers, net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))))
+	}
+	topics := make([]string, 0, len(md.Topics))
+	for name, t := range md.Topics {
+		if !t.IsInternal {
+			topics = append(topics, name)
+		}
+	}
+	sort.Strings(topics)
+	details := map[string]any{
+		"brokers": brokers, "embedded": embedded, "clusterId": md.Cluster, "controller": md.Controller,
+		"topicCount": len(topics), "topics": topics,
+	}
+	lags, err := adm.Lag(ctx)
+	if err != nil {
+		details["consumerGroupsError"] = err.Error()
+		return Component{Status: Up, Details: details}
+	}
+	groups := map[string]any{}
+	var totalLag int64
+	for _, g := range lags.Sorted() {
+		if err := g.Error(); err != nil {
+			groups[g.Group] = map[string]any{"error": err.Error()}
+			continue
+		}
+		byTopic := map[string]int64{}
+		for _, t := range g.Lag.TotalByTopic() {
+			byTopic[t.Topic] = t.Lag
+		}
+		total := g.Lag.Total()
+		totalLag += total
+		groups[g.Group] = map[string]any{
+			"state": g.State, "members": len(g.Members), "lag": total, "lagByTopic": byTopic,
+		}
+	}
+	details["consumerGroups"] = groups
+	details["totalLag"] = totalLag
+	return Component{Status: Up, Details: details}
 }
 
 func infoFields(info string) map[string]string {

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,11 +129,9 @@ type Event struct {
 	// OutboxState is pending, published or failed (outbox events only).
 	OutboxState string `json:"outbox_state,omitempty"`
 	// PublishedAt is when the relay marked the row published, after Kafka
-	// acknowledged it.
+	// acknowledged it and the broker made it durable.
 	PublishedAt *time.Time `json:"published_at,omitempty"`
-	// AckedAt is Kafka's acknowledgement time, when the outbox records it.
-	AckedAt   *time.Time `json:"acked_at,omitempty"`
-	Attempts  int        `json:"attempts,omitempty"`
+	Attempts    int        `json:"attempts,omitempty"`
 	LastError string     `json:"last_error,omitempty"`
 	// Partition, Offset and Timestamp locate the record in Kafka; PositionFrom
 	// says who reported them: outbox (the relay's acknowledgement) or
@@ -205,11 +202,9 @@ type Change struct {
 
 // Builder assembles journeys from the database.
 type Builder struct {
-	db    postgres.Querier
-	dlq   *dlq.Store
-	opts  Options
-	ackMu sync.Mutex
-	ack   ackColumns
+	db   postgres.Querier
+	dlq  *dlq.Store
+	opts Options
 }
 
 // NewBuilder returns a Builder reading db.
@@ -233,7 +228,7 @@ type outboxRow struct {
 	id, typ, topic, corr, lastError string
 	createdAt                       time.Time
 	processed, failed               bool
-	publishedAt, ackedAt            *time.Time
+	publishedAt                     *time.Time
 	attempts                        int
 	partition                       *int32
 	offset                          *int64
@@ -242,7 +237,6 @@ type outboxRow struct {
 // Build returns the journey of the order id, or ErrNotFound.
 func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	j := &Journey{Strategy: b.opts.Strategy, Hops: []Hop{}, Events: []Event{}, Reservations: []Reservation{}}
-	ack := b.ackColumns(ctx)
 
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT id::text, customer_id, status, version, total_amount::text, currency, coalesce(cancel_reason, ''),
@@ -252,7 +246,7 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	// Two halves, so each uses its partial index: the relay's for rows not
 	// yet published, the journey's for published ones.
 	cols := `seq, id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
-		failed, published_at, attempts, coalesce(last_error, ''), ` + ack.selectList()
+		failed, published_at, attempts, coalesce(last_error, ''), kafka_partition, kafka_offset`
 	batch.Queue(`SELECT * FROM (
 		SELECT `+cols+` FROM outbox_events WHERE aggregate_id = $1 AND processed
 		UNION ALL
@@ -283,10 +277,8 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	outboxRows, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxRow, error) {
 		var x outboxRow
 		var seq int64
-		dest := []any{&seq, &x.id, &x.typ, &x.topic, &x.corr, &x.createdAt, &x.processed, &x.failed, &x.publishedAt,
-			&x.attempts, &x.lastError}
-		dest = append(dest, ack.dest(&x)...)
-		err := r.Scan(dest...)
+		err := r.Scan(&seq, &x.id, &x.typ, &x.topic, &x.corr, &x.createdAt, &x.processed, &x.failed, &x.publishedAt,
+			&x.attempts, &x.lastError, &x.partition, &x.offset)
 		return x, err
 	})
 	if err != nil {
@@ -305,7 +297,7 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 		return nil, fmt.Errorf("journey: %w", err)
 	}
 
-	b.addEvents(j, history, outboxRows, ack)
+	b.addEvents(j, history, outboxRows)
 	if err := b.addHandlings(ctx, j); err != nil {
 		return nil, err
 	}
@@ -327,7 +319,7 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 
 // addEvents lists the order's events: its outbox rows, and under the cdc
 // strategy the events the transformer derives from each committed change.
-func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow, ack ackColumns) {
+func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow) {
 	orderEventInOutbox := false
 	for _, r := range rows {
 		ev := Event{ID: r.id, Type: r.typ, Topic: r.topic, Source: "outbox", CorrelationID: r.corr,
@@ -342,7 +334,7 @@ func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow, 
 		default:
 			ev.OutboxState = "pending"
 		}
-		ev.PublishedAt, ev.AckedAt = r.publishedAt, r.ackedAt
+		ev.PublishedAt = r.publishedAt
 		if r.partition != nil && r.offset != nil {
 			ev.Partition, ev.Offset, ev.PositionFrom = r.partition, r.offset, "outbox"
 		}
@@ -350,9 +342,6 @@ func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow, 
 			orderEventInOutbox = true
 		}
 		j.Events = append(j.Events, ev)
-	}
-	if len(rows) > 0 && !ack.partition {
-		j.Gaps = append(j.Gaps, "the outbox does not record Kafka's partition and offset yet; positions shown come from the consumers that read each event")
 	}
 	if b.opts.Strategy == "cdc" && !orderEventInOutbox {
 		for _, h := range history {
@@ -534,8 +523,8 @@ func (b *Builder) addEventHops(j *Journey) {
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, CorrelationID: ev.CorrelationID, Outcome: ev.OutboxState,
 				Error: ev.LastError})
 		}
-		if ack := firstTime(ev.AckedAt, ev.PublishedAt); ack != nil {
-			j.Hops = append(j.Hops, Hop{At: *ack, Kind: KindPublished, Title: ev.Type + " acknowledged by Kafka",
+		if ev.PublishedAt != nil {
+			j.Hops = append(j.Hops, Hop{At: *ev.PublishedAt, Kind: KindPublished, Title: ev.Type + " acknowledged by Kafka",
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset,
 				Attempts: intPtr(ev.Attempts)})
 		} else if ev.Source == "cdc" && ev.Timestamp != nil {
@@ -629,15 +618,6 @@ func finish(j *Journey) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func firstTime(ts ...*time.Time) *time.Time {
-	for _, t := range ts {
-		if t != nil {
-			return t
-		}
-	}
-	return nil
-}
 
 func intPtr(n int) *int {
 	if n == 0 {

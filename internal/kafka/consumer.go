@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,6 +159,12 @@ type ConsumerConfig struct {
 	// DeadLetter, when false, keeps retrying a failing record forever
 	// instead of dead-lettering it (for consumers of dead-letter topics).
 	DisableDeadLetter bool
+	// DurableCommits makes the consumer wait on Options.Durability before
+	// each offset commit, for handlers that produce to Kafka themselves
+	// (the CDC transformer): a committed offset then never covers a record
+	// whose produced output the broker could still lose. Dead letters are
+	// always waited for.
+	DurableCommits bool
 	// KeyConcurrency is how many keys of one partition are handled at once
 	// (default 16). Records of one key are always handled one after another,
 	// in offset order; 1 handles a partition strictly in sequence.
@@ -180,6 +187,9 @@ type Consumer struct {
 	client   *kgo.Client
 	producer *kgo.Client
 	log      *slog.Logger
+	// produced is set when a dead letter was published since the last
+	// offset commit.
+	produced atomic.Bool
 }
 
 // NewConsumer connects a consumer for cfg. Records of a new group are read
@@ -202,6 +212,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(clientID(cfg.ClientID)),
+		FreshMetadata(), // a subscribed topic created later is seen within MetadataMinAge
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.DisableAutoCommit(),
@@ -217,6 +228,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 			break
 		}
 	}
+	opts = append(opts, cfg.logOpts()...)
 	opts = append(opts, cfg.Extra...)
 	opts = append(opts, extra...)
 	client, err := kgo.NewClient(opts...)
@@ -272,7 +284,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if len(done) > 0 {
 			// Commit even while shutting down: these records are finished.
 			commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			if err := c.client.CommitRecords(commitCtx, done...); err != nil {
+			if err := c.waitDurable(commitCtx); err != nil {
+				c.log.Warn("broker did not make produced records durable; offsets not committed (records will be redelivered)", "err", err)
+			} else if err := c.client.CommitRecords(commitCtx, done...); err != nil {
 				c.log.Warn("offset commit failed; handled records may be redelivered", "err", err)
 			}
 			cancel()
@@ -282,6 +296,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// waitDurable waits, before an offset commit, until what the handlers and
+// dead-lettering produced is durable on the broker.
+func (c *Consumer) waitDurable(ctx context.Context) error {
+	if c.cfg.Durability == nil || !(c.cfg.DurableCommits || c.produced.Load()) {
+		return nil
+	}
+	c.produced.Store(false)
+	if err := c.cfg.Durability.WaitDurable(ctx); err != nil {
+		c.produced.Store(true)
+		return err
+	}
+	return nil
 }
 
 // handlePartition handles a partition's records, each key's in offset order
@@ -391,6 +419,7 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error,
 	for try := 1; ; try++ {
 		err := c.producer.ProduceSync(ctx, dl).FirstErr()
 		if err == nil {
+			c.produced.Store(true)
 			deadLetteredTotal.WithLabelValues(rec.Topic, c.cfg.Group, fmt.Sprint(permanent)).Inc()
 			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "dead_letter").Inc()
 			return true

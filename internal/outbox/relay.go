@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -57,7 +58,16 @@ type RelayConfig struct {
 	RetryInitial, RetryMax time.Duration
 	// Workers is how many batches one relay publishes at once.
 	Workers int
-	Logger  *slog.Logger
+	// Durability is the broker's durability barrier: the relay waits on
+	// it after Kafka's acknowledgement and before marking rows published,
+	// so a published row is always durable in the broker's log. nil (a
+	// real cluster with acks=all) does not wait.
+	Durability kafka.Barrier
+	// ListenPool holds the LISTEN connection; nil means the relay's pool.
+	// Behind a transaction pooler (PgBouncer) LISTEN needs a session of its
+	// own, so the app passes a pool on the direct database URL.
+	ListenPool *pgxpool.Pool
+	Logger     *slog.Logger
 }
 
 func (c *RelayConfig) defaults() {
@@ -88,8 +98,12 @@ func (c *RelayConfig) defaults() {
 // aggregate's events reach Kafka in the order they were written.
 //
 // Delivery is at least once. A row is marked published only after Kafka
-// acknowledged it; if the relay dies between the acknowledgement and the
-// mark, the event is published again, with the same event id, key and value.
+// acknowledged it and the broker made it durable (the embedded broker's
+// group commit); if the relay dies between the acknowledgement and the
+// mark, the event is published again, with the same event id, key and
+// value. The mark records the partition and offset Kafka gave the event and
+// the time of the mark (published_at), so a broker log that lost its tail
+// can be refilled (RequeueLost).
 type Relay struct {
 	pool     *pgxpool.Pool
 	producer *kgo.Client
@@ -168,7 +182,11 @@ func (r *Relay) listen(ctx context.Context) {
 }
 
 func (r *Relay) listenOnce(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
+	pool := r.cfg.ListenPool
+	if pool == nil {
+		pool = r.pool
+	}
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -315,10 +333,14 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	results := r.producer.ProduceSync(pctx, recs...)
 	cancel()
-	r.retryAlone(ctx, results)
+	r.retryAlone(ctx, results, recs)
 	ackedAt := time.Now()
 
-	var ok []string
+	var (
+		ok         []string
+		partitions []int32
+		offsets    []int64
+	)
 	type failure struct {
 		id        string
 		err       string
@@ -326,10 +348,18 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 		wait      time.Duration
 	}
 	var failed []failure
-	for i, res := range results {
-		c := batch[i]
+	// ProduceSync returns results in the order the broker answered, not
+	// the order of the records: find each result's row by its record.
+	rowOf := make(map[*kgo.Record]int, len(recs))
+	for i, rec := range recs {
+		rowOf[rec] = i
+	}
+	for _, res := range results {
+		c := batch[rowOf[res.Record]]
 		if res.Err == nil {
 			ok = append(ok, c.id)
+			partitions = append(partitions, res.Record.Partition)
+			offsets = append(offsets, res.Record.Offset)
 			publishedTotal.WithLabelValues(c.topic).Inc()
 			relayLatency.Observe(ackedAt.Sub(c.createdAt).Seconds())
 			continue
@@ -339,8 +369,22 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 		failed = append(failed, failure{id: c.id, err: res.Err.Error(), permanent: perm, wait: r.backoff(c.attempts + 1)})
 	}
 	if len(ok) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now(), attempts = attempts + 1
-			WHERE id = ANY($1)`, ok); err != nil {
+		// Acknowledged is not yet durable on the embedded broker: wait for
+		// the group commit that covers these records. If it fails, the
+		// batch rolls back and is published again (at least once).
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := kafka.WaitDurable(dctx, r.cfg.Durability)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("broker did not make published events durable: %w", err)
+		}
+		// clock_timestamp(), not now(): now() is the start of the claim
+		// transaction, before the records were even sent. Taken once per
+		// statement (an InitPlan), so one batch shares one stamp.
+		if _, err := tx.Exec(ctx, `UPDATE outbox_events o SET processed = true, published_at = (SELECT clock_timestamp()),
+			attempts = o.attempts + 1, kafka_partition = p.part, kafka_offset = p.off
+			FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS p(id, part, off)
+			WHERE o.id = p.id`, ok, partitions, offsets); err != nil {
 			return fmt.Errorf("mark events published: %w", err)
 		}
 	}
@@ -364,7 +408,7 @@ func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
 // batch when it is too large, so one oversized event would otherwise take its
 // innocent neighbours down with it; only a record that fails on its own is
 // given up.
-func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults) {
+func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults, recs []*kgo.Record) {
 	if len(results) < 2 {
 		return
 	}
@@ -377,6 +421,12 @@ func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults) {
 		rec := &kgo.Record{Topic: old.Topic, Key: old.Key, Value: old.Value, Headers: old.Headers}
 		results[i] = r.producer.ProduceSync(pctx, rec)[0]
 		cancel()
+		// The caller finds each result's row by its record.
+		for j := range recs {
+			if recs[j] == old {
+				recs[j] = rec
+			}
+		}
 	}
 }
 
@@ -440,4 +490,55 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+var requeuedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "trackops_outbox_requeued_total",
+	Help: "Published outbox events queued again because the broker's log no longer held them, by topic.",
+}, []string{"topic"})
+
+// RequeueLost queues again every published event whose recorded Kafka
+// offset is at or beyond the end of its partition in ends (topic →
+// end offset per partition; a topic missing from ends counts as empty): the
+// broker's log lost those records, so the relay publishes them again, with
+// the same event ids. It must run before any relay publishes to the
+// recovered broker, while recorded offsets still refer to the log that was
+// loaded. Events published before offsets were recorded cannot be checked.
+// It returns how many events it queued again, per topic.
+func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int64) (map[string]int64, error) {
+	var (
+		topics []string
+		parts  []int32
+		offs   []int64
+	)
+	for t, es := range ends {
+		for p, e := range es {
+			topics = append(topics, t)
+			parts = append(parts, int32(p))
+			offs = append(offs, e)
+		}
+	}
+	rows, err := db.Query(ctx, `WITH ends AS (
+			SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS e(topic, part, end_offset)),
+		lost AS (
+			SELECT o.id FROM outbox_events o
+			LEFT JOIN ends ON ends.topic = o.topic AND ends.part = o.kafka_partition
+			WHERE o.processed AND o.kafka_offset IS NOT NULL AND o.kafka_offset >= COALESCE(ends.end_offset, 0))
+		UPDATE outbox_events o SET processed = false, published_at = NULL, next_attempt_at = now(),
+			last_error = format('requeued: the broker''s log lost offset %s of partition %s', o.kafka_offset, o.kafka_partition),
+			kafka_partition = NULL, kafka_offset = NULL
+		FROM lost WHERE o.id = lost.id
+		RETURNING o.topic`, topics, parts, offs)
+	if err != nil {
+		return nil, fmt.Errorf("requeue events the broker lost: %w", err)
+	}
+	out := map[string]int64{}
+	var topic string
+	if _, err := pgx.ForEachRow(rows, []any{&topic}, func() error { out[topic]++; return nil }); err != nil {
+		return nil, fmt.Errorf("requeue events the broker lost: %w", err)
+	}
+	for t, n := range out {
+		requeuedTotal.WithLabelValues(t).Add(float64(n))
+	}
+	return out, nil
 }

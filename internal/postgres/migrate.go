@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -19,7 +20,8 @@ import (
 //
 // Version numbers are grouped by owner so parts can add migrations without
 // colliding: 1–9 orders and outbox, 10–19 inventory, 20–29 auth and audit,
-// 30–39 CDC, 40–49 dead letters, 50–59 cache and system settings.
+// 30–39 CDC, 40–49 dead letters, 50–59 cache and system settings, 60–69 the
+// ops console and the order journey, 70–79 platform runtime.
 //
 //go:embed migrations/*.sql
 var Migrations embed.FS
@@ -41,7 +43,9 @@ func Migrate(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true), goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true), goose.WithSessionLocker(locker),
+		// goose's own lines (verbose mode only) go through the process's slog handler.
+		goose.WithSlog(slog.Default()))
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}

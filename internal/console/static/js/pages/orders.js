@@ -144,7 +144,7 @@ async function renderJourney(ctx, id) {
       { title: "Source", key: "source" },
       { title: "Topic / partition / offset", render: e => h("span", null, h("a", { href: href(["topics", e.topic]) }, e.topic),
         e.partition !== undefined && e.partition !== null ? ` [${e.partition}] @${e.offset}` : h("span", { class: "muted" }, " (position unknown)")) },
-      { title: "Published", render: e => e.published_at ? fmtTime(e.acked_at || e.published_at) : (e.outbox_state ? badge(e.outbox_state) : "—") },
+      { title: "Published", render: e => e.published_at ? fmtTime(e.published_at) : (e.outbox_state ? badge(e.outbox_state) : "—") },
       { title: "Handled by", render: e => e.handlings.length
         ? e.handlings.map(x => h("div", null, `${x.consumer} · ${fmtTime(x.handled_at)}${x.attempts ? ` · attempt ${x.attempts}` : ""}`))
         : h("span", { class: "muted" }, "no consumer recorded it (consumers record only events they act on)") },

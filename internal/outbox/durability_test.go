@@ -1,0 +1,253 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/postgres/postgrestest"
+)
+
+// countingBarrier counts waits and fails them while failing is set.
+type countingBarrier struct {
+	calls   atomic.Int64
+	failing atomic.Bool
+}
+
+func (b *countingBarrier) WaitDurable(context.Context) error {
+	b.calls.Add(1)
+	if b.failing.Load() {
+		return errors.New("fsync failed")
+	}
+	return nil
+}
+
+// TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition: the relay waits on
+// the broker's barrier before marking, keeps rows unpublished when the
+// barrier fails, and records the partition and offset Kafka acknowledged.
+func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	b, err := kafka.StartEmbedded(freeAddr(t), t.TempDir(), 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	barrier := &countingBarrier{}
+	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: barrier})
+
+	barrier.failing.Store(true)
+	ev := writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]string{"id": "1"})
+	if _, err := relay.PublishBatch(ctx); err == nil {
+		t.Fatal("batch succeeded although the broker could not make it durable")
+	}
+	if s := readRow(t, db.Pool, ev.ID); s.processed {
+		t.Fatal("row marked published without durability")
+	}
+
+	barrier.failing.Store(false)
+	before := time.Now()
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("batch: n=%d err=%v", n, err)
+	}
+	if barrier.calls.Load() != 2 {
+		t.Fatalf("barrier waited %d times, want 2 (once per batch)", barrier.calls.Load())
+	}
+	var (
+		part      int32
+		off       int64
+		published time.Time
+		created   time.Time
+		processed bool
+	)
+	if err := db.Pool.QueryRow(ctx, `SELECT processed, kafka_partition, kafka_offset, published_at, created_at FROM outbox_events WHERE id = $1`, ev.ID).
+		Scan(&processed, &part, &off, &published, &created); err != nil {
+		t.Fatal(err)
+	}
+	// Two publishes (the first was acknowledged, then rolled back): the
+	// record the row names is the second, at offset 1 of its partition.
+	recs := readAll(t, b.Addr(), events.OrderCreated, 2)
+	var named *kgo.Record
+	for _, r := range recs {
+		if r.Partition == part && r.Offset == off {
+			named = r
+		}
+	}
+	if !processed || named == nil || string(named.Key) != ev.AggregateID() {
+		t.Fatalf("row names partition %d offset %d, which holds %v; records: %d", part, off, named, len(recs))
+	}
+	if published.Before(before.Add(-time.Second)) || !published.After(created) {
+		t.Fatalf("published_at %v is not the time of the mark (batch started %v)", published, before)
+	}
+}
+
+func readAll(t *testing.T, addr, topic string, want int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+// TestTornBrokerTailIsPublishedAgain is issue 12's point 7 inside one
+// process: events published and durable, a crash, the last 13 bytes of the
+// largest segment cut off; on start the broker reports the loss and the
+// lost event's row is queued again and published with the same event id.
+func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	addr, dir := freeAddr(t), t.TempDir()
+	quietLog := slog.New(slog.DiscardHandler)
+	b, err := kafka.StartEmbedded(addr, dir, 3, kafka.EmbeddedLogger(quietLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	const total = 30
+	ids := map[string]bool{}
+	for i := range total {
+		ev := writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]int{"n": i})
+		ids[ev.ID] = true
+		// One event per batch: each its own record batch on disk.
+		relay := NewRelay(db.Pool, producer, RelayConfig{Durability: b.Barrier(), BatchSize: 1})
+		if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+			t.Fatalf("publish %d: n=%d err=%v", i, n, err)
+		}
+	}
+	// One more round records the durable ends the last one reached.
+	if err := b.WaitDurable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	producer.Close()
+	b.Close()
+	if err := os.Remove(filepath.Join(dir, "trackops-clean-shutdown")); err != nil {
+		t.Fatal(err) // as after kill -9
+	}
+	largest, size := "", int64(0)
+	matches, _ := filepath.Glob(filepath.Join(dir, "partitions", events.OrderCreated+"-*", "*.dat"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && fi.Size() > size {
+			largest, size = m, fi.Size()
+		}
+	}
+	if err := os.Truncate(largest, size-13); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = kafka.StartEmbedded(addr, dir, 3, kafka.EmbeddedLogger(quietLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rec := b.Recovery()
+	if !rec.Damaged() || len(rec.Lost) != 1 || rec.Lost[0].DurableEnd-rec.Lost[0].RecoveredEnd != 1 {
+		t.Fatalf("recovery = %+v; want one partition that lost one record", rec)
+	}
+	requeued, err := RequeueLost(ctx, db.Pool, rec.Ends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if requeued[events.OrderCreated] != 1 {
+		t.Fatalf("requeued %v, want 1 ORDER_CREATED", requeued)
+	}
+	// Idempotent while nothing new was published.
+	if again, err := RequeueLost(ctx, db.Pool, rec.Ends); err != nil || len(again) != 0 {
+		t.Fatalf("second requeue: %v %v", again, err)
+	}
+	producer, err = kafka.NewProducer(kafka.Options{Brokers: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: b.Barrier()})
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("republish: n=%d err=%v", n, err)
+	}
+	got := map[string]bool{}
+	for _, r := range readAll(t, addr, events.OrderCreated, total) {
+		env, err := events.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[env.ID] = true
+	}
+	for id := range ids {
+		if !got[id] {
+			t.Fatalf("event %s is not in Kafka after recovery (%d of %d present)", id, len(got), total)
+		}
+	}
+}
+
+// TestRelayRecordsEachEventsOwnPosition: results of one batch come back in
+// the order the broker answered, not the order of the rows; every row must
+// still name the partition and offset of its own record.
+func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	b, err := kafka.StartEmbedded(freeAddr(t), "", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	for i := range n {
+		writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]int{"n": i})
+	}
+	if got, err := NewRelay(db.Pool, producer, RelayConfig{}).PublishBatch(ctx); err != nil || got != n {
+		t.Fatalf("batch: n=%d err=%v", got, err)
+	}
+	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
+		var part int32
+		var off int64
+		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_events WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
+			t.Fatal(err)
+		}
+		if part != r.Partition || off != r.Offset {
+			t.Fatalf("event of %s is at %d/%d, its row says %d/%d", r.Key, r.Partition, r.Offset, part, off)
+		}
+	}
+}
