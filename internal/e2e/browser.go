@@ -219,7 +219,7 @@ func (b *Tab) Count(sel string) int {
 func (b *Tab) Hash() string { b.t.Helper(); return Eval[string](b, `location.hash`) }
 
 // Shot saves a full-page screenshot named after the test and what. They go
-// to TRACKOPS_SCREENSHOTS when set (to look at them), otherwise to a
+// to TRACKOPS_TEST_SCREENSHOTS when set (to look at them), otherwise to a
 // temporary folder removed when the tests end.
 func (b *Tab) Shot(what string) {
 	ctx, cancel := context.WithTimeout(b.ctx, step)
@@ -246,7 +246,7 @@ var (
 
 func screenshotDir(t *testing.T) string {
 	shotsOnce.Do(func() {
-		if d := os.Getenv("TRACKOPS_SCREENSHOTS"); d != "" {
+		if d := os.Getenv("TRACKOPS_TEST_SCREENSHOTS"); d != "" {
 			shotsDir = d
 			_ = os.MkdirAll(d, 0o755)
 			return

@@ -132,7 +132,7 @@ type Event struct {
 	// acknowledged it and the broker made it durable.
 	PublishedAt *time.Time `json:"published_at,omitempty"`
 	Attempts    int        `json:"attempts,omitempty"`
-	LastError string     `json:"last_error,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
 	// Partition, Offset and Timestamp locate the record in Kafka; PositionFrom
 	// says who reported them: outbox (the relay's acknowledgement) or
 	// consumer (the record a consumer handled).
