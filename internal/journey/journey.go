@@ -524,7 +524,7 @@ func (b *Builder) addEventHops(j *Journey) {
 				Error: ev.LastError})
 		}
 		if ev.PublishedAt != nil {
-			j.Hops = append(j.Hops, Hop{At: *ev.PublishedAt, Kind: KindPublished, Title: ev.Type + " acknowledged by Kafka",
+			j.Hops = append(j.Hops, Hop{At: *ev.PublishedAt, Kind: KindPublished, Title: ev.Type + " marked published: Kafka acknowledged it and made it durable",
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset,
 				Attempts: intPtr(ev.Attempts)})
 		} else if ev.Source == "cdc" && ev.Timestamp != nil {
