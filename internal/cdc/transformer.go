@@ -143,6 +143,14 @@ func (t *OrderTransformer) publish(ctx context.Context, ev events.Event) error {
 	return nil
 }
 
+// OrderEventID is the id of the order event of type typ that the change to
+// version of the order produces: the same change always yields the same id,
+// which is also how the order journey finds the events of an order under
+// the cdc strategy.
+func OrderEventID(orderID, typ string, version int) string {
+	return uuid.NewSHA1(eventIDSpace, []byte(orderID+"/"+typ+"/"+strconv.Itoa(version))).String()
+}
+
 // newEvent is events.New with an id derived from (order, type, version) and
 // the change's own time, so the same change always yields the same event.
 func newEvent(typ, orderID string, version int, at time.Time, data any) (events.Event, error) {
@@ -150,7 +158,7 @@ func newEvent(typ, orderID string, version int, at time.Time, data any) (events.
 	if err != nil {
 		return events.Event{}, err
 	}
-	id := uuid.NewSHA1(eventIDSpace, []byte(orderID+"/"+typ+"/"+strconv.Itoa(version))).String()
+	id := OrderEventID(orderID, typ, version)
 	ev.ID, ev.CorrelationID = id, id
 	if !at.IsZero() {
 		ev.Time = at.UTC()
