@@ -111,4 +111,11 @@ for tool in redis-server redis-cli; do
   command -v "$tool" >/dev/null 2>&1 || { log "$tool is missing and could not be installed"; exit 1; }
 done
 have_pgbouncer || { log "pgbouncer is missing and could not be installed"; exit 1; }
-log "PostgreSQL (wal_level=logical), Redis, redis-cli and pgbouncer are ready"
+
+# --- Chromium (the console's browser tests drive it headless) -----------------
+# Debian calls the package chromium; Ubuntu ships chromium-browser.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  apt_install chromium || apt_install chromium-browser
+fi
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { log "Chromium is not installed"; exit 1; }
+log "PostgreSQL (wal_level=logical), Redis, redis-cli, pgbouncer and Chromium are ready"

@@ -28,6 +28,7 @@ import (
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/inbox"
+	"github.com/trackops/trackops/internal/journey"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
@@ -60,6 +61,7 @@ type App struct {
 	obs           observability
 	cdc           *cdc.Manager
 	orders        *order.Service
+	opsKafka      *ops.Kafka
 
 	routes  []httpapi.Route
 	workers []worker
@@ -177,9 +179,15 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.bootstrapAdminKey(ctx); err != nil {
 		return err
 	}
-	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
+	a.opsKafka = ops.NewKafka(a.producer, a.kafkaOptions("trackops-ops"))
+	a.routes = append(a.routes, a.opsKafka.Routes()...)
+	a.routes = append(a.routes, ops.NewSearch(a.pool).Routes()...)
+	a.routes = append(a.routes, ops.SnapshotRoutes(nil)...) // ad-hoc snapshots: not implemented yet (501)
 	if a.roles.Has(RoleConsole) {
 		a.routes = append(a.routes, console.Routes()...)
+		pulse := ops.NewPulse(a.pool, a.producer, ops.PulseOptions{Logger: a.log.With("component", "overview")})
+		a.routes = append(a.routes, pulse.Routes()...)
+		a.workers = append(a.workers, worker{name: "overview", run: pulse.Run})
 	}
 
 	if err := a.buildOrders(); err != nil {
@@ -278,6 +286,11 @@ func (a *App) buildOrders() error {
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
+	jopts := journey.Options{Strategy: a.cfg.EventStrategy}
+	if a.cfg.EventStrategy == config.StrategyCDC {
+		jopts.ChangeFinder = a.opsKafka.NewChangeFinder(order.ChangeTopic)
+	}
+	a.routes = append(a.routes, journey.NewBuilder(a.pool, jopts).Routes()...)
 	return a.buildSaga(svc)
 }
 

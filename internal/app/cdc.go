@@ -18,6 +18,7 @@ import (
 	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/runinfo"
@@ -68,6 +69,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 		// reading needs the operator role, changing connectors the admin role.
 		Errors: connect.WriteError, Challenges: connect.Challenges,
 	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
+	// The same API on the platform's own port, for the ops console.
+	a.routes = append(a.routes, ops.ConnectRoutes(connect.NewHandler(a.cdc, Version, connectLog))...)
 	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(connectLog.Handler(), slog.LevelWarn)}
 	if a.cfg.TLSCertFile != "" {

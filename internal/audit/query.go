@@ -19,7 +19,11 @@ import (
 
 // Filter selects audit rows; empty fields match everything.
 type Filter struct {
-	Actor   string
+	Actor string
+	// Action is "METHOD route", as the action column holds it.
+	Action string
+	// Target is a prefix of the request path (the resource acted on).
+	Target  string
 	Method  string
 	Route   string
 	Outcome string
@@ -67,6 +71,12 @@ func (rd *Reader) List(ctx context.Context, f Filter) (Page, error) {
 	}
 	if f.Actor != "" {
 		add("actor = $%d", f.Actor)
+	}
+	if f.Action != "" {
+		add("action = $%d", f.Action)
+	}
+	if f.Target != "" {
+		add("starts_with(target, $%d)", f.Target)
 	}
 	if f.Method != "" {
 		add("method = $%d", f.Method)
@@ -134,8 +144,9 @@ func decodeCursor(c string) (int64, error) {
 	return id, nil
 }
 
-// ParseFilter reads a Filter from query parameters actor, method, route,
-// outcome, status, since, until (RFC 3339), limit and cursor.
+// ParseFilter reads a Filter from query parameters actor, action, target
+// (a path prefix), method, route, outcome, status, since, until (RFC 3339),
+// limit and cursor.
 func ParseFilter(q map[string][]string) (Filter, error) {
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
@@ -144,14 +155,14 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 		return ""
 	}
 	var errs validation.Errors
-	f := Filter{Actor: get("actor"), Method: strings.ToUpper(get("method")), Route: get("route"),
-		Outcome: get("outcome"), Cursor: get("cursor")}
+	f := Filter{Actor: get("actor"), Action: get("action"), Target: get("target"), Method: strings.ToUpper(get("method")),
+		Route: get("route"), Outcome: get("outcome"), Cursor: get("cursor")}
 	switch f.Outcome {
 	case "", OutcomeSuccess, OutcomeDenied, OutcomeRejected, OutcomeError:
 	default:
 		errs.Add("outcome", "must be success, denied, rejected or error")
 	}
-	if len(f.Actor) > 200 || len(f.Route) > 300 || len(f.Method) > 10 || len(f.Cursor) > 64 {
+	if len(f.Actor) > 200 || len(f.Route) > 300 || len(f.Method) > 10 || len(f.Cursor) > 64 || len(f.Action) > 320 || len(f.Target) > 500 {
 		errs.Add("query", "parameter too long")
 	}
 	if v := get("status"); v != "" {

@@ -24,7 +24,7 @@ func NewHandlers(settings *Settings, stores *Stores) *Handlers {
 }
 
 // Routes are the cache's ops endpoints: reading needs operator, changing a
-// flag or config value needs admin.
+// flag or config value or evicting a key needs admin.
 func (h *Handlers) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Method: http.MethodGet, Pattern: "/api/v1/ops/cache", Role: httpapi.RoleOperator, Handler: h.CacheStats},
@@ -34,6 +34,7 @@ func (h *Handlers) Routes() []httpapi.Route {
 		{Method: http.MethodGet, Pattern: "/api/v1/ops/config", Role: httpapi.RoleOperator, Handler: h.ListConfig},
 		{Method: http.MethodGet, Pattern: "/api/v1/ops/config/{name}", Role: httpapi.RoleOperator, Handler: h.GetConfig},
 		{Method: http.MethodPut, Pattern: "/api/v1/ops/config/{name}", Role: httpapi.RoleAdmin, Handler: h.PutConfig},
+		{Method: http.MethodPost, Pattern: "/api/v1/ops/cache/evict", Role: httpapi.RoleAdmin, Handler: h.serveEvict},
 	}
 }
 

@@ -14,12 +14,17 @@ import (
 //go:embed static
 var static embed.FS
 
+// Static is the console's files (index.html, style.css, js/...).
+func Static() fs.FS {
+	sub, _ := fs.Sub(static, "static")
+	return sub
+}
+
 // Routes serves the console under /console/ and sends / there. The pages are
 // public; every call they make carries the operator's bearer token and is
 // checked like any API call.
 func Routes() []httpapi.Route {
-	sub, _ := fs.Sub(static, "static")
-	files := http.StripPrefix("/console/", http.FileServer(http.FS(sub)))
+	files := http.StripPrefix("/console/", http.FileServer(http.FS(Static())))
 	serve := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		files.ServeHTTP(w, r)

@@ -193,6 +193,51 @@ func (s *Store) Groups(ctx context.Context, f Filter) ([]Group, error) {
 	})
 }
 
+// ByKey returns the dead letters whose record key is key (for TrackOps'
+// events, an order id), oldest first, with their audit trails, at most 200.
+func (s *Store) ByKey(ctx context.Context, key []byte) ([]Message, map[int64][]Action, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+messageColumns+` FROM dlq_messages WHERE key = $1 ORDER BY id LIMIT 200`, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dead letters by key: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, scanMessage)
+	if err != nil || len(msgs) == 0 {
+		return msgs, nil, err
+	}
+	ids := make([]int64, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	rows, err = s.db.Query(ctx, `SELECT id, message_id, action, actor, detail, at FROM dlq_actions
+		WHERE message_id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dead-letter actions: %w", err)
+	}
+	acts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Action, error) {
+		var a Action
+		err := row.Scan(&a.ID, &a.MessageID, &a.Action, &a.Actor, &a.Detail, &a.At)
+		return a, err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dead-letter actions: %w", err)
+	}
+	byMsg := map[int64][]Action{}
+	for _, a := range acts {
+		byMsg[a.MessageID] = append(byMsg[a.MessageID], a)
+	}
+	return msgs, byMsg, nil
+}
+
+// HeaderValue returns the value of the first header named key, or "".
+func (m Message) HeaderValue(key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
 // Counts are dead letters by status.
 type Counts struct {
 	Total     int64 `json:"total"`

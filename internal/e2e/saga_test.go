@@ -133,6 +133,7 @@ func TestSagaUnderBothStrategies(t *testing.T) {
 				t.Fatalf("reservations: %d reserved, %d released, %d committed; want %d, 1, 1", reserved, released, committed, onHand-2)
 			}
 			wantOrderEventsFrom(t, db, strategy, slot)
+			wantJourney(t, p, shipped, strategy)
 		})
 	}
 }

@@ -12,17 +12,36 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
-const claimSQL = `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+// claimSQL records a claim together with where the event was handled (see
+// kafka.Delivery): one statement, so recording it costs no round trip.
+const claimSQL = `INSERT INTO processed_events (consumer, event_id, consumer_group, topic, kafka_partition, kafka_offset,
+	record_timestamp, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
 
-// Claim records in tx that consumer has processed eventID. It returns false
-// when the event was processed before, in which case the caller must change
-// nothing. A concurrent claim of the same event waits for the first
-// transaction and then sees it, so two deliveries can never both apply.
+// claimArgs are claimSQL's arguments; the delivery columns stay null when
+// ctx carries no kafka.Delivery (a claim made outside a consumer).
+func claimArgs(ctx context.Context, consumer, eventID string) []any {
+	d, ok := kafka.DeliveryFrom(ctx)
+	if !ok {
+		return []any{consumer, eventID, nil, nil, nil, nil, nil, nil}
+	}
+	var ts *time.Time
+	if !d.Timestamp.IsZero() {
+		ts = &d.Timestamp
+	}
+	return []any{consumer, eventID, d.Group, d.Topic, d.Partition, d.Offset, ts, d.Attempt}
+}
+
+// Claim records in tx that consumer has processed eventID, and where (the
+// kafka.Delivery in ctx, if any). It returns false when the event was
+// processed before, in which case the caller must change nothing. A
+// concurrent claim of the same event waits for the first transaction and
+// then sees it, so two deliveries can never both apply.
 func Claim(ctx context.Context, tx postgres.Querier, consumer, eventID string) (bool, error) {
-	tag, err := tx.Exec(ctx, claimSQL, consumer, eventID)
+	tag, err := tx.Exec(ctx, claimSQL, claimArgs(ctx, consumer, eventID)...)
 	if err != nil {
 		return false, fmt.Errorf("inbox: claim event %s for %s: %w", eventID, consumer, err)
 	}
@@ -32,8 +51,8 @@ func Claim(ctx context.Context, tx postgres.Querier, consumer, eventID string) (
 // QueueClaim queues Claim's statement on b, so a consumer can pipeline it
 // with its own first statements in one round trip. Read its outcome with
 // Claimed, in queue order.
-func QueueClaim(b *pgx.Batch, consumer, eventID string) {
-	b.Queue(claimSQL, consumer, eventID)
+func QueueClaim(ctx context.Context, b *pgx.Batch, consumer, eventID string) {
+	b.Queue(claimSQL, claimArgs(ctx, consumer, eventID)...)
 }
 
 // Claimed reads the outcome of a claim queued with QueueClaim.
@@ -73,4 +92,53 @@ func Prune(ctx context.Context, db postgres.Querier, maxAge time.Duration) (int6
 			return total, nil
 		}
 	}
+}
+
+// Handling is one consumer's record of one event it applied: where the
+// record was read from and when it was handled. The delivery fields are nil
+// for rows written before they were recorded or by claims made outside a
+// Kafka consumer.
+type Handling struct {
+	Consumer        string     `json:"consumer"`
+	EventID         string     `json:"event_id"`
+	HandledAt       time.Time  `json:"handled_at"`
+	Group           *string    `json:"group,omitempty"`
+	Topic           *string    `json:"topic,omitempty"`
+	Partition       *int32     `json:"partition,omitempty"`
+	Offset          *int64     `json:"offset,omitempty"`
+	RecordTimestamp *time.Time `json:"record_timestamp,omitempty"`
+	Attempts        *int       `json:"attempts,omitempty"`
+}
+
+// Handlings returns every consumer's record of the given events, oldest
+// first. The table's key leads with the consumer, so it walks the few
+// distinct consumers (a loose index scan) and looks each event up by key,
+// instead of keeping a second index on event_id that every claim would pay
+// for.
+func Handlings(ctx context.Context, db postgres.Querier, eventIDs []string) ([]Handling, error) {
+	if len(eventIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, `WITH RECURSIVE consumers AS (
+			SELECT min(consumer) AS consumer FROM processed_events
+			UNION ALL
+			SELECT (SELECT min(p.consumer) FROM processed_events p WHERE p.consumer > c.consumer)
+			FROM consumers c WHERE c.consumer IS NOT NULL)
+		SELECT p.consumer, p.event_id, p.processed_at, p.consumer_group, p.topic, p.kafka_partition, p.kafka_offset,
+			p.record_timestamp, p.attempts
+		FROM consumers c JOIN processed_events p ON p.consumer = c.consumer AND p.event_id = ANY($1)
+		ORDER BY p.processed_at, p.consumer`, eventIDs)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: look up handlings: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Handling, error) {
+		var h Handling
+		err := row.Scan(&h.Consumer, &h.EventID, &h.HandledAt, &h.Group, &h.Topic, &h.Partition, &h.Offset,
+			&h.RecordTimestamp, &h.Attempts)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: look up handlings: %w", err)
+	}
+	return out, nil
 }

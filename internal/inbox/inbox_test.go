@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/trackops/trackops/internal/inbox"
+	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -38,5 +41,58 @@ func TestClaimOnceAndPrune(t *testing.T) {
 	}
 	if claim("saga", "e1") || claim("inventory", "e2") {
 		t.Fatal("recent claims must survive pruning")
+	}
+}
+
+func TestClaimRecordsWhereTheEventWasHandled(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)
+	inKafka := kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-inv", Topic: "ORDER_CREATED", Partition: 2, Offset: 41,
+		Timestamp: at, Attempt: 3})
+	if first, err := inbox.Claim(inKafka, db.Pool, "inventory", "e1"); err != nil || !first {
+		t.Fatalf("claim: %v %v", first, err)
+	}
+	// The pipelined form records the same.
+	b := &pgx.Batch{}
+	inbox.QueueClaim(kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-saga", Topic: "INVENTORY_RESERVED", Offset: 7, Attempt: 1}),
+		b, "saga", "e2")
+	br := db.Pool.SendBatch(ctx, b)
+	if first, err := inbox.Claimed(br); err != nil || !first {
+		t.Fatalf("queued claim: %v %v", first, err)
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Outside a consumer the delivery columns stay empty.
+	if _, err := inbox.Claim(ctx, db.Pool, "saga", "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inbox.Claim(ctx, db.Pool, "other", "unrelated"); err != nil {
+		t.Fatal(err)
+	}
+
+	hs, err := inbox.Handlings(ctx, db.Pool, []string{"e1", "e2", "missing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]inbox.Handling{}
+	for _, h := range hs {
+		got[h.Consumer+"/"+h.EventID] = h
+	}
+	if len(hs) != 3 {
+		t.Fatalf("handlings = %+v, want inventory/e1, saga/e2 and saga/e1", hs)
+	}
+	inv := got["inventory/e1"]
+	if inv.Group == nil || *inv.Group != "g-inv" || *inv.Topic != "ORDER_CREATED" || *inv.Partition != 2 ||
+		*inv.Offset != 41 || *inv.Attempts != 3 || !inv.RecordTimestamp.Equal(at) || inv.HandledAt.IsZero() {
+		t.Errorf("inventory/e1 = %+v", inv)
+	}
+	if s := got["saga/e2"]; s.Topic == nil || *s.Topic != "INVENTORY_RESERVED" || *s.Offset != 7 || s.RecordTimestamp != nil {
+		t.Errorf("saga/e2 = %+v", s)
+	}
+	if s := got["saga/e1"]; s.Topic != nil || s.Attempts != nil {
+		t.Errorf("a claim outside a consumer recorded a delivery: %+v", s)
 	}
 }

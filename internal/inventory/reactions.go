@@ -137,7 +137,7 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 		// On a duplicate the other two are no-ops (the order's row exists)
 		// or harmless locks released at commit.
 		b := &pgx.Batch{}
-		inbox.QueueClaim(b, inboxName, env.ID)
+		inbox.QueueClaim(ctx, b, inboxName, env.ID)
 		b.Queue(startOrderSQL, orderID, now)
 		b.Queue(lockStockSQL, skus)
 		br := tx.SendBatch(ctx, b)

@@ -374,7 +374,8 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 	attempt := 0
 	for {
 		attempt++
-		err = c.safeHandle(rctx, rec)
+		err = c.safeHandle(WithDelivery(rctx, Delivery{Group: c.cfg.Group, Topic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attempt}), rec)
 		if err == nil {
 			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "ok").Inc()
 			return true

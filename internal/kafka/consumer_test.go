@@ -297,9 +297,16 @@ func TestFailTwiceThenSucceedProcessesOnce(t *testing.T) {
 		calls     callLog
 		mu        sync.Mutex
 		processed int
+		seen      []kafka.Delivery
 	)
 	r.run(kafka.ConsumerConfig{Group: "g", Topics: []string{topic}, Retry: fastRetry,
-		Handler: func(_ context.Context, rec *kgo.Record) error {
+		Handler: func(ctx context.Context, rec *kgo.Record) error {
+			d, ok := kafka.DeliveryFrom(ctx)
+			mu.Lock()
+			if ok {
+				seen = append(seen, d)
+			}
+			mu.Unlock()
 			if calls.add(rec.Offset) <= 2 {
 				return errors.New("database is starting up")
 			}
@@ -317,6 +324,15 @@ func TestFailTwiceThenSucceedProcessesOnce(t *testing.T) {
 	}
 	if n := r.endOffset(dlq); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
+	}
+	// Each attempt's context says where the record came from and which try it is.
+	if len(seen) != 3 {
+		t.Fatalf("deliveries in context: %+v, want one per attempt", seen)
+	}
+	for i, d := range seen {
+		if d.Group != "g" || d.Topic != topic || d.Partition != 0 || d.Offset != 0 || d.Attempt != i+1 || d.Timestamp.IsZero() {
+			t.Errorf("attempt %d: delivery %+v", i+1, d)
+		}
 	}
 }
 

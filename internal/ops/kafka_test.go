@@ -56,7 +56,7 @@ func TestTopicsAndGroupLag(t *testing.T) {
 	}
 	c.Close()
 
-	k := ops.NewKafka(p)
+	k := ops.NewKafka(p, kafkatest.Options(b))
 	topics, err := k.Topics(ctx)
 	if err != nil {
 		t.Fatal(err)

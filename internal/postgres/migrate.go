@@ -20,7 +20,8 @@ import (
 //
 // Version numbers are grouped by owner so parts can add migrations without
 // colliding: 1–9 orders and outbox, 10–19 inventory, 20–29 auth and audit,
-// 30–39 CDC, 40–49 dead letters, 50–59 cache and system settings.
+// 30–39 CDC, 40–49 dead letters, 50–59 cache and system settings, 60–69 the
+// ops console and the order journey, 70–79 platform runtime.
 //
 //go:embed migrations/*.sql
 var Migrations embed.FS
