@@ -61,7 +61,6 @@ type App struct {
 	obs           observability
 	cdc           *cdc.Manager
 	orders        *order.Service
-	orderCache    *order.RedisCache
 	opsKafka      *ops.Kafka
 
 	routes  []httpapi.Route
@@ -281,16 +280,15 @@ func (a *App) buildOrders() error {
 	}
 	var opts []order.Option
 	if a.cfg.EventStrategy == config.StrategyCDC {
-		opts = append(opts, order.WithoutOutboxEvents())
+		opts = append(opts, order.WithChangeStream())
 	}
-	a.orderCache = order.NewRedisCache(a.stores)
-	opts = append(opts, order.WithCache(a.orderCache))
+	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
 	jopts := journey.Options{Strategy: a.cfg.EventStrategy}
 	if a.cfg.EventStrategy == config.StrategyCDC {
-		jopts.ChangeFinder = a.opsKafka.NewChangeFinder(cdc.OrdersChangeTopic)
+		jopts.ChangeFinder = a.opsKafka.NewChangeFinder(order.ChangeTopic)
 	}
 	a.routes = append(a.routes, journey.NewBuilder(a.pool, jopts).Routes()...)
 	return a.buildSaga(svc)

@@ -13,15 +13,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/cdc/connect"
 	"github.com/trackops/trackops/internal/config"
-	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
@@ -34,12 +30,9 @@ func cdcCmd() *Command {
 		Usage: "trackops cdc status [--json]", Args: []string{"status"}, Run: cdcCommand}
 }
 
-// transformerGroup turns change events of orders into application events.
-const transformerGroup = "trackops-cdc-transformer"
-
 // buildCDC starts the connector manager of the cdc role, with its Kafka
 // Connect REST API on TRACKOPS_CONNECT_ADDR; under the cdc strategy it also
-// runs the built-in orders connector and the transformer.
+// runs the built-in orders connector with the order domain's change stream.
 func (a *App) buildCDC(orders *order.Service) error {
 	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 		Role: httpapi.RoleOperator, Handler: a.serveCDCStatus})
@@ -113,41 +106,20 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !strategyCDC {
 		return nil
 	}
+	// The order domain's change stream builds the order events from each
+	// committed transaction and refreshes the order cache; a process
+	// without the orders role gets a service of its own for the cache.
 	// Replication needs a session of its own: the direct URL.
-	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DirectDatabaseURL())
+	cfg, err := order.ConnectorConfig(a.cfg.DirectDatabaseURL())
 	if err != nil {
 		return err
 	}
 	cfg["slot.name"] = a.cfg.CDCSlotName
-	if err := a.cdc.RunBuiltin(cdc.OrdersConnectorName, cfg); err != nil {
-		return err
+	if orders == nil {
+		orders = order.NewService(a.pool, order.WithChangeStream(), order.WithCache(order.NewRedisCache(a.stores)))
 	}
-	if err := kafka.EnsureTopics(context.Background(), a.producer, a.cfg.KafkaPartitions, cdc.OrdersChangeTopic, cdc.OrdersChangeTopic+events.DLQSuffix); err != nil {
-		return err
-	}
-	tr := cdc.NewOrderTransformer(a.pool, a.producer, cdc.TransformerOptions{
-		Logger: a.log.With("component", "cdc-transformer"),
-		OnOrderChange: func(ctx context.Context, orderID string, version int) {
-			if id, err := uuid.Parse(orderID); err == nil && orders != nil {
-				a.refreshOrder(ctx, orders, id, version)
-			}
-		},
-	})
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Options: a.kafkaOptions("trackops-cdc-transformer"),
-		Group:   transformerGroup,
-		Topics:  []string{cdc.OrdersChangeTopic},
-		Handler: a.traceHandler(transformerGroup, tr.Handle),
-		Logger:  a.log.With("component", "cdc-transformer"),
-		// The transformer produces application events: its offsets move
-		// only once the broker holds them durably.
-		DurableCommits: true,
-	})
-	if err != nil {
-		return err
-	}
-	a.workers = append(a.workers, worker{name: "cdc-transformer", run: c.Run})
-	return nil
+	stream := order.NewChangeStream(orders, a.log.With("component", "order-change-stream"))
+	return a.cdc.RunBuiltin(order.ConnectorName, cfg, cdc.WithTransform(stream))
 }
 
 // connectRoutes puts the Kafka Connect REST API behind the router's
@@ -182,7 +154,7 @@ func (a *App) cdcStatusSource() health.CDCStatusSource {
 		if a.cdc == nil {
 			return health.CDCStatus{}, errors.New("connector not started")
 		}
-		st, err := a.cdc.StatusOf(ctx, cdc.OrdersConnectorName)
+		st, err := a.cdc.StatusOf(ctx, order.ConnectorName)
 		if err != nil {
 			return health.CDCStatus{}, err
 		}
@@ -286,38 +258,19 @@ func platformStrategy(ctx context.Context, db postgres.Querier, cfg config.Confi
 }
 
 // waitForCDCSlot blocks, under the cdc strategy in a process that takes
-// orders, until the built-in connector's replication slot exists — created
-// by this process's cdc role or by another process — so that no order is
-// committed before its change can be captured. It gives up after two
-// minutes with an actionable error.
+// orders, until the built-in connector's replication slot is ready —
+// created by this process's cdc role or by another process — so that no
+// order is committed before its change can be captured. It gives up after
+// two minutes with an actionable error.
 func (a *App) waitForCDCSlot(ctx context.Context) error {
 	if a.cfg.EventStrategy != config.StrategyCDC || !a.roles.Has(RoleOrders) {
 		return nil
 	}
-	const limit = 2 * time.Minute
-	deadline := time.Now().Add(limit)
-	logged := false
-	for {
-		var exists bool
-		// The slot's row appears as soon as its creation starts; only once
-		// it has found its consistent point (confirmed_flush_lsn set) is
-		// every later commit in the stream. An order committed in between
-		// would land in the initial snapshot, which makes no events.
-		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots
-			WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL)`, a.cfg.CDCSlotName).Scan(&exists)
-		if err == nil && exists {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("replication slot %s did not appear within %s; under TRACKOPS_EVENT_STRATEGY=cdc a process with the cdc role must run (see `trackops cdc status`)", a.cfg.CDCSlotName, limit)
-		}
-		if !logged {
-			a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDCSlotName)
-			logged = true
-		}
-		time.Sleep(100 * time.Millisecond)
+	err := cdc.WaitForSlot(ctx, a.pool, a.cfg.CDCSlotName, 2*time.Minute, func() {
+		a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDCSlotName)
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w; under TRACKOPS_EVENT_STRATEGY=cdc a process with the cdc role must run (see `trackops cdc status`)", err)
 	}
+	return err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/order"
 )
 
 // KafkaVerify configures `trackops verify --kafka`: the topics are read with
@@ -38,14 +39,10 @@ type KafkaVerify struct {
 	ChangeTopicOrders, ChangeTopicItems string
 }
 
-// cdcEventIDSpace is the UUIDv5 namespace the cdc transformer derives order
-// event ids in: id = SHA1(space, "<order id>/<event type>/<version>").
-var cdcEventIDSpace = uuid.MustParse("4f7c1d2e-8b1a-5c3e-9d6f-2a7b8c9d0e1f")
-
-// DerivedEventID is the id the cdc strategy gives the order event of type
-// typ at version of orderID.
+// DerivedEventID is the id the order domain gives the order event of type
+// typ at version of orderID (order.EventID), under either strategy.
 func DerivedEventID(orderID, typ string, version int) string {
-	return uuid.NewSHA1(cdcEventIDSpace, []byte(orderID+"/"+typ+"/"+strconv.Itoa(version))).String()
+	return order.EventID(uuid.MustParse(orderID), typ, version)
 }
 
 // eventKey names one order event: the order, its type and the order's

@@ -107,6 +107,14 @@ type Config struct {
 	// Debezium's default "t": no truncate events unless asked).
 	SkippedOperations map[string]bool
 
+	// ProvideTransactionMetadata is provide.transaction.metadata: BEGIN and
+	// END records on TransactionTopic and a "transaction" block in every
+	// streamed change event, as Debezium writes them.
+	ProvideTransactionMetadata bool
+	// TransactionTopic is where BEGIN and END records go:
+	// <topic.prefix><topic.delimiter><topic.transaction>, then the transforms.
+	TransactionTopic string
+
 	// UnavailablePlaceholder is unavailable.value.placeholder: what an
 	// unchanged TOASTed column the server did not send is written as.
 	UnavailablePlaceholder []byte
@@ -188,6 +196,7 @@ var knownKeys = map[string]bool{
 	"column.include.list": true, "column.exclude.list": true, "column.whitelist": true, "column.blacklist": true,
 	"message.key.columns": true, "predicates": true, "money.fraction.digits": true, "topic.delimiter": true,
 	"snapshot.include.collection.list": true, "hstore.handling.mode": true,
+	"provide.transaction.metadata": true, "topic.transaction": true,
 }
 
 // ignoredKeys are Debezium keys TrackOps accepts and has nothing to do with,
@@ -381,6 +390,8 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	}
 	c.OmitUnavailable = oneOf("trackops.unavailable.value.mode", "placeholder", "placeholder", "omit") == "omit"
 
+	c.ProvideTransactionMetadata = boolKey("provide.transaction.metadata", false)
+
 	compile := func(key string, list string) []*regexp.Regexp {
 		var out []*regexp.Regexp
 		for _, p := range splitList(list) {
@@ -508,6 +519,8 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 		}
 	}
 
+	c.TransactionTopic = routeTopic(&c, c.TopicPrefix+c.TopicDelimiter+get("topic.transaction", "transaction"))
+
 	var unknown, ignored []string
 	for k, v := range raw {
 		if def, ok := ignoredKeys[k]; ok {
@@ -606,41 +619,6 @@ func DatabaseKeys(databaseURL string) (map[string]string, error) {
 		out["database.sslmode"] = ssl
 	}
 	return out, nil
-}
-
-// OrdersConnectorName is the name of TrackOps' own connector under the cdc strategy.
-const OrdersConnectorName = "trackops-orders-connector"
-
-// OrdersConnectorConfig is the seed's trackops-orders-connector configuration
-// pointed at databaseURL, with decimal.handling.mode=string because TrackOps'
-// consumers read money as decimal strings.
-func OrdersConnectorConfig(databaseURL string) (map[string]string, error) {
-	db, err := DatabaseKeys(databaseURL)
-	if err != nil {
-		return nil, err
-	}
-	cfg := map[string]string{
-		"connector.class":              ConnectorClass,
-		"database.server.name":         "trackops_orders",
-		"topic.prefix":                 "trackops_orders",
-		"table.include.list":           "public.orders,public.order_items",
-		"plugin.name":                  "pgoutput",
-		"slot.name":                    "debezium_orders",
-		"publication.name":             "debezium_publication",
-		"publication.autocreate.mode":  PublicationFiltered,
-		"decimal.handling.mode":        DecimalString,
-		"transforms":                   "route",
-		"transforms.route.type":        regexRouter,
-		"transforms.route.regex":       "trackops_orders.public.(.*)",
-		"transforms.route.replacement": "orders.$1",
-	}
-	for k, v := range db {
-		cfg[k] = v
-	}
-	if cfg["database.user"] == "" {
-		cfg["database.user"] = "postgres"
-	}
-	return cfg, nil
 }
 
 func compileList(list, key string, errs *[]string) []*regexp.Regexp {

@@ -43,6 +43,9 @@ type Options struct {
 	TopicPartitions int32
 	// ProducerOpts are appended to the producer's options.
 	ProducerOpts []kgo.Opt
+	// Transform, when set, derives records from each committed transaction
+	// (see TxTransform).
+	Transform TxTransform
 }
 
 // Connector streams one database's changes to Kafka. Run it with Run; a
@@ -70,6 +73,11 @@ type connectorStats struct {
 	rateAt      time.Time
 	rateEvents  uint64
 	ratePerSecs float64
+
+	derived    atomic.Uint64 // records a Transform derived
+	statusSent atomic.Uint64 // standby status updates sent
+	// maxBuffered is the most changes held for a Transform at once.
+	maxBuffered atomic.Int64
 }
 
 // NewConnector prepares a connector for cfg.

@@ -30,14 +30,45 @@ func uniqueSlot() string {
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// seedConfig is the seed's trackops-orders-connector configuration (the
+// Debezium JSON of the contract) pointed at databaseURL. The tests capture
+// tables of TrackOps' schema because every test database has them; the
+// engine itself knows no table.
+func seedConfig(t testing.TB, databaseURL string) map[string]string {
+	t.Helper()
+	raw := map[string]string{
+		"connector.class":              ConnectorClass,
+		"database.server.name":         "trackops_orders",
+		"topic.prefix":                 "trackops_orders",
+		"table.include.list":           "public.orders,public.order_items",
+		"plugin.name":                  "pgoutput",
+		"slot.name":                    "debezium_orders",
+		"publication.name":             "debezium_publication",
+		"publication.autocreate.mode":  PublicationFiltered,
+		"decimal.handling.mode":        DecimalString,
+		"transforms":                   "route",
+		"transforms.route.type":        "org.apache.kafka.connect.transforms.RegexRouter",
+		"transforms.route.regex":       "trackops_orders.public.(.*)",
+		"transforms.route.replacement": "orders.$1",
+	}
+	db, err := DatabaseKeys(databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range db {
+		raw[k] = v
+	}
+	if raw["database.user"] == "" {
+		raw["database.user"] = "postgres"
+	}
+	return raw
+}
+
 // rawConfig is the seed connector's configuration pointed at db, with a slot
 // of its own and fast status updates.
 func rawConfig(t testing.TB, db *postgrestest.Database, extra map[string]string) map[string]string {
 	t.Helper()
-	raw, err := OrdersConnectorConfig(db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := seedConfig(t, db.URL)
 	raw["slot.name"] = uniqueSlot()
 	raw["decimal.handling.mode"] = DecimalPrecise
 	raw["status.update.interval.ms"] = "50"
@@ -261,6 +292,19 @@ func currentWAL(t testing.TB, db *postgrestest.Database) uint64 {
 	return uint64(l)
 }
 
+// waitSlotReleased waits until a stopped connector's slot is free again:
+// the server releases it when the old walsender exits, a moment after the
+// connection closed. (The manager retries a connector that finds its slot
+// active; a test starting a second run at once does not.)
+func waitSlotReleased(t testing.TB, db *postgrestest.Database, slot string) {
+	t.Helper()
+	eventually(t, "slot "+slot+" released", 20*time.Second, func() bool {
+		var active bool
+		err := db.Pool.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		return err == nil && !active
+	})
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -326,6 +370,7 @@ func TestSnapshotThenStreamAndNoSecondSnapshot(t *testing.T) {
 		t.Errorf("streamed record: op %s snapshot %s lsn %d (snapshot lsn %d)", last.Op, last.Source.Snapshot, last.Source.LSN, snapLSN)
 	}
 	stop()
+	waitSlotReleased(t, db, cfg.SlotName)
 
 	// A restart with the same offsets streams on; it does not snapshot again.
 	c2, _ := runConnector(t, cfg, b, offsets)
@@ -460,6 +505,7 @@ func TestRestartMidStreamLosesNothing(t *testing.T) {
 	}()
 	eventually(t, "first run mid-stream", 20*time.Second, func() bool { return c1.stats.events.Load() > 1500 })
 	stop1()
+	waitSlotReleased(t, db, cfg.SlotName)
 	c2, _ := runConnector(t, cfg, b, offsets)
 	waitStreaming(t, c2)
 	eventually(t, "second run streaming changes", 20*time.Second, func() bool { return c2.stats.events.Load() > 500 })

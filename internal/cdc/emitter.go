@@ -25,12 +25,23 @@ type emitter struct {
 	// flight at shutdown still get acknowledged.
 	produceCtx context.Context
 
+	// txm counts the events of the transaction being streamed when
+	// provide.transaction.metadata is on; nil otherwise and in snapshots.
+	txm *txMeta
+	// afters runs transforms' after-ack work (see Derived.AfterAck).
+	afters afterRunner
+
 	topicsMu sync.Mutex
 	topics   map[string]bool
 }
 
 func newEmitter(c *Connector, producer *kgo.Client, meta *pgxpool.Pool) *emitter {
-	return &emitter{c: c, producer: producer, meta: meta, enc: newRecordEncoder(&c.cfg), topics: map[string]bool{}, produceCtx: context.Background()}
+	e := &emitter{c: c, producer: producer, meta: meta, enc: newRecordEncoder(&c.cfg), topics: map[string]bool{}, produceCtx: context.Background()}
+	e.afters.sem = make(chan struct{}, maxConcurrentAfters)
+	e.tracker.runAfter = func(fn func(context.Context), done func()) {
+		e.afters.run(func() { fn(e.produceCtx) }, done)
+	}
+	return e
 }
 
 // ensureTopic creates a table's topic on first use, so brokers without
@@ -96,6 +107,11 @@ func (e *emitter) emitOne(ch *change, tx *txTrack) {
 	if e.c.cfg.SkippedOperations[string(ch.op)] {
 		return
 	}
+	// Counted before any transform, as Debezium counts the events it
+	// dispatches: an outbox row the EventRouter drops still counts.
+	if e.txm != nil && ch.snapshot == "false" {
+		ch.txOrder, ch.txCollectionOrder = e.txm.count(ch.table)
+	}
 	if ch.table.outbox != nil {
 		e.emitOutbox(ch, tx)
 		return
@@ -109,6 +125,15 @@ func (e *emitter) emitOne(ch *change, tx *txTrack) {
 		e.produce(&kgo.Record{Topic: rec.Topic, Key: rec.Key}, tx)
 	}
 	e.count(ch.table, string(ch.op), ch.commitTime)
+}
+
+// emitTruncate produces a truncate event (op "t") of one table.
+func (e *emitter) emitTruncate(ch *change, tx *txTrack) {
+	if e.txm != nil {
+		ch.txOrder, ch.txCollectionOrder = e.txm.count(ch.table)
+	}
+	e.produce(e.enc.truncate(ch.table, ch), tx)
+	e.count(ch.table, "t", ch.commitTime)
 }
 
 // emitOutbox hands a change of an outbox table to its EventRouter, as

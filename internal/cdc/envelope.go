@@ -42,6 +42,10 @@ type change struct {
 	// element of source.sequence (0 writes null).
 	lastCommitLSN uint64
 	snapshot      string
+	// txOrder and txCollectionOrder are the event's total_order and
+	// data_collection_order in its transaction (provide.transaction.metadata);
+	// 0 writes "transaction": null.
+	txOrder, txCollectionOrder int64
 	// header is an extra record header (the primary-key change markers).
 	header *kgo.RecordHeader
 }
@@ -87,7 +91,8 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 	b = append(b, ch.op)
 	b = append(b, '"')
 	b = appendProcessingTime(b, time.Now())
-	b = append(b, `,"transaction":null}`...)
+	b = appendTransactionBlock(b, ch)
+	b = append(b, '}')
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
 	}
@@ -123,7 +128,8 @@ func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 	b = e.source(b, t, ch)
 	b = append(b, `,"op":"t"`...)
 	b = appendProcessingTime(b, time.Now())
-	b = append(b, `,"transaction":null}`...)
+	b = appendTransactionBlock(b, ch)
+	b = append(b, '}')
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
 	}
@@ -257,6 +263,22 @@ func (e *recordEncoder) key(t *table, ch *change) []byte {
 		b = append(b, '}')
 	}
 	return b
+}
+
+// appendTransactionBlock writes the envelope's "transaction" field: null, or
+// with provide.transaction.metadata Debezium's block, whose id is
+// "<txId>:<lsn of this event>" as Debezium's PostgreSQL connector writes it.
+func appendTransactionBlock(b []byte, ch *change) []byte {
+	if ch.txOrder == 0 {
+		return append(b, `,"transaction":null`...)
+	}
+	b = append(b, `,"transaction":{"id":"`...)
+	b = appendTxID(b, ch.txID, ch.lsn)
+	b = append(b, `","total_order":`...)
+	b = strconv.AppendInt(b, ch.txOrder, 10)
+	b = append(b, `,"data_collection_order":`...)
+	b = strconv.AppendInt(b, ch.txCollectionOrder, 10)
+	return append(b, '}')
 }
 
 // Headers Debezium puts on the two events of a primary-key change

@@ -67,6 +67,9 @@ type entry struct {
 	raw        map[string]string
 	persistent bool
 	paused     bool
+	// transform is the built-in connector's TxTransform, kept across
+	// restarts and reconfigurations through the REST API.
+	transform TxTransform
 
 	mu        sync.Mutex
 	state     string
@@ -150,10 +153,17 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
+// BuiltinOption configures a connector started with RunBuiltin.
+type BuiltinOption func(*entry)
+
+// WithTransform derives records from the connector's committed transactions
+// with t (see TxTransform).
+func WithTransform(t TxTransform) BuiltinOption { return func(e *entry) { e.transform = t } }
+
 // RunBuiltin starts a connector that is not persisted (TrackOps' own under
 // the cdc strategy): it is listed and controllable through the REST API but
 // is defined by the process's configuration, not by the database.
-func (m *Manager) RunBuiltin(name string, raw map[string]string) error {
+func (m *Manager) RunBuiltin(name string, raw map[string]string, opts ...BuiltinOption) error {
 	if _, _, err := ParseConfig(name, raw); err != nil {
 		return err
 	}
@@ -163,6 +173,9 @@ func (m *Manager) RunBuiltin(name string, raw map[string]string) error {
 		m.stopLocked(old)
 	}
 	e := &entry{name: name, raw: copyMap(raw)}
+	for _, o := range opts {
+		o(e)
+	}
 	m.entries[name] = e
 	m.launch(e)
 	return nil
@@ -259,6 +272,9 @@ func (m *Manager) Put(ctx context.Context, name string, raw map[string]string) (
 		m.stopLocked(e)
 	}
 	ne := &entry{name: name, raw: raw, persistent: !exists || e.persistent, paused: paused}
+	if exists {
+		ne.transform = e.transform
+	}
 	m.entries[name] = ne
 	m.launch(ne)
 	return ne.info(), !exists, warnings, nil
@@ -460,7 +476,8 @@ func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
 			log.Error("connector configuration invalid", "err", err)
 			return
 		}
-		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger, TopicPartitions: m.opts.TopicPartitions})
+		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger,
+			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform})
 		e.mu.Lock()
 		if e.connector != nil {
 			e.eventsBefore += e.connector.stats.events.Load()

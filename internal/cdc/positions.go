@@ -1,15 +1,24 @@
 package cdc
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
 
-// txTrack counts one transaction's records still waiting for Kafka's ack.
+// txTrack counts one transaction's records still waiting for Kafka's ack,
+// and holds its confirmation while a transform's after-ack work runs.
 type txTrack struct {
 	endLSN  uint64
 	pending atomic.Int64
 	closed  atomic.Bool
+
+	// after, set before closed, runs once every record of the transaction
+	// is acknowledged; held keeps the transaction unconfirmed until it
+	// returns, fired makes it run once.
+	after func(context.Context)
+	held  atomic.Bool
+	fired atomic.Bool
 }
 
 // ackTracker knows which transactions Kafka holds completely. The stream
@@ -17,11 +26,16 @@ type txTrack struct {
 // callbacks count acks down from any goroutine. The flushable position is
 // the end LSN of the last transaction of the longest fully acknowledged
 // prefix, so the slot never confirms a transaction with an event Kafka
-// does not hold, even when acks arrive out of order across partitions.
+// does not hold — change events and a transform's derived records alike,
+// and not before the transform's after-ack work is done — even when acks
+// arrive out of order across partitions.
 type ackTracker struct {
 	mu    sync.Mutex
 	queue []*txTrack
 	err   atomic.Pointer[error]
+	// runAfter starts a transaction's after-ack work; done must be called
+	// when it has finished.
+	runAfter func(fn func(context.Context), done func())
 }
 
 func (a *ackTracker) begin() *txTrack {
@@ -40,7 +54,16 @@ func (a *ackTracker) done(t *txTrack, err error) {
 	if err != nil {
 		a.err.CompareAndSwap(nil, &err)
 	}
-	t.pending.Add(-1)
+	if t.pending.Add(-1) == 0 {
+		a.maybeRunAfter(t)
+	}
+}
+
+// holdUntilAfter makes fn run once t's records are all acknowledged, and
+// keeps t unconfirmed until it returns. Call it before commit.
+func (a *ackTracker) holdUntilAfter(t *txTrack, fn func(context.Context)) {
+	t.after = fn
+	t.held.Store(true)
 }
 
 // fail records a failure that must stop the run (like a produce error).
@@ -50,6 +73,24 @@ func (a *ackTracker) fail(err error) { a.err.CompareAndSwap(nil, &err) }
 func (a *ackTracker) commit(t *txTrack, endLSN uint64) {
 	t.endLSN = endLSN
 	t.closed.Store(true)
+	if t.pending.Load() == 0 {
+		a.maybeRunAfter(t)
+	}
+}
+
+// maybeRunAfter starts t's after-ack work once t is closed and acknowledged.
+// Both the last ack and commit call it; fired lets only one start it. After
+// a delivery failure nothing runs: the run stops and the transaction is
+// streamed again.
+func (a *ackTracker) maybeRunAfter(t *txTrack) {
+	// closed is stored after after and held, so a closed transaction shows them.
+	if !t.closed.Load() || t.after == nil || t.pending.Load() != 0 || a.failed() != nil {
+		return
+	}
+	if !t.fired.CompareAndSwap(false, true) {
+		return
+	}
+	a.runAfter(t.after, func() { t.held.Store(false) })
 }
 
 // failed returns the first produce error, if any.
@@ -74,7 +115,7 @@ func (a *ackTracker) advance() (lsn uint64, drained bool) {
 		t := a.queue[i]
 		// closed is set after the last add, so a closed transaction with
 		// nothing pending has every ack in.
-		if !t.closed.Load() || t.pending.Load() != 0 {
+		if !t.closed.Load() || t.pending.Load() != 0 || t.held.Load() {
 			break
 		}
 		if t.endLSN > lsn {
@@ -87,4 +128,34 @@ func (a *ackTracker) advance() (lsn uint64, drained bool) {
 		a.queue = a.queue[:n]
 	}
 	return lsn, len(a.queue) == 0
+}
+
+// maxConcurrentAfters bounds the after-ack work running at once; more
+// waits, holding its transaction's confirmation meanwhile.
+const maxConcurrentAfters = 16
+
+// afterRunner runs after-ack work on goroutines of its own (never on the
+// producer's callback goroutine), at most maxConcurrentAfters at a time.
+type afterRunner struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
+func (r *afterRunner) run(fn func(), done func()) {
+	r.wg.Go(func() {
+		r.sem <- struct{}{}
+		defer func() { <-r.sem }()
+		defer done()
+		fn()
+	})
+}
+
+// wait blocks until the running work has finished or ctx ends.
+func (r *afterRunner) wait(ctx context.Context) {
+	finished := make(chan struct{})
+	go func() { r.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
 }

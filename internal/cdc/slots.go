@@ -3,6 +3,7 @@ package cdc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -60,4 +61,37 @@ ORDER BY s.slot_name`)
 		}
 		return s, err
 	})
+}
+
+// WaitForSlot blocks until the logical replication slot named slot exists
+// and has reached its consistent point, so that every transaction committed
+// from then on is streamed. A slot being created is listed before it is
+// consistent; a commit in that window would only be seen by the initial
+// snapshot (whose reads derive no events). waiting is called once if the
+// slot is not ready at first. It gives up after limit with an error.
+func WaitForSlot(ctx context.Context, q postgres.Querier, slot string, limit time.Duration, waiting func()) error {
+	deadline := time.Now().Add(limit)
+	told := false
+	for {
+		var ready bool
+		err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL)`, slot).Scan(&ready)
+		if err == nil && ready {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replication slot %s was not ready within %s", slot, limit)
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -33,6 +33,13 @@ type streamState struct {
 	confirmed uint64 // highest position confirmed to the server
 
 	before, after []tupleValue
+
+	// transformCols are, by relation id, the column maps of the tables the
+	// connector's TxTransform captures; buf collects their changes between
+	// BEGIN and COMMIT (nil without a transform).
+	transformCols map[uint32]*rowColumns
+	buf           *txBuffer
+	stats         *connectorStats
 }
 
 // stream decodes pgoutput from the slot and produces change events until ctx
@@ -58,7 +65,10 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 	})
 	defer stopGrace()
 
-	st := &streamState{relations: map[uint32]*table{}, received: confirmed, flushed: confirmed, confirmed: confirmed}
+	st := &streamState{relations: map[uint32]*table{}, transformCols: map[uint32]*rowColumns{}, stats: &c.stats, received: confirmed, flushed: confirmed, confirmed: confirmed}
+	if c.cfg.ProvideTransactionMetadata {
+		em.ensureTopic(ctx, c.cfg.TransactionTopic)
+	}
 	c.stats.flushedLSN.Store(confirmed)
 	c.stats.receivedLSN.Store(confirmed)
 
@@ -198,6 +208,7 @@ func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emi
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	st.confirmed = flush
+	c.stats.statusSent.Add(1)
 	return nil
 }
 
@@ -224,6 +235,7 @@ func (c *Connector) stop(repl *pgconn.PgConn, em *emitter, st *streamState) {
 	flushCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	_ = em.producer.Flush(flushCtx)
+	em.afters.wait(flushCtx)
 	ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel2()
 	if err := c.sendStatus(ctx, repl, em, st, false); err != nil {
@@ -247,21 +259,29 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		}
 		st.inTx, st.txID, st.commitTime = true, uint64(m.Xid), m.CommitTime
 		st.tx = em.tracker.begin()
+		if c.cfg.ProvideTransactionMetadata {
+			em.txm = newTxMeta(st.txID)
+			em.produce(em.txRecord(st.txID, lsn, m.CommitTime, nil), st.tx)
+		}
+		if c.opts.Transform != nil {
+			st.buf = &txBuffer{tx: Transaction{XID: st.txID, BeginLSN: lsn, CommitTime: m.CommitTime}}
+		}
 	case 'C':
 		var m pglogrepl.CommitMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode commit: %w", err)
 		}
-		if st.tx != nil {
-			em.tracker.commit(st.tx, uint64(m.TransactionEndLSN))
+		if err := c.commitTx(ctx, em, st, m, lsn); err != nil {
+			return err
 		}
-		st.inTx, st.tx = false, nil
+		st.inTx, st.tx, st.buf = false, nil, nil
 		st.lastCommitLSN = uint64(m.CommitLSN)
 	case 'R':
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode relation: %w", err)
 		}
+		delete(st.transformCols, m.RelationID)
 		if !c.cfg.captures(m.Namespace, m.RelationName) {
 			st.relations[m.RelationID] = nil
 			return nil
@@ -289,6 +309,9 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			em.ensureTopic(ctx, t.topic)
 		}
 		st.relations[m.RelationID] = t
+		if c.opts.Transform != nil && c.opts.Transform.Captures(m.Namespace, m.RelationName) {
+			st.transformCols[m.RelationID] = newRowColumns(t)
+		}
 	case 'I':
 		if len(data) < 6 {
 			return errors.New("short insert message")
@@ -302,6 +325,7 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode insert: %w", err)
 		}
 		st.after = vals
+		st.buffer(data, OpCreate, t, lsn, nil, vals)
 		em.emit(&change{op: 'c', table: t, after: vals, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
 	case 'U':
@@ -330,6 +354,7 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode update: %w", err)
 		}
 		st.after = after
+		st.buffer(data, OpUpdate, t, lsn, before, after)
 		em.emit(&change{op: 'u', table: t, before: before, after: after, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
 	case 'D':
@@ -345,12 +370,18 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode delete: %w", err)
 		}
 		st.before = before
+		st.buffer(data, OpDelete, t, lsn, before, nil)
 		em.emit(&change{op: 'd', table: t, before: before, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
 	case 'T':
 		var m pglogrepl.TruncateMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode truncate: %w", err)
+		}
+		for _, id := range m.RelationIDs {
+			if t := st.relations[id]; t != nil {
+				st.bufferTruncate(id, t, lsn)
+			}
 		}
 		if c.cfg.SkippedOperations["t"] {
 			return nil
@@ -361,11 +392,72 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 				continue
 			}
 			ch := &change{op: 't', table: t, commitTime: st.commitTime, txID: st.txID, lsn: lsn, lastCommitLSN: st.lastCommitLSN, snapshot: "false"}
-			em.produce(em.enc.truncate(t, ch), c.txOf(em, st))
-			em.count(t, "t", st.commitTime)
+			em.emitTruncate(ch, c.txOf(em, st))
 		}
 	}
 	return nil
+}
+
+// commitTx closes the streamed transaction: the transform's derived records
+// and the END record join its change events, and it becomes confirmable once
+// Kafka holds them all (and the transform's after-ack work is done).
+func (c *Connector) commitTx(ctx context.Context, em *emitter, st *streamState, m pglogrepl.CommitMessage, lsn uint64) error {
+	track := st.tx
+	if track == nil {
+		return nil // a commit without a begin: nothing was produced
+	}
+	if st.buf != nil && len(st.buf.tx.Changes) > 0 {
+		tx := &st.buf.tx
+		tx.CommitLSN, tx.EndLSN = uint64(m.CommitLSN), uint64(m.TransactionEndLSN)
+		d, err := c.opts.Transform.Transaction(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("transform of transaction %d: %w", tx.XID, err)
+		}
+		for _, rec := range d.Records {
+			em.ensureTopic(ctx, rec.Topic)
+			em.produce(rec, track)
+		}
+		c.stats.derived.Add(uint64(len(d.Records)))
+		if d.AfterAck != nil {
+			em.tracker.holdUntilAfter(track, d.AfterAck)
+		}
+	}
+	if em.txm != nil {
+		em.produce(em.txRecord(st.txID, lsn, m.CommitTime, em.txm), track)
+		em.txm = nil
+	}
+	em.tracker.commit(track, uint64(m.TransactionEndLSN))
+	return nil
+}
+
+// buffer keeps a row change of a table the transform captures, copied out
+// of the message buffer.
+func (st *streamState) buffer(data []byte, op Op, t *table, lsn uint64, before, after []tupleValue) {
+	if st.buf == nil {
+		return
+	}
+	rc := st.transformCols[binary.BigEndian.Uint32(data[1:])]
+	if rc == nil {
+		return
+	}
+	st.buf.tx.Changes = append(st.buf.tx.Changes, Change{Op: op, Schema: t.schema, Table: t.name, LSN: lsn,
+		Before: rowOf(rc, before, nil), After: rowOf(rc, after, before)})
+	st.noteBuffered()
+}
+
+func (st *streamState) bufferTruncate(relation uint32, t *table, lsn uint64) {
+	if st.buf == nil || st.transformCols[relation] == nil {
+		return
+	}
+	st.buf.tx.Changes = append(st.buf.tx.Changes, Change{Op: OpTruncate, Schema: t.schema, Table: t.name, LSN: lsn})
+	st.noteBuffered()
+}
+
+// noteBuffered keeps the high-water mark of buffered changes.
+func (st *streamState) noteBuffered() {
+	if n := int64(len(st.buf.tx.Changes)); n > st.stats.maxBuffered.Load() {
+		st.stats.maxBuffered.Store(n)
+	}
 }
 
 // txOf is the open transaction's tracker (pgoutput v1 sends changes only

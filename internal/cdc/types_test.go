@@ -153,8 +153,7 @@ func TestRegexRouterJavaReplacement(t *testing.T) {
 func TestParseConfig(t *testing.T) {
 	t.Parallel()
 	base := func() map[string]string {
-		raw, _ := OrdersConnectorConfig("postgres://postgres:pw@db:5433/shop?sslmode=disable")
-		return raw
+		return seedConfig(t, "postgres://postgres:pw@db:5433/shop?sslmode=disable")
 	}
 	cfg, warnings, err := ParseConfig("n", base())
 	if err != nil || len(warnings) != 0 {

@@ -33,9 +33,10 @@ const (
 // is an upper bound of Kafka's acknowledgement. It reports p50/p99/max and
 // the process's resident memory (current and peak).
 //
-// roles=cdc runs the connector and transformer alone; roles=all is the
-// whole platform, where the transformer, inventory and saga also react to
-// every new order (and their updates are further changes on the same slot).
+// roles=cdc runs the connector (with the order change stream deriving the
+// order events) alone; roles=all is the whole platform, where inventory and
+// the saga also react to every new order (and their updates are further
+// changes on the same slot).
 // broker=embedded is the process's own persisted broker, which fsyncs every
 // produced batch and offset commit inside its single event loop;
 // broker=memory is an in-memory broker in the benchmark's process

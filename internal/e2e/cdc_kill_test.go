@@ -213,6 +213,39 @@ func TestCDCKillMidStream(t *testing.T) {
 		apiCreated.Load(), apiUpdated.Load(), sqlTx.Load(), len(committed), refChanges, onKafka.records, onKafka.records-len(onKafka.first))
 	t.Logf("%d flush samples, %d (sample, change) checks; highest confirmed_flush_lsn %s, highest source.lsn on Kafka %s",
 		len(all), checked, pglogrepl.LSN(maxFlushed), pglogrepl.LSN(onKafka.maxSourceLSN))
+
+	// 3. The order events derived from the change stream: the slot confirmed
+	// every transaction, so each order's ORDER_CREATED is on Kafka; a
+	// transaction streamed again after the kill yields the same event id.
+	createdIDs := map[string]map[string]bool{}
+	records := 0
+	for _, r := range readTopicToEnd(t, cfg.KafkaAddr, adm, "ORDER_CREATED") {
+		var ev struct {
+			ID   string `json:"id"`
+			Data struct {
+				OrderID string `json:"order_id"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if createdIDs[ev.Data.OrderID] == nil {
+			createdIDs[ev.Data.OrderID] = map[string]bool{}
+		}
+		createdIDs[ev.Data.OrderID][ev.ID] = true
+		records++
+	}
+	orders := 0
+	for _, k := range committed {
+		if k.table != "orders" || k.version != 1 {
+			continue
+		}
+		orders++
+		if n := len(createdIDs[k.id]); n != 1 {
+			t.Errorf("order %s: %d distinct ORDER_CREATED event ids on Kafka, want 1", k.id, n)
+		}
+	}
+	t.Logf("%d orders, %d ORDER_CREATED records (%d produced again after the kill, same ids)", orders, records, records-len(createdIDs))
 	p2.Kill()
 }
 

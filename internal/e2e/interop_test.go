@@ -33,7 +33,7 @@ type kafkaJSRecord struct {
 }
 
 // TestKafkaJSReadsEveryTopic runs the platform under the cdc strategy (so
-// the connector, the transformer, the relay and the consumers' dead-letter
+// the connector with its order change stream, the relay and the consumers' dead-letter
 // path all produce), drives every kind of event, and reads every topic
 // TrackOps wrote with KafkaJS — an independent client library, at its
 // defaults. KafkaJS implements no Snappy, LZ4 or ZSTD codec of its own, so

@@ -56,7 +56,7 @@ type CDCConfig struct {
 // DefaultSlotName and DefaultChangeTopics are the built-in connector's.
 var (
 	DefaultSlotName     = "debezium_orders"
-	DefaultChangeTopics = []string{"orders.orders", "orders.order_items"}
+	DefaultChangeTopics = []string{"orders.orders", "orders.order_items", "orders.order_status_history"}
 )
 
 // CDC reports the event pipeline, as the seed's Debezium indicator did.

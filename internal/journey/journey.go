@@ -23,10 +23,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
+	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -121,8 +121,8 @@ type Event struct {
 	Type string `json:"type"`
 	// Topic is where it is (or will be) published.
 	Topic string `json:"topic"`
-	// Source is outbox (a row of outbox_events) or cdc (made by the CDC
-	// transformer from a change of the orders table; its id is derived).
+	// Source is outbox (a row of outbox_events) or cdc (built by the order
+	// change stream from a committed transaction; its id is derived).
 	Source        string     `json:"source"`
 	CorrelationID string     `json:"correlation_id,omitempty"`
 	CreatedAt     *time.Time `json:"created_at,omitempty"`
@@ -174,7 +174,7 @@ type Reservation struct {
 // Options configure a Builder.
 type Options struct {
 	// Strategy is the platform's event strategy (outbox or cdc): under cdc
-	// the order's own events come from the transformer, not the outbox.
+	// the order's own events come from the order change stream, not the outbox.
 	Strategy string
 	// ChangeFinder, when set, locates the CDC change records of the order
 	// in Kafka (under the cdc strategy).
@@ -222,6 +222,9 @@ type historyRow struct {
 	from, to, reason, actor string
 	version                 int
 	at                      time.Time
+	// corr is the request's correlation id, which the order events built
+	// from the change stream carry.
+	corr string
 }
 
 type outboxRow struct {
@@ -241,8 +244,8 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT id::text, customer_id, status, version, total_amount::text, currency, coalesce(cancel_reason, ''),
 		created_at, updated_at FROM orders WHERE id = $1`, id)
-	batch.Queue(`SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at
-		FROM order_status_history WHERE order_id = $1 ORDER BY id`, id)
+	batch.Queue(`SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at,
+		coalesce(correlation_id, '') FROM order_status_history WHERE order_id = $1 ORDER BY id`, id)
 	// Two halves, so each uses its partial index: the relay's for rows not
 	// yet published, the journey's for published ones.
 	cols := `seq, id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
@@ -267,7 +270,7 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 	rows, _ := br.Query()
 	history, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (historyRow, error) {
 		var h historyRow
-		err := r.Scan(&h.from, &h.to, &h.reason, &h.actor, &h.version, &h.at)
+		err := r.Scan(&h.from, &h.to, &h.reason, &h.actor, &h.version, &h.at, &h.corr)
 		return h, err
 	})
 	if err != nil {
@@ -318,7 +321,7 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 }
 
 // addEvents lists the order's events: its outbox rows, and under the cdc
-// strategy the events the transformer derives from each committed change.
+// strategy the events the order change stream derives from each committed change.
 func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow) {
 	orderEventInOutbox := false
 	for _, r := range rows {
@@ -353,8 +356,12 @@ func (b *Builder) addEvents(j *Journey, history []historyRow, rows []outboxRow) 
 				typ = events.OrderCancelled
 			}
 			at := h.at
-			id := cdc.OrderEventID(j.Order.ID, typ, h.version)
-			j.Events = append(j.Events, Event{ID: id, Type: typ, Topic: typ, Source: "cdc", CorrelationID: id,
+			id := order.EventID(uuid.MustParse(j.Order.ID), typ, h.version)
+			corr := h.corr
+			if corr == "" {
+				corr = id
+			}
+			j.Events = append(j.Events, Event{ID: id, Type: typ, Topic: typ, Source: "cdc", CorrelationID: corr,
 				CreatedAt: &at, Handlings: []inbox.Handling{}})
 		}
 	}
@@ -528,7 +535,7 @@ func (b *Builder) addEventHops(j *Journey) {
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset,
 				Attempts: intPtr(ev.Attempts)})
 		} else if ev.Source == "cdc" && ev.Timestamp != nil {
-			j.Hops = append(j.Hops, Hop{At: *ev.Timestamp, Kind: KindPublished, Title: ev.Type + " published by the CDC transformer",
+			j.Hops = append(j.Hops, Hop{At: *ev.Timestamp, Kind: KindPublished, Title: ev.Type + " published by the CDC connector's order change stream",
 				EventID: ev.ID, EventType: ev.Type, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset})
 		}
 		for _, h := range ev.Handlings {

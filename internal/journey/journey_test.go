@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/trackops/trackops/internal/app/apptest"
-	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/httpapi"
@@ -255,14 +254,13 @@ func TestJourneyUnderCDCFindsTheTransformersEvents(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	svc := order.NewService(db.Pool, order.WithoutOutboxEvents())
+	svc := order.NewService(db.Pool, order.WithChangeStream())
 	res, err := svc.Create(ctx, order.CreateRequest{Actor: "test", Order: order.NewOrder{
 		CustomerID: "c-cdc", Items: []order.NewItem{{SKU: "SKU-C", Quantity: 1, UnitPrice: 100}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := res.Order.ID.String()
-	created := cdc.OrderEventID(id, events.OrderCreated, 1)
+	created := order.EventID(res.Order.ID, events.OrderCreated, 1)
 	dctx := kafka.WithDelivery(ctx, kafka.Delivery{Group: "trackops-inventory", Topic: events.OrderCreated, Partition: 1, Offset: 5, Attempt: 2})
 	if _, err := inbox.Claim(dctx, db.Pool, "trackops-inventory", created); err != nil {
 		t.Fatal(err)

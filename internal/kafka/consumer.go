@@ -161,7 +161,7 @@ type ConsumerConfig struct {
 	DisableDeadLetter bool
 	// DurableCommits makes the consumer wait on Options.Durability before
 	// each offset commit, for handlers that produce to Kafka themselves
-	// (the CDC transformer): a committed offset then never covers a record
+	// (e.g. a transform of consumed records): a committed offset never covers a record
 	// whose produced output the broker could still lose. Dead letters are
 	// always waited for.
 	DurableCommits bool

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -12,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/events"
-	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
 )
@@ -30,15 +30,21 @@ type Cache interface {
 }
 
 // Service is the Order service: every change is written with its event in
-// one transaction.
+// one transaction (outbox strategy), or with the rows its event is built
+// from (cdc strategy, see ChangeStream).
 type Service struct {
 	pool  *pgxpool.Pool
 	store Store
 	cache Cache
-	// emitEvents is false under the cdc strategy, where the change stream of
-	// the orders table is the source of order events.
-	emitEvents bool
-	now        func() time.Time
+	// changeStream is set under the cdc strategy: the change stream, not
+	// the outbox, carries the order events, and it alone refreshes the
+	// cache (once per change, after Kafka holds the events).
+	changeStream bool
+	// recent are the orders this process changed and the change stream
+	// has not refreshed yet (cdc strategy): reads of them go to PostgreSQL,
+	// so a read that follows a write here never returns an older version.
+	recent recentWrites
+	now    func() time.Time
 }
 
 // Option configures a Service.
@@ -47,13 +53,15 @@ type Option func(*Service)
 // WithCache puts a read-through cache in front of order reads.
 func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
 
-// WithoutOutboxEvents stops the service writing order events to the outbox,
-// for the cdc strategy.
-func WithoutOutboxEvents() Option { return func(s *Service) { s.emitEvents = false } }
+// WithChangeStream is the cdc strategy: the service writes no order events
+// to the outbox — ChangeStream builds them from the committed rows — and
+// leaves the cache to ChangeStream, which refreshes it once per change
+// through RefreshCached.
+func WithChangeStream() Option { return func(s *Service) { s.changeStream = true } }
 
 // NewService returns the Order service over pool.
 func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
-	s := &Service{pool: pool, emitEvents: true, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	s := &Service{pool: pool, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	for _, o := range opts {
 		o(s)
 	}
@@ -122,7 +130,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (CreateResult, 
 		if err := s.store.Insert(ctx, tx, o, req.Actor); err != nil {
 			return err
 		}
-		if !s.emitEvents {
+		if s.changeStream {
 			return nil
 		}
 		ev, err := CreatedEvent(ctx, o)
@@ -171,7 +179,49 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
 	if s.cache == nil {
 		return s.Load(ctx, id)
 	}
+	if s.recent.pending(id) {
+		// Written here moments ago and the change stream has not refreshed
+		// the cache yet: the cache (or a load already in flight for it)
+		// may still hold the older version.
+		return s.Load(ctx, id)
+	}
 	return s.cache.Order(ctx, id, func(ctx context.Context) (*Order, error) { return s.Load(ctx, id) })
+}
+
+// RefreshFromEvent refreshes the cached order an order event is about, at
+// the event's version (the outbox strategy's cache consumer). An event that
+// names no order is malformed.
+func (s *Service) RefreshFromEvent(ctx context.Context, env events.Envelope) error {
+	var data struct {
+		OrderID string `json:"order_id"`
+		Version int    `json:"version"`
+	}
+	if err := env.DecodeData(&data); err != nil {
+		return err
+	}
+	id, err := uuid.Parse(data.OrderID)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: order_id %q is not a UUID", events.ErrMalformed, env.Type, env.ID, data.OrderID)
+	}
+	s.RefreshCached(ctx, id, data.Version)
+	return nil
+}
+
+// RefreshCached invalidates the cached order at version and warms it with
+// the committed row, so the next read is a hit on fresh data. The change
+// stream calls it once per changed order after Kafka holds the events. The
+// warming read may not see the commit yet; the versioned set then refuses
+// the older row, and the next read loads it.
+func (s *Service) RefreshCached(ctx context.Context, id uuid.UUID, version int) {
+	if s.cache == nil {
+		s.recent.settled(id, version)
+		return
+	}
+	s.cache.InvalidateOrder(ctx, id, version)
+	// Only now may reads of this version trust the cache again (a failed
+	// invalidation keeps the cache degraded until it is replayed).
+	s.recent.settled(id, version)
+	_, _ = s.Get(ctx, id)
 }
 
 // Load reads an order from PostgreSQL, bypassing the cache.
@@ -250,7 +300,7 @@ func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, f
 				return err
 			}
 		}
-		if s.emitEvents && len(changes) > 0 {
+		if !s.changeStream && len(changes) > 0 {
 			evs := make([]events.Event, 0, len(changes))
 			for _, h := range changes {
 				ev, err := TransitionEvent(ctx, o, h)
@@ -270,36 +320,76 @@ func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, f
 	if err != nil || out == nil {
 		return nil, err
 	}
-	if s.cache != nil {
+	switch {
+	case s.changeStream:
+		s.recent.wrote(id, out.Version)
+	case s.cache != nil:
 		s.cache.InvalidateOrder(ctx, id, out.Version)
 	}
 	return out, nil
 }
 
-// CreatedEvent is the ORDER_CREATED event of a new order.
-func CreatedEvent(ctx context.Context, o *Order) (events.Event, error) {
-	items := make([]events.OrderItem, len(o.Items))
-	for i, it := range o.Items {
-		items[i] = events.OrderItem{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice.String()}
-	}
-	return events.New(events.OrderCreated, events.AggregateOrder, o.ID.String(), events.OrderCreatedData{
-		OrderID: o.ID.String(), CustomerID: o.CustomerID, Status: string(o.Status), Items: items,
-		TotalAmount: o.TotalAmount.String(), Currency: o.Currency, Version: o.Version, CreatedAt: o.CreatedAt,
-	}, logging.CorrelationID(ctx))
+// recentWrites remembers, for a short while, the versions this process
+// committed under the cdc strategy until the change stream has refreshed
+// the cache with them. It is bounded: past recentWritesMax entries the
+// expired ones go, and if that is not enough, all of them (a later read may
+// then briefly see an older cached version, as another process would).
+type recentWrites struct {
+	mu sync.Mutex
+	m  map[uuid.UUID]recentWrite
 }
 
-// TransitionEvent is the event of one status change: ORDER_CANCELLED for a
-// cancellation, ORDER_STATUS_UPDATED for any other move.
-func TransitionEvent(ctx context.Context, o *Order, h HistoryEntry) (events.Event, error) {
-	id := o.ID.String()
-	if h.ToStatus == StatusCancelled {
-		return events.New(events.OrderCancelled, events.AggregateOrder, id, events.OrderCancelledData{
-			OrderID: id, PreviousStatus: string(h.FromStatus), Reason: h.Reason, Actor: h.Actor,
-			Version: h.Version, CancelledAt: h.ChangedAt,
-		}, logging.CorrelationID(ctx))
+type recentWrite struct {
+	version int
+	at      time.Time
+}
+
+const (
+	recentWritesMax = 10_000
+	// recentWriteTTL outlasts the change stream's usual delay by far; a
+	// stream lagging longer than this serves what the cache holds.
+	recentWriteTTL = time.Minute
+)
+
+func (r *recentWrites) wrote(id uuid.UUID, version int) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[uuid.UUID]recentWrite{}
 	}
-	return events.New(events.OrderStatusUpdated, events.AggregateOrder, id, events.OrderStatusUpdatedData{
-		OrderID: id, OldStatus: string(h.FromStatus), NewStatus: string(h.ToStatus), Reason: h.Reason,
-		Actor: h.Actor, Version: h.Version, UpdatedAt: h.ChangedAt,
-	}, logging.CorrelationID(ctx))
+	if len(r.m) >= recentWritesMax {
+		for k, w := range r.m {
+			if now.Sub(w.at) > recentWriteTTL {
+				delete(r.m, k)
+			}
+		}
+		if len(r.m) >= recentWritesMax {
+			clear(r.m)
+		}
+	}
+	if w, ok := r.m[id]; !ok || w.version < version {
+		r.m[id] = recentWrite{version: version, at: now}
+	}
+}
+
+// pending reports whether a version of id written here awaits its refresh.
+func (r *recentWrites) pending(id uuid.UUID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.m[id]
+	if ok && time.Since(w.at) > recentWriteTTL {
+		delete(r.m, id)
+		return false
+	}
+	return ok
+}
+
+// settled forgets id once the cache has been refreshed at version.
+func (r *recentWrites) settled(id uuid.UUID, version int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.m[id]; ok && w.version <= version {
+		delete(r.m, id)
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/tracing"
 )
 
 // Store persists orders in PostgreSQL. Its methods take a Querier so the
@@ -38,7 +40,9 @@ func scanOrder(row pgx.Row) (*Order, error) {
 	return &o, nil
 }
 
-// Insert writes a new order with its items and first history entry.
+// Insert writes a new order with its items and first history entry. The
+// history rows keep ctx's correlation id and trace context, which the
+// change stream needs to build events like the outbox's.
 func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string) error {
 	b := &pgx.Batch{}
 	var addr any
@@ -53,8 +57,9 @@ func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor str
 			VALUES ($1, $2, $3, $4, $5, $6::numeric / 100, $7::numeric / 100)`,
 			it.ID, o.ID, it.LineNo, it.SKU, it.Quantity, int64(it.UnitPrice), int64(it.LineTotal))
 	}
-	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at)
-		VALUES ($1, NULL, $2, NULL, $3, $4, $5)`, o.ID, string(o.Status), actor, o.Version, o.CreatedAt)
+	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
+		VALUES ($1, NULL, $2, NULL, $3, $4, $5, nullif($6, ''), nullif($7, ''))`, o.ID, string(o.Status), actor, o.Version, o.CreatedAt,
+		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("insert order: %w", err)
 	}
@@ -103,9 +108,10 @@ func (Store) SaveTransition(ctx context.Context, q postgres.Querier, o *Order, h
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE orders SET status = $2, version = $3, updated_at = $4, cancel_reason = nullif($5, '') WHERE id = $1`,
 		o.ID, string(o.Status), o.Version, o.UpdatedAt, o.CancelReason)
-	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at)
-		VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7)`,
-		o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt)
+	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
+		VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, nullif($8, ''), nullif($9, ''))`,
+		o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt,
+		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save status change of order %s: %w", o.ID, err)
 	}
