@@ -45,7 +45,10 @@ func TestOrderTransformer(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := res.Order
-	if _, err := svc.ChangeStatus(ctx, o.ID, order.StatusConfirmed, "reserved", "saga", nil); err != nil {
+	if _, err := svc.Update(ctx, o.ID, func(o *order.Order) error { // the saga's move
+		_, err := o.Transition(order.StatusConfirmed, "reserved", "saga", svc.Now())
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Cancel(ctx, o.ID, "customer asked", "tester"); err != nil {
