@@ -72,7 +72,7 @@ var (
 		"create it and wait for CONFIRMED (or CANCELLED with reason OUT_OF_STOCK)", ErrIllegalTransition)
 	// ErrNoReservation is a move past CONFIRMED of an order that holds no
 	// reservation. It is an ErrIllegalTransition too.
-	ErrNoReservation = fmt.Errorf("%w: the order holds no stock reservation", ErrIllegalTransition)
+	ErrNoReservation       = fmt.Errorf("%w: the order holds no stock reservation", ErrIllegalTransition)
 	ErrVersionMismatch     = errors.New("order version does not match")
 	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
 )
