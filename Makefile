@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean
+.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean fuzz
 
 all: build
 
@@ -49,3 +49,9 @@ testdb-clean:
 # The race detector over the whole suite (slower; not part of `make test`).
 test-race: services
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Every Go fuzz target for FUZZTIME each (not part of `make test`; CPU heavy).
+# Findings are kept under testdata/fuzz/ and replay in `make test` afterwards.
+FUZZTIME ?= 30s
+fuzz: services
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
