@@ -215,13 +215,15 @@ func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
 		Handler: promhttp.Handler().ServeHTTP})
-	return a.traceHTTP(httpapi.NewRouter(httpapi.RouterConfig{
+	// Each request gets one Redis budget for all its cache, session and
+	// rate-limit commands (docs/cache.md).
+	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
-	}, routes))
+	}, routes)))
 }
 
 // Listen binds the HTTP address; separate from Run so callers (and tests)
