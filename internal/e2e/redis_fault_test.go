@@ -134,7 +134,7 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 	loop := startLoop(t, p, watched)
 	loop.after(30, "30 requests with Redis up")
 	slowest := loop.watchSlowest()
-	srv.Pause() // SIGKILL at cleanup ends it even if the test fails frozen
+	srv.Pause()                       // SIGKILL at cleanup ends it even if the test fails frozen
 	burst(t, loop, p, watched, 32, 5) // many requests meeting the freeze at once
 	var health healthReport
 	waitUntil(t, "/health DEGRADED", hangGuard, until(func() bool {
