@@ -140,6 +140,9 @@ func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) 
 	if err := a.buildInventory(); err != nil {
 		return nil, err
 	}
+	if err := a.buildSweeper(); err != nil {
+		return nil, err
+	}
 	if roles.Has(RoleRelay) {
 		a.buildRelay()
 	}

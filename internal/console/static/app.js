@@ -45,12 +45,23 @@ function table(rows, columns) {
 
 const badge = s => `<span class="status ${esc(s)}">${esc(s)}</span>`;
 
+// sweeperSummary is one line about the pending-order sweeper (health
+// component "sweeper") for the overview.
+function sweeperSummary(h) {
+  const s = (h.components || {}).sweeper;
+  if (!s || !s.details) return "";
+  const d = s.details, t = d.totals || {};
+  return `<p id="sweeper-summary">Pending-order sweeper: ${d.active ? "active in this process" : "standby"}` +
+    ` · timeout ${esc(d.timeout)} · confirmed ${esc(t.confirmed || 0)} · cancelled (TIMEOUT) ${esc(t.cancelled || 0)}` +
+    ` · last pass ${esc(d.lastPass || "not yet")}${d.lastError ? " · last error " + esc(d.lastError) : ""}</p>`;
+}
+
 const views = {
   async overview() {
     const h = await api("/health");
     const comps = Object.entries(h.components || {}).map(([name, c]) =>
       `<div class="card"><h3>${esc(name)} ${badge(c.status)}</h3><pre>${esc(JSON.stringify(c.details || {}, null, 2))}</pre></div>`).join("");
-    $("#overview").innerHTML = `<h2>Platform ${badge(h.status)}</h2><div class="cards">${comps}</div>`;
+    $("#overview").innerHTML = `<h2>Platform ${badge(h.status)}</h2>${sweeperSummary(h)}<div class="cards">${comps}</div>`;
   },
   async orders(params) {
     const q = new URLSearchParams(params || {});
