@@ -76,7 +76,7 @@ type SweeperStatus struct {
 	Active  bool          `json:"active"`
 	Timeout time.Duration `json:"-"`
 	// TimeoutText is Timeout as text, e.g. "5m0s".
-	TimeoutText string `json:"timeout"`
+	TimeoutText string    `json:"timeout"`
 	LastPass    time.Time `json:"lastPass,omitzero"`
 	LastError   string    `json:"lastError,omitempty"`
 	// Totals count swept orders by outcome since the process started.
