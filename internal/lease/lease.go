@@ -11,9 +11,10 @@
 // session was terminated, the network failed) the job's context is
 // cancelled, Held turns false, and the process competes again on a new
 // connection after RejoinDelay, leaving a standby the first chance. Because
-// the lock belongs to the session, PostgreSQL releases
-// it the moment that session ends, so a standby takes over within about
-// RetryInterval of the holder's death.
+// the lock belongs to the session, PostgreSQL releases it the moment that
+// session ends, so a standby takes over within about RetryInterval of the
+// holder's death (or, when the holder's host vanishes without closing its
+// connection, once the server's TCP keepalive gives the session up).
 //
 // The connection is dedicated — never one of a pool's — because a session
 // lock lives and dies with its session, and a pool would hand that session
