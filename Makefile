@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-short test-race services vet fmt bench vulncheck clean testdb-clean fuzz
+.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean fuzz
 
 all: build
 
@@ -16,23 +16,44 @@ build:
 services:
 	./scripts/ensure-services.sh
 
+# Installs Node.js and the KafkaJS client the interop test reads topics with.
+test-tools:
+	./scripts/ensure-test-tools.sh
+
 # Runs the whole platform with the embedded Kafka-protocol broker.
 run: services build
 	./$(BIN) migrate
 	./$(BIN) run
 
-test: services
+test: services test-tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) test-manifests
 
-test-short: services
+# The Kubernetes manifests, decoded into the k8s.io/api types; a module of
+# its own (deploy/k8s) keeps those dependencies out of TrackOps' go.mod.
+test-manifests:
+	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test-short: services test-tools
 	$(GO) test -count=1 -short ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Every scenario against its ceiling (bench/results/latest.json), then the
+# document regenerated from it, even when a scenario failed (it says so).
 bench: services build
-	./$(BIN) bench all --out bench/results/latest.json
+	./$(BIN) bench all --out bench/results/latest.json; status=$$?; $(MAKE) bench-docs && exit $$status
+
+# The saga, relay and CDC paths at rising offered rates until each saturates
+# (bench/results/sweep.json), then the document and charts regenerated.
+bench-sweep: services build
+	./$(BIN) bench all --sweep --out bench/results/sweep.json; status=$$?; $(MAKE) bench-docs && exit $$status
+
+# docs/benchmarks.md's figures and docs/bench/*.svg from bench/results/*.json.
+bench-docs:
+	$(GO) run ./internal/bench/benchdocs
 
 vulncheck:
 	./scripts/vulncheck.sh
@@ -47,7 +68,7 @@ testdb-clean:
 	  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)" postgres; done
 
 # The race detector over the whole suite (slower; not part of `make test`).
-test-race: services
+test-race: services test-tools
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Every Go fuzz target for FUZZTIME each (not part of `make test`; CPU heavy).

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (with wal_level=logical) and Redis are installed and
-# running on this machine. Uses running servers as they are; installs them
-# from the distribution's packages only when they are missing. Idempotent.
+# running on this machine, and that the tools the tests start privately
+# (redis-server, redis-cli, pgbouncer) are installed. Uses running servers as
+# they are; installs from the distribution's packages only what is missing.
+# Idempotent.
 set -euo pipefail
 
 PGHOST=${PGHOST:-127.0.0.1}
@@ -87,4 +89,26 @@ if ! redis_ready; then
   for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
 fi
 redis_ready || { log "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
-log "PostgreSQL (wal_level=logical) and Redis are ready"
+
+# --- Tools the tests run privately ---------------------------------------------
+# Fault and cluster tests start their own redis-server processes (a six-node
+# Redis Cluster joined with redis-cli) and a PgBouncer, on free loopback ports.
+have_pgbouncer() { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; }
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+have_pgbouncer || need+=(pgbouncer)
+if [ ${#need[@]} -gt 0 ]; then
+  # A package's own service may fail to start next to a running server;
+  # what matters is the binaries, checked below.
+  apt_install "${need[@]}" || log "apt-get reported an error installing ${need[*]}"
+  if [[ " ${need[*]} " == *" pgbouncer "* ]] && command -v systemctl >/dev/null 2>&1; then
+    # The package starts a system-wide pgbouncer on port 6432; tests start their own.
+    $SUDO systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+  fi
+fi
+for tool in redis-server redis-cli; do
+  command -v "$tool" >/dev/null 2>&1 || { log "$tool is missing and could not be installed"; exit 1; }
+done
+have_pgbouncer || { log "pgbouncer is missing and could not be installed"; exit 1; }
+log "PostgreSQL (wal_level=logical), Redis, redis-cli and pgbouncer are ready"

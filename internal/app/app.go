@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,6 +33,7 @@ import (
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/runinfo"
 	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
@@ -39,11 +42,14 @@ var Version = "dev"
 
 // App is one running TrackOps process.
 type App struct {
-	cfg      config.Config
-	roles    Roles
-	log      *slog.Logger
-	started  time.Time
-	pool     *pgxpool.Pool
+	cfg     config.Config
+	roles   Roles
+	log     *slog.Logger
+	started time.Time
+	pool    *pgxpool.Pool
+	// direct is the pool of session-bound work (LISTEN, leases) on
+	// TRACKOPS_DATABASE_DIRECT_URL; the same as pool without a pooler.
+	direct   *pgxpool.Pool
 	stores   *cache.Stores
 	embedded *kafka.Embedded
 	producer *kgo.Client
@@ -71,96 +77,161 @@ type worker struct {
 }
 
 // New connects to PostgreSQL, Redis and Kafka (starting the embedded broker
-// when none is configured), migrates the schema and builds the parts the
-// roles need. Nothing runs until Run.
-func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
-	a.startTracing()
-	defer func() {
-		if err != nil {
-			a.close()
-		}
-	}()
-	if err := Migrate(ctx, cfg); err != nil {
+// when none is configured), migrates the schema, binds the HTTP address and
+// builds the parts the roles need. Nothing runs until Run. On failure
+// everything acquired so far is released and the error says, in one line,
+// what failed and what to do.
+func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	if err := a.build(ctx); err != nil {
+		a.close()
 		return nil, err
 	}
-	if a.pool, err = postgres.Connect(ctx, cfg.DatabaseURL); err != nil {
-		return nil, err
+	return a, nil
+}
+
+// build acquires the process's resources in order; New releases them if it
+// fails part way.
+func (a *App) build(ctx context.Context) error {
+	cfg, log := a.cfg, a.log
+	if err := a.startTracing(ctx); err != nil {
+		return err
+	}
+	// The ports first: a taken port is the commonest start-up failure and
+	// costs nothing to find.
+	if _, err := a.Listen(); err != nil {
+		return err
+	}
+	if err := Migrate(ctx, cfg); err != nil {
+		return err
+	}
+	var err error
+	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.obs.tracing.QueryTracer())); err != nil {
+		return err
 	}
 	a.closers = append(a.closers, a.pool.Close)
+	var closeDirect func()
+	if a.direct, closeDirect, err = connectDirect(ctx, cfg, a.pool); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, closeDirect)
+	// One-shot commands on other shells read the strategy from here.
+	if err := runinfo.Record(ctx, a.pool, runinfo.EventStrategy, cfg.EventStrategy, Version); err != nil {
+		return err
+	}
 
 	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache")}); err != nil {
-		return nil, err
+		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
 
 	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.EmbeddedKafka() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions); err != nil {
-			return nil, err
+		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions,
+			kafka.EmbeddedLogger(log.With("component", "embedded-kafka"))); err != nil {
+			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr, err,
+				" (or point TRACKOPS_KAFKA_BROKERS at a running Kafka)")
 		}
 		a.closers = append(a.closers, a.embedded.Close)
 		log.Info("embedded Kafka-protocol broker started (single node; use TRACKOPS_KAFKA_BROKERS for a real cluster in production)",
 			"addr", a.embedded.Addr(), "data_dir", dir)
 	}
 	if a.producer, err = kafka.NewProducer(a.kafkaOptions("trackops-producer")); err != nil {
-		return nil, err
+		return err
 	}
 	a.closers = append(a.closers, a.producer.Close)
-	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	const brokerWait = 60 * time.Second
+	waitCtx, cancel := context.WithTimeout(ctx, brokerWait)
 	defer cancel()
 	if err := kafka.WaitForBroker(waitCtx, a.producer, log); err != nil {
-		return nil, fmt.Errorf("kafka at %v: %w", cfg.Brokers(), err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("cannot reach Kafka at %s within %s (TRACKOPS_KAFKA_BROKERS); is it running? %w",
+			strings.Join(cfg.Brokers(), ","), brokerWait, err)
 	}
 	topics := append([]string{}, events.AllTypes...)
 	for _, t := range events.AllTypes {
 		topics = append(topics, t+events.DLQSuffix)
 	}
 	if err := kafka.EnsureTopics(ctx, a.producer, cfg.KafkaPartitions, topics...); err != nil {
-		return nil, err
+		return err
 	}
+	a.warnUnderReplicated(ctx, topics)
 
 	if err := a.buildObservability(); err != nil {
-		return nil, err
+		return err
 	}
 	if a.security, err = a.buildSecurity(); err != nil {
-		return nil, err
+		return err
+	}
+	if err := a.bootstrapAdminKey(ctx); err != nil {
+		return err
 	}
 	a.routes = append(a.routes, ops.NewKafka(a.producer).Routes()...)
-	if roles.Has(RoleConsole) {
+	if a.roles.Has(RoleConsole) {
 		a.routes = append(a.routes, console.Routes()...)
 	}
 
 	if err := a.buildOrders(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.buildInventory(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.buildSweeper(); err != nil {
-		return nil, err
+		return err
 	}
-	if roles.Has(RoleRelay) {
+	if a.roles.Has(RoleRelay) {
 		a.buildRelay()
 	}
 	if err := a.buildDLQ(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := a.buildCache(a.orders); err != nil {
-		return nil, err
+		return err
 	}
-	if err := a.buildCDC(a.orders); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a.buildCDC(a.orders)
 }
+
+// listenError turns a failed bind into one actionable line: which part,
+// which variable, what to do. The system's error stays in the chain.
+func listenError(what, variable, addr string, err error, more string) error {
+	var msg string
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		msg = fmt.Sprintf("%s cannot listen on %s=%s: the address is already in use; stop the process using it (another trackops run?) or set %s to a free address%s",
+			what, variable, addr, variable, more)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		msg = fmt.Sprintf("%s cannot listen on %s=%s: no interface of this machine has that address; set %s to a local address such as 127.0.0.1:PORT",
+			what, variable, addr, variable)
+	case errors.Is(err, syscall.EACCES):
+		msg = fmt.Sprintf("%s cannot listen on %s=%s: permission denied (ports below 1024 need privileges); set %s to a port above 1023",
+			what, variable, addr, variable)
+	default:
+		msg = fmt.Sprintf("%s cannot listen on %s=%s (want HOST:PORT): %v", what, variable, addr, err)
+	}
+	return &startupError{msg: msg, err: err}
+}
+
+// startupError is a start-up failure worded for the operator; the cause
+// stays reachable through Unwrap.
+type startupError struct {
+	msg string
+	err error
+}
+
+func (e *startupError) Error() string { return e.msg }
+func (e *startupError) Unwrap() error { return e.err }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
-		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg)}
+		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
+		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
+		Compression: a.cfg.KafkaCompression, Logger: a.log}
 }
 
 func (a *App) buildOrders() error {
@@ -187,6 +258,7 @@ func (a *App) buildRelay() {
 		Workers:      a.cfg.RelayWorkers,
 		PollInterval: a.cfg.RelayPollInterval,
 		Retention:    a.cfg.OutboxRetention,
+		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
@@ -229,14 +301,19 @@ func (a *App) Handler() http.Handler {
 	}, routes)))
 }
 
-// Listen binds the HTTP address; separate from Run so callers (and tests)
-// know the address before serving starts.
+// Listen binds the HTTP address (New already does); callers (and tests)
+// learn the address before serving starts.
 func (a *App) Listen() (net.Addr, error) {
+	if a.listener != nil {
+		return a.listener.Addr(), nil
+	}
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on TRACKOPS_HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
+		return nil, listenError("the HTTP API", "TRACKOPS_HTTP_ADDR", a.cfg.HTTPAddr, err, "")
 	}
 	a.listener = ln
+	// Closed here only if New fails; once serving, Shutdown closes it.
+	a.closers = append(a.closers, func() { _ = ln.Close() })
 	return ln.Addr(), nil
 }
 
@@ -329,10 +406,12 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// Migrate creates the database if it is missing and applies migrations.
+// Migrate creates the database if it is missing and applies migrations,
+// over the direct URL: goose's lock is a session advisory lock, which a
+// transaction pooler would not keep.
 func Migrate(ctx context.Context, cfg config.Config) error {
-	if err := postgres.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+	if err := postgres.EnsureDatabase(ctx, cfg.DirectDatabaseURL()); err != nil {
 		return err
 	}
-	return postgres.Migrate(ctx, cfg.DatabaseURL)
+	return postgres.Migrate(ctx, cfg.DirectDatabaseURL())
 }

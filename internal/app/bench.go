@@ -6,29 +6,37 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/trackops/trackops/internal/bench"
-	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
-func init() {
-	Register(&Command{Name: "loadgen", Summary: "send constant-rate API load and summarise latency and errors",
+func loadgenCmd() *Command {
+	return &Command{Name: "loadgen", Summary: "send constant-rate API load and summarise latency and errors",
 		Usage: "trackops loadgen [--target http://127.0.0.1:8080] [--rate 100] [--duration 30s] [--token T | TRACKOPS_TOKEN]\n" +
 			"                 [--skus 100] [--stock 1000000] [--mix create=60,read=30,status=5,cancel=5] [--json]",
-		Run: loadgenCommand})
-	Register(&Command{Name: "bench", Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
+		Run: loadgenCommand}
+}
+
+func benchCmd() *Command {
+	return &Command{Name: "bench", Args: append(append([]string{}, bench.Scenarios...), "all"), Summary: "run benchmark scenarios, each against a ceiling measured in the same run",
 		Usage: "trackops bench SCENARIO [--out FILE] [--phase 10s] [--concurrency 16] [--binary PATH]\n" +
-			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all\n" +
+			"trackops bench SCENARIO --sweep [--rates 100,200,500,1000,2000,5000] [--step 10s] [--out FILE]\n" +
+			"scenarios: " + strings.Join(bench.Scenarios, ", ") + ", all; with --sweep: " + strings.Join(bench.SweepScenarios, ", ") + ", all\n" +
 			"Each scenario creates its own database on TRACKOPS_DATABASE_URL's server (dropped after) and runs\n" +
 			"this binary as the TrackOps process on free ports with its embedded broker.",
-		Run: benchCommand})
-	Register(&Command{Name: "verify", Summary: "check the database's invariants; exit 1 listing offending rows",
+		Run: benchCommand}
+}
+
+func verifyCmd() *Command {
+	return &Command{Name: "verify", Summary: "check the database's invariants; exit 1 listing offending rows",
 		Usage: "trackops verify [--outbox-bound 1m] [--pending-bound 5m] [--allow-failed] [--json]\n" +
 			"Checks 0 <= reserved <= on_hand, reservations sum to reserved, order histories, outbox drained and\n" +
 			"no failed outbox rows, no order PENDING past the bound, on TRACKOPS_DATABASE_URL.",
-		Run: verifyCommand})
+		Run: verifyCommand}
 }
 
 func loadgenCommand(ctx context.Context, env *Env, args []string) error {
@@ -78,16 +86,23 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	phase := fs.Duration("phase", 10*time.Second, "length of each measured phase")
 	concurrency := fs.Int("concurrency", 16, "closed-loop workers of the throughput phases")
 	binaryFlag := fs.String("binary", "", "trackops binary to run as the process under test (default: this one)")
+	sweep := fs.Bool("sweep", false, "step the offered rate until the path saturates (saga, relay, cdc)")
+	ratesFlag := fs.String("rates", joinInts(bench.DefaultSweepRates), "offered rates of a sweep, per second")
+	step := fs.Duration("step", 10*time.Second, "how long a sweep holds each rate")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	known := bench.Scenarios
+	if *sweep {
+		known = bench.SweepScenarios
+	}
 	scenarios := []string{scenario}
 	if scenario == "all" {
-		scenarios = bench.Scenarios
+		scenarios = known
 	}
 	for _, s := range scenarios {
-		if !contains(bench.Scenarios, s) {
-			return fmt.Errorf("%w: unknown scenario %q: want %s or all", ErrUsage, s, strings.Join(bench.Scenarios, ", "))
+		if !contains(known, s) {
+			return fmt.Errorf("%w: unknown scenario %q: want %s or all", ErrUsage, s, strings.Join(known, ", "))
 		}
 	}
 	binary := *binaryFlag
@@ -98,8 +113,18 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		}
 		binary = self
 	}
+	// The scenarios' own lines go through the tracker, so on a terminal the
+	// bar stays below them.
+	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
 	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
-		Phase: *phase, Concurrency: *concurrency, Progress: env.Stderr}
+		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
+	if *sweep {
+		rates, err := parseRates(*ratesFlag)
+		if err != nil || *step <= 0 {
+			return fmt.Errorf("%w: --rates wants rising whole rates such as 100,200,500 and --step a positive duration", ErrUsage)
+		}
+		return sweepCommand(ctx, env, cfg, scenarios, rates, *step, *out)
+	}
 	doc := bench.Document{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
 	failures := 0
 	for _, s := range scenarios {
@@ -110,9 +135,11 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		if r.Status == bench.StatusError {
 			failures++
 		}
+		prog.Step(s + " " + r.Status)
 		doc.Results = append(doc.Results, r)
 		fmt.Fprintf(env.Stdout, "%s\n", bench.MarshalResult(r))
 	}
+	prog.Done()
 	doc.Machine.LoadAvgEnd = bench.LoadAverage()
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
@@ -128,6 +155,63 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%d of %d scenarios failed; see their \"error\" fields", failures, len(doc.Results))
 	}
 	return ctx.Err()
+}
+
+// sweepCommand runs bench --sweep: each scenario at rising offered rates.
+func sweepCommand(ctx context.Context, env *Env, cfg bench.Config, scenarios []string, rates []int, step time.Duration, out string) error {
+	doc := bench.SweepDocument{GeneratedAt: time.Now().UTC(), Machine: bench.DescribeMachine()}
+	failures := 0
+	for _, s := range scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		sw := bench.RunSweep(ctx, cfg, s, rates, step)
+		if sw.Status == bench.StatusError {
+			failures++
+		}
+		doc.Sweeps = append(doc.Sweeps, sw)
+		b, _ := json.MarshalIndent(sw, "", "  ")
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	}
+	doc.Machine.LoadAvgEnd = bench.LoadAverage()
+	if out != "" {
+		if err := writeJSON(out, doc); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stderr, "bench: wrote %s\n", out)
+	}
+	if failures > 0 {
+		return fmt.Errorf("%d of %d sweeps failed; see their \"error\" fields", failures, len(doc.Sweeps))
+	}
+	return ctx.Err()
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func parseRates(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("rates %q", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func contains(list []string, s string) bool {
@@ -155,12 +239,15 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	rep, err := bench.Verify(ctx, pool, bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed})
+	prog := progress.New(env.Stderr, "verify", 0)
+	rep, err := bench.Verify(ctx, pool, bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound,
+		AllowFailed: *allowFailed, Progress: prog})
+	prog.Done()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,11 +24,13 @@ import (
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/runinfo"
+	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
-func init() {
-	Register(&Command{Name: "cdc", Summary: "show change data capture status (slot, publication, LSNs, lag)",
-		Usage: "trackops cdc status [--json]", Run: cdcCommand})
+func cdcCmd() *Command {
+	return &Command{Name: "cdc", Summary: "show change data capture status (slot, publication, LSNs, lag)",
+		Usage: "trackops cdc status [--json]", Args: []string{"status"}, Run: cdcCommand}
 }
 
 // transformerGroup turns change events of orders into application events.
@@ -56,19 +59,44 @@ func (a *App) buildCDC(orders *order.Service) error {
 	})
 	ln, err := net.Listen("tcp", a.cfg.ConnectAddr)
 	if err != nil {
-		return fmt.Errorf("listen on TRACKOPS_CONNECT_ADDR=%s: %w", a.cfg.ConnectAddr, err)
+		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.ConnectAddr, err,
+			" (or run the cdc role in one process only)")
 	}
 	a.closers = append(a.closers, func() { _ = ln.Close() }) // if New fails before Run serves it
 	connectLog := a.log.With("component", "connect")
+	var auth httpapi.Authenticator
+	if a.security.auth != nil {
+		auth = connect.BasicAuth(a.security.auth)
+	}
 	guarded := httpapi.NewRouter(httpapi.RouterConfig{
-		Logger: connectLog, Auth: a.security.auth, Limiter: a.security.limiter, Auditor: a.security.audit,
+		Logger: connectLog, Auth: auth, Limiter: a.security.limiter, Auditor: a.security.audit,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
-		// Kafka Connect's REST API keeps its own paths; reading needs the
-		// operator role, changing connectors the admin role.
+		// Kafka Connect's REST API keeps its own paths and error shape;
+		// reading needs the operator role, changing connectors the admin role.
+		Errors: connect.WriteError, Challenges: connect.Challenges,
 	}, connectRoutes(connect.NewHandler(a.cdc, Version, connectLog)))
-	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(connectLog.Handler(), slog.LevelWarn)}
+	if a.cfg.TLSCertFile != "" {
+		// Tokens and passwords cross this port too: TLS as on the main port.
+		tc, err := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = tc
+	}
 	a.workers = append(a.workers, worker{name: "cdc", run: func(ctx context.Context) error {
-		go func() { _ = srv.Serve(ln) }()
+		go func() {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("Kafka Connect REST API stopped", "addr", a.cfg.ConnectAddr, "err", err)
+			}
+		}()
 		if err := a.cdc.Start(ctx); err != nil {
 			a.log.Error("cdc manager", "err", err)
 		}
@@ -82,7 +110,8 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !strategyCDC {
 		return nil
 	}
-	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DatabaseURL)
+	// Replication needs a session of its own: the direct URL.
+	cfg, err := cdc.OrdersConnectorConfig(a.cfg.DirectDatabaseURL())
 	if err != nil {
 		return err
 	}
@@ -128,6 +157,11 @@ func connectRoutes(h http.Handler) []httpapi.Route {
 			}
 			routes = append(routes, httpapi.Route{Method: m, Pattern: p, Role: httpapi.RoleAdmin, Handler: read})
 		}
+	}
+	// Every other path and method reaches the handler too (after
+	// authentication), which answers Kafka Connect's 404 or 405.
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+		routes = append(routes, httpapi.Route{Method: m, Pattern: "/{rest...}", Role: httpapi.RoleAdmin, Handler: read})
 	}
 	return routes
 }
@@ -184,7 +218,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL, poolOptions(env.Config)...)
 	if err != nil {
 		return err
 	}
@@ -194,8 +228,12 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	strategy, source, err := platformStrategy(ctx, pool, env.Config)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		out := map[string]any{"strategy": env.Config.EventStrategy, "slots": slots}
+		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots}
 		if walErr != nil {
 			out["wal_level_error"] = walErr.Error()
 		}
@@ -203,7 +241,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Fprintf(env.Stdout, "strategy: %s\n", env.Config.EventStrategy)
+	fmt.Fprintf(env.Stdout, "strategy: %s (%s)\n", strategy, source)
 	if walErr != nil {
 		fmt.Fprintf(env.Stdout, "warning: %v\n", walErr)
 	}
@@ -222,6 +260,25 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// platformStrategy is the event strategy of the running platform, as its
+// last `trackops run` recorded it, and where the answer comes from. Only
+// when no platform ever ran on the database does this shell's own
+// TRACKOPS_EVENT_STRATEGY stand in, and the source says so.
+func platformStrategy(ctx context.Context, db postgres.Querier, cfg config.Config) (strategy, source string, err error) {
+	e, ok, err := runinfo.Get(ctx, db, runinfo.EventStrategy)
+	if err != nil && !postgres.IsCode(err, "42P01") { // a database not migrated yet has no record
+		return "", "", err
+	}
+	if !ok {
+		return cfg.EventStrategy, "no platform has run on this database; this shell's TRACKOPS_EVENT_STRATEGY", nil
+	}
+	source = "recorded by " + e.SetBy + " at " + e.SetAt.UTC().Format(time.RFC3339)
+	if e.Value != cfg.EventStrategy {
+		source += "; this shell's TRACKOPS_EVENT_STRATEGY is " + cfg.EventStrategy
+	}
+	return e.Value, source, nil
+}
+
 // waitForCDCSlot blocks, under the cdc strategy in a process that takes
 // orders, until the built-in connector's replication slot exists — created
 // by this process's cdc role or by another process — so that no order is
@@ -236,7 +293,12 @@ func (a *App) waitForCDCSlot(ctx context.Context) error {
 	logged := false
 	for {
 		var exists bool
-		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, a.cfg.CDCSlotName).Scan(&exists)
+		// The slot's row appears as soon as its creation starts; only once
+		// it has found its consistent point (confirmed_flush_lsn set) is
+		// every later commit in the stream. An order committed in between
+		// would land in the initial snapshot, which makes no events.
+		err := a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots
+			WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL)`, a.cfg.CDCSlotName).Scan(&exists)
 		if err == nil && exists {
 			return nil
 		}

@@ -11,15 +11,17 @@ import (
 	"github.com/trackops/trackops/internal/auth"
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/validation"
 )
 
-func init() {
-	Register(&Command{Name: "apikey", Summary: "create an API key (printed once, as the last line)",
-		Usage: "trackops apikey create --name NAME --role viewer|operator|admin", Run: apikeyCommand})
-	Register(&Command{Name: "user", Summary: "create a user (password read from stdin)",
-		Usage: "echo PASSWORD | trackops user create --username U --role viewer|operator|admin", Run: userCommand})
+func apikeyCmd() *Command {
+	return &Command{Name: "apikey", Summary: "create an API key (printed once, as the last line)",
+		Usage: "trackops apikey create --name NAME --role viewer|operator|admin", Args: []string{"create"}, Run: apikeyCommand}
+}
+
+func userCmd() *Command {
+	return &Command{Name: "user", Summary: "create a user (password read from stdin)",
+		Usage: "echo PASSWORD | trackops user create --username U --role viewer|operator|admin", Args: []string{"create"}, Run: userCommand}
 }
 
 // withAuth opens what the auth service needs for a one-shot command.
@@ -27,7 +29,7 @@ func withAuth(ctx context.Context, env *Env, fn func(*auth.Service) error) error
 	if err := Migrate(ctx, env.Config); err != nil {
 		return err
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL)
+	pool, err := connectDatabase(ctx, env.Config)
 	if err != nil {
 		return err
 	}
@@ -60,9 +62,12 @@ func apikeyCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	role, err := httpapi.ParseRole(*roleFlag)
-	if err != nil || *name == "" {
-		return fmt.Errorf("%w: --name and --role (viewer, operator or admin) are required", ErrUsage)
+	role, err := requiredRole(*roleFlag)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("%w: --name is required (a name for the key, e.g. the service using it)", ErrUsage)
 	}
 	return withAuth(ctx, env, func(svc *auth.Service) error {
 		key, err := svc.CreateAPIKey(ctx, *name, role)
@@ -86,9 +91,12 @@ func userCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	role, err := httpapi.ParseRole(*roleFlag)
-	if err != nil || *username == "" {
-		return fmt.Errorf("%w: --username and --role (viewer, operator or admin) are required", ErrUsage)
+	role, err := requiredRole(*roleFlag)
+	if err != nil {
+		return err
+	}
+	if *username == "" {
+		return fmt.Errorf("%w: --username is required", ErrUsage)
 	}
 	password, err := readPassword(env.Stdin)
 	if err != nil {
@@ -102,6 +110,19 @@ func userCommand(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "user %s created with role %s\n", u.Username, role)
 		return nil
 	})
+}
+
+// requiredRole parses --role, naming the valid roles when it is missing or
+// unknown.
+func requiredRole(s string) (httpapi.Role, error) {
+	if s == "" {
+		return "", fmt.Errorf("%w: --role is required: viewer, operator or admin", ErrUsage)
+	}
+	role, err := httpapi.ParseRole(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: --role %q is not a role: want viewer, operator or admin", ErrUsage, s)
+	}
+	return role, nil
 }
 
 // readPassword takes the first line of stdin as the password.

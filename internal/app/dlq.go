@@ -20,11 +20,11 @@ import (
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/outbox"
-	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
-func init() {
-	Register(&Command{Name: "dlq", Summary: "list and replay dead letters",
+func dlqCmd() *Command {
+	return &Command{Name: "dlq", Args: []string{"list", "replay"}, Summary: "list and replay dead letters",
 		Usage: `trackops dlq list [--topic T] [--status new|replayed|discarded] [--fingerprint F] [--since 24h] [--limit N] [--json]
 trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
 
@@ -32,7 +32,7 @@ trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
   replay   send dead letters back to their original topic with a trackops_replay-count header;
            --topic alone replays the oldest new one, --all every new one matching;
            a record replayed TRACKOPS_DLQ_MAX_REPLAYS (3) times stays in the DLQ (loop guard)`,
-		Run: dlqCommand})
+		Run: dlqCommand}
 }
 
 func consumerRetry(cfg config.Config) kafka.RetryPolicy {
@@ -126,22 +126,19 @@ func dlqList(ctx context.Context, env *Env, args []string) error {
 	}
 	defer pool.Close()
 	store := dlq.NewStore(pool)
-	msgs, err := store.List(ctx, f)
-	if err != nil {
-		return err
-	}
 	if *asJSON {
-		groups, err := store.Groups(ctx, f)
+		// The API's own page: counts, groups and messages from one source.
+		out, err := store.Page(ctx, f)
 		if err != nil {
 			return err
-		}
-		out := dlq.ListJSON{Groups: groups}
-		for _, m := range msgs {
-			out.Messages = append(out.Messages, dlq.ToJSON(m, false))
 		}
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
+	}
+	msgs, err := store.List(ctx, f)
+	if err != nil {
+		return err
 	}
 	return PrintDLQ(env.Stdout, msgs)
 }
@@ -194,7 +191,8 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay"})
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay",
+		Compression: env.Config.KafkaCompression})
 	if err != nil {
 		return err
 	}
@@ -210,9 +208,14 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 	}
 	auditW := audit.NewWriter(pool, audit.WriterOptions{})
 	defer auditW.Close(context.WithoutCancel(ctx))
+	var prog *progress.Tracker
+	if req.All {
+		prog = progress.New(env.Stderr, "dlq replay", 0)
+	}
 	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQMaxReplays,
-		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn")})
+		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn"), Progress: prog})
 	res, err := replayer.Replay(ctx, req)
+	prog.Done()
 	if errors.Is(err, dlq.ErrNotFound) {
 		return fmt.Errorf("dead letter %d not found; `trackops dlq list` shows the ids", req.ID)
 	}
@@ -238,7 +241,7 @@ func openDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	if err := Migrate(ctx, cfg); err != nil {
 		return nil, err
 	}
-	return postgres.Connect(ctx, cfg.DatabaseURL)
+	return connectDatabase(ctx, cfg)
 }
 
 func cliActor() string {

@@ -35,10 +35,14 @@ type fullApp struct {
 	db          *postgrestest.Database
 	redis       *cachetest.Server
 	stop        func()
+	// client talks to both ports (it trusts the test certificate when TLS
+	// is configured).
+	client *http.Client
 }
 
 // startFullApp builds and runs an App with every role, logging to logger.
-func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
+// Each tweak adjusts the configuration before the App is built.
+func startFullApp(t testing.TB, logger *slog.Logger, tweaks ...func(*config.Config)) *fullApp {
 	t.Helper()
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
@@ -58,6 +62,9 @@ func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
 	cfg.ConsumerRetryBackoff = 10 * time.Millisecond
 	cfg.ConsumerRetryMaxBackoff = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 10 * time.Second
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
 	roles, err := ParseRoles("all")
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +87,12 @@ func startFullApp(t testing.TB, logger *slog.Logger) *fullApp {
 			t.Errorf("app run: %v", err)
 		}
 	}()
-	fa := &fullApp{App: a, base: "http://" + addr.String(), connectBase: "http://" + cfg.ConnectAddr,
-		db: db, redis: redis}
+	scheme, client := "http://", http.DefaultClient
+	if cfg.TLSCertFile != "" {
+		scheme, client = "https://", tlsClient(t, cfg.TLSCertFile)
+	}
+	fa := &fullApp{App: a, base: scheme + addr.String(), connectBase: scheme + cfg.ConnectAddr,
+		db: db, redis: redis, client: client}
 	fa.stop = func() { cancel(); <-done }
 	// Registered after the database's, broker's and Redis's cleanups, so it
 	// runs before them.
@@ -94,7 +105,7 @@ func (fa *fullApp) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // a deadlock guard, not a speed assertion
 	for {
-		resp, err := http.Get(fa.base + "/health/ready")
+		resp, err := fa.client.Get(fa.base + "/health/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -139,7 +150,7 @@ func (fa *fullApp) do(t testing.TB, token, method, path, body string, header ...
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := fa.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

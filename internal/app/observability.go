@@ -16,49 +16,53 @@ import (
 	"github.com/trackops/trackops/internal/tracing"
 )
 
-// observability is the process's tracer and trace exporter.
+// observability is the process's tracing.
 type observability struct {
-	tracer   *tracing.Tracer
-	exporter *tracing.Exporter
+	tracing *tracing.Provider
 }
 
-// startTracing sets up trace propagation, and span export when
-// OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, and adds
-// trace and span ids to every log line. It runs first in New: the Kafka
-// clients are built with its hooks.
-func (a *App) startTracing() {
+// startTracing sets up OpenTelemetry tracing when an OTLP endpoint is
+// configured (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT) and adds
+// trace and span ids to every log line of a traced context. It runs first in
+// New: the Kafka clients and the pool are built with its hooks. Off, it
+// installs none.
+func (a *App) startTracing(ctx context.Context) error {
 	a.log = slog.New(tracing.LogHandler(a.log.Handler()))
-	cfg, ok := tracing.ConfigFromEnv(nil)
-	if !ok {
-		a.obs.tracer = tracing.New(nil)
-		return
+	tc := a.cfg.Tracing
+	p, err := tracing.Setup(ctx, tracing.Options{Endpoint: tc.Endpoint, Sampler: tc.Sampler, SamplerArg: tc.SamplerArg,
+		ServiceVersion: Version, Logger: a.log.With("component", "tracing")})
+	if err != nil {
+		return err
 	}
-	cfg.ServiceVersion = Version
-	cfg.Logger = a.log.With("component", "tracing")
-	a.obs.exporter = tracing.NewExporter(cfg)
-	a.obs.tracer = tracing.New(a.obs.exporter)
+	a.obs.tracing = p
+	if !p.Enabled() {
+		return nil
+	}
 	a.closers = append(a.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		a.obs.exporter.Shutdown(ctx)
+		if err := p.Shutdown(ctx); err != nil {
+			a.log.Warn("trace export at shutdown", "err", err)
+		}
 	})
-	a.log.Info("exporting traces (OTLP/HTTP JSON)", "endpoint", cfg.Endpoint)
+	a.log.Info("exporting traces (OTLP/HTTP)", "endpoint", tc.Endpoint, "sampler", tc.Sampler, "ratio", tc.SamplerArg)
+	return nil
 }
 
 // kafkaClientOpts are added to every Kafka client: produced-record counts
-// and producer spans.
+// and, with tracing on, producer and consumer spans.
 func (a *App) kafkaClientOpts() []kgo.Opt {
-	return []kgo.Opt{metrics.ProduceHooks(), a.obs.tracer.KafkaHooks()}
+	return append([]kgo.Opt{metrics.ProduceHooks()}, a.obs.tracing.KafkaOpts()...)
 }
 
 // traceHandler wraps a consumer's handler in a consumer span that continues
 // the trace of the record; every consumer the app builds should use it.
 func (a *App) traceHandler(group string, h kafka.Handler) kafka.Handler {
-	return a.obs.tracer.Handler(group, h)
+	return a.obs.tracing.Handler(group, h)
 }
 
 // traceHTTP wraps the router in server spans.
-func (a *App) traceHTTP(h http.Handler) http.Handler { return a.obs.tracer.Middleware(h) }
+func (a *App) traceHTTP(h http.Handler) http.Handler { return a.obs.tracing.Middleware(h) }
 
 // buildObservability builds the health checker over every component, serves
 // /health, /health/live and /health/ready, and registers the collectors

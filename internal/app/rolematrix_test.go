@@ -107,6 +107,12 @@ var roleMatrix = []servedRoute{
 	{"connect", "POST", "/connector-plugins/{rest...}", admin},
 	{"connect", "PUT", "/connector-plugins/{rest...}", admin},
 	{"connect", "DELETE", "/connector-plugins/{rest...}", admin},
+	// Any other path or method: Kafka Connect's 404 or 405, after authentication.
+	{"connect", "POST", "/{rest...}", admin},
+	{"connect", "PUT", "/{rest...}", admin},
+	{"connect", "DELETE", "/{rest...}", admin},
+	{"connect", "PATCH", "/{rest...}", admin},
+	{"connect", "OPTIONS", "/{rest...}", admin},
 }
 
 // TestRoleMatrixOfEveryRoute proves, over the full app, that the routes

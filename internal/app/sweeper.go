@@ -33,7 +33,9 @@ func (a *App) buildSweeper() error {
 	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
 	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
 	host, _ := os.Hostname()
-	ls := lease.New(a.cfg.DatabaseURL, SweeperLease, lease.Options{
+	// A session lock needs a real session: the direct URL, never a
+	// transaction pooler.
+	ls := lease.New(a.cfg.DirectDatabaseURL(), SweeperLease, lease.Options{
 		Identity: fmt.Sprintf("trackops@%s:%d", host, os.Getpid()),
 		OnChange: sw.SetActive,
 		Logger:   log,

@@ -66,7 +66,13 @@ type env struct {
 // into a buffer the test can inspect.
 func newEnv(t *testing.T, limits auth.Limits) *env {
 	t.Helper()
-	e := &env{t: t, db: postgrestest.New(t), stores: cachetest.New(t), logs: &syncBuffer{}}
+	return newEnvOn(t, limits, cachetest.New(t))
+}
+
+// newEnvOn is newEnv with the Redis stores given (a Redis Cluster's, say).
+func newEnvOn(t *testing.T, limits auth.Limits, stores *cache.Stores) *env {
+	t.Helper()
+	e := &env{t: t, db: postgrestest.New(t), stores: stores, logs: &syncBuffer{}}
 	logger := slog.New(logging.Mask(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e.limiter = auth.NewRateLimiter(e.stores.Sessions, limits, logger)
 	e.svc = auth.NewService(e.db.Pool, e.stores.Sessions, auth.Options{Logger: logger, Password: fastPasswords, Limiter: e.limiter})

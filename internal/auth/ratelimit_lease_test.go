@@ -10,6 +10,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 
 	"github.com/trackops/trackops/internal/auth"
+	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/cache/cachetest"
 )
 
@@ -18,7 +19,10 @@ import (
 // the burst, and lose at most a lease per instance.
 func TestLeasedTokensKeepTheSharedBudget(t *testing.T) {
 	t.Parallel()
-	stores := cachetest.New(t)
+	testLeasedTokensKeepTheSharedBudget(t, cachetest.New(t))
+}
+
+func testLeasedTokensKeepTheSharedBudget(t *testing.T, stores *cache.Stores) {
 	// A slow refill (1/min) so the test sees the burst alone.
 	limits := auth.Limits{PerPrincipal: redis_rate.Limit{Rate: 1, Burst: 200, Period: time.Minute}}
 	quiet := slog.New(slog.DiscardHandler)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/kafka"
 )
 
 const (
@@ -81,7 +83,8 @@ func runCDC(ctx context.Context, cfg Config) Result {
 	consumed := make(chan struct{})
 	if missing == "" {
 		consumer, err = kgo.NewClient(kgo.SeedBrokers(r.proc.KafkaAddr), kgo.ConsumeTopics(cdcTopic),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond), kgo.AllowAutoTopicCreation())
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond), kgo.AllowAutoTopicCreation(),
+			kafka.FreshMetadata())
 		if err != nil {
 			return failed(res, err)
 		}

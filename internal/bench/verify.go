@@ -13,6 +13,7 @@ import (
 
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 )
 
 // VerifyOptions bound what the invariant checker tolerates.
@@ -25,6 +26,8 @@ type VerifyOptions struct {
 	AllowFailed bool
 	// MaxListed caps the offending rows listed per check.
 	MaxListed int
+	// Progress, if set, is told of each check as it finishes.
+	Progress *progress.Tracker
 }
 
 // Check outcomes.
@@ -87,12 +90,14 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Report
 		checks := []func(context.Context) (CheckResult, error){
 			v.stockBounds, v.reservationSums, v.orderHistories, v.outboxDrained, v.outboxFailed, v.pendingOrders,
 		}
+		opts.Progress.SetTotal(int64(len(checks)))
 		for _, check := range checks {
 			c, err := check(ctx)
 			if err != nil {
 				return err
 			}
 			rep.Checks = append(rep.Checks, c)
+			opts.Progress.Step(c.Name + " " + c.Status)
 		}
 		return nil
 	})

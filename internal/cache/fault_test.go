@@ -12,10 +12,18 @@ import (
 	"github.com/trackops/trackops/internal/cache/cachetest"
 )
 
+// partitionable is a private Redis a test can cut off and bring back: a
+// cachetest.Server or a whole cachetest.Cluster.
+type partitionable interface {
+	URL() string
+	Pause()
+	Resume()
+}
+
 // openPrivate opens stores on a private redis-server with short timeouts and
 // no background probe in practice (recovery happens when the test calls
 // Probe, or when a trip wakes the probe — the assertions hold either way).
-func openPrivate(t *testing.T, srv *cachetest.Server, maxPending int) *cache.Stores {
+func openPrivate(t *testing.T, srv interface{ URL() string }, maxPending int) *cache.Stores {
 	t.Helper()
 	s, err := cache.Open(srv.URL(), cache.Options{
 		OpTimeout: 100 * time.Millisecond, DialTimeout: 200 * time.Millisecond,
@@ -48,7 +56,10 @@ func constLoad(v string, ver int64) cache.Loader {
 // so the old entry still sitting in Redis is never served.
 func TestPartitionRemembersInvalidationsAndReplaysThem(t *testing.T) {
 	t.Parallel()
-	srv := cachetest.StartServer(t)
+	testPartitionRemembersInvalidationsAndReplaysThem(t, cachetest.StartServer(t))
+}
+
+func testPartitionRemembersInvalidationsAndReplaysThem(t *testing.T, srv partitionable) {
 	s := openPrivate(t, srv, 100)
 	c := s.Orders.Versioned()
 	ctx := context.Background()
@@ -143,7 +154,10 @@ func TestRestartFromOldSnapshotIsPurged(t *testing.T) {
 // on recovery; other stores keep their entries.
 func TestOverflowPurgesTheStore(t *testing.T) {
 	t.Parallel()
-	srv := cachetest.StartServer(t)
+	testOverflowPurgesTheStore(t, cachetest.StartServer(t))
+}
+
+func testOverflowPurgesTheStore(t *testing.T, srv partitionable) {
 	s := openPrivate(t, srv, 2)
 	c := s.Orders.Versioned()
 	ctx := context.Background()

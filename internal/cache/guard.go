@@ -442,7 +442,19 @@ func purgeStore(ctx context.Context, st *Store, cluster bool) error {
 		return st.client.FlushDBAsync(ctx).Err()
 	}
 	return scanPrefix(ctx, st, cluster, func(ctx context.Context, c redis.UniversalClient, keys []string) error {
-		return c.Unlink(ctx, keys...).Err()
+		if !cluster {
+			return c.Unlink(ctx, keys...).Err()
+		}
+		// On Redis Cluster a multi-key UNLINK must name keys of one slot
+		// (CROSSSLOT otherwise), and one node's keys span many slots: one
+		// UNLINK per key, pipelined to the node that holds them.
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Unlink(ctx, k)
+			}
+			return nil
+		})
+		return err
 	})
 }
 
@@ -467,7 +479,7 @@ func scanPrefix(ctx context.Context, st *Store, cluster bool, fn func(context.Co
 		}
 	}
 	if cc, ok := st.client.(*redis.ClusterClient); ok && cluster {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return each(ctx, c) })
+		return eachMaster(ctx, cc, each)
 	}
 	return each(ctx, st.client)
 }
@@ -475,9 +487,22 @@ func scanPrefix(ctx context.Context, st *Store, cluster bool, fn func(context.Co
 // forEachServer runs fn once per Redis server (every master on Cluster).
 func forEachServer(ctx context.Context, s *Stores, fn func(context.Context, redis.UniversalClient) error) error {
 	if cc, ok := s.System.client.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
+		return eachMaster(ctx, cc, fn)
 	}
 	return fn(ctx, s.System.client)
+}
+
+// eachMaster runs fn on every master of a cluster, one at a time: go-redis
+// calls ForEachMaster's function concurrently, and the callers accumulate
+// into shared counters and strings. These are rare, whole-store operations
+// (purge, stats), where a few sequential round trips cost nothing.
+func eachMaster(ctx context.Context, cc *redis.ClusterClient, fn func(context.Context, redis.UniversalClient) error) error {
+	var mu sync.Mutex
+	return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(ctx, c)
+	})
 }
 
 func loadScripts(ctx context.Context, s *Stores, srcs ...string) error {

@@ -6,15 +6,25 @@ import (
 
 // Key names; docs/cache.md is the reference. Each helper includes the store's
 // prefix (the test prefix, and on Redis Cluster the store name).
+//
+// Every Redis command and Lua script of the cache names one key, so none can
+// fail with CROSSSLOT on Redis Cluster. The three views of one order are
+// still invalidated and warmed together (one pipeline); on Redis Cluster
+// they carry the order id as a hash tag, orders:order:{<id>}, so they live
+// in one slot and that pipeline reaches a single master.
 
 // OrderKey is order:{id} in the orders store: the order as the API returns it.
-func (s *Stores) OrderKey(id string) string { return s.Orders.Key("order", id) }
+func (s *Stores) OrderKey(id string) string { return s.Orders.Key("order", s.Orders.HashTag(id)) }
 
 // OrderStatusKey is order:status:{id} in the orders store.
-func (s *Stores) OrderStatusKey(id string) string { return s.Orders.Key("order", "status", id) }
+func (s *Stores) OrderStatusKey(id string) string {
+	return s.Orders.Key("order", "status", s.Orders.HashTag(id))
+}
 
 // OrderItemsKey is order:items:{id} in the orders store.
-func (s *Stores) OrderItemsKey(id string) string { return s.Orders.Key("order", "items", id) }
+func (s *Stores) OrderItemsKey(id string) string {
+	return s.Orders.Key("order", "items", s.Orders.HashTag(id))
+}
 
 // OrderKeys are the three keys of one order, in the order OrderViews lists them.
 func (s *Stores) OrderKeys(id string) []string {

@@ -54,6 +54,17 @@ func (s *Store) Key(parts ...string) string {
 	return s.prefix + strings.Join(parts, ":")
 }
 
+// HashTag returns id as a Redis Cluster hash tag, "{id}", on Redis Cluster
+// and unchanged on standalone Redis. Keys that share a tag share a slot, so
+// the cluster keeps them on one node: a pipeline over them is one round
+// trip to one master, and they fail over together.
+func (s *Store) HashTag(id string) string {
+	if s.db < 0 {
+		return "{" + id + "}"
+	}
+	return id
+}
+
 // Prefix is what every key of this store starts with ("" on standalone Redis).
 func (s *Store) Prefix() string { return s.prefix }
 

@@ -9,6 +9,7 @@
 package cdc
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -28,6 +29,7 @@ const (
 	SnapshotNoData      = "no_data"
 	SnapshotWhenNeeded  = "when_needed"
 	SnapshotInitialOnly = "initial_only"
+	SnapshotAlways      = "always"
 )
 
 // Publication auto-create modes (publication.autocreate.mode).
@@ -87,20 +89,80 @@ type Config struct {
 	// TimePrecisionAdaptive is true for time.precision.mode=adaptive (the
 	// default), false for adaptive_time_microseconds (time always micros).
 	TimePrecisionMode string
+	// HstoreHandling is hstore.handling.mode: json (a JSON document as a
+	// string) or map (a JSON object).
+	HstoreHandling string
+	// MoneyFractionDigits is money.fraction.digits, the scale of money.
+	MoneyFractionDigits int
+	// TopicDelimiter is topic.delimiter, between prefix, schema and table.
+	TopicDelimiter string
+	// SnapshotInclude is snapshot.include.collection.list: the captured
+	// tables the snapshot reads (all when empty).
+	SnapshotInclude []*regexp.Regexp
 
 	KeySchemas   bool
 	ValueSchemas bool
 
-	// SkippedOperations are ops (c, u, d, t) not emitted (skipped.operations).
+	// SkippedOperations are ops (c, u, d, t) not emitted (skipped.operations,
+	// Debezium's default "t": no truncate events unless asked).
 	SkippedOperations map[string]bool
 
-	// Transforms are applied in order to every record's topic.
+	// UnavailablePlaceholder is unavailable.value.placeholder: what an
+	// unchanged TOASTed column the server did not send is written as.
+	UnavailablePlaceholder []byte
+	// OmitUnavailable (trackops.unavailable.value.mode=omit, opt-in) leaves
+	// such columns out of "after" instead, for consumers that merge by key.
+	OmitUnavailable bool
+
+	// ColumnInclude and ColumnExclude are column.include.list and
+	// column.exclude.list, matched against schema.table.column.
+	ColumnInclude, ColumnExclude []*regexp.Regexp
+	// MessageKeyColumns is message.key.columns: custom key columns per table.
+	MessageKeyColumns []KeyColumns
+	// ColumnMasks and ColumnTruncates are column.mask.with.N.chars and
+	// column.truncate.to.N.chars.
+	ColumnMasks, ColumnTruncates []ColumnLength
+
+	// Transforms are applied in order to every record, as Kafka Connect
+	// applies SMTs.
 	Transforms []Transform
 }
 
-// Transform rewrites a record's topic, like a Kafka Connect SMT.
+// KeyColumns names the columns that form the message key of the tables a
+// pattern matches (one entry of message.key.columns).
+type KeyColumns struct {
+	Table   *regexp.Regexp
+	Columns []string
+}
+
+// ColumnLength is one column.mask.with.N.chars or column.truncate.to.N.chars
+// setting: N and the fully-qualified column patterns it applies to.
+type ColumnLength struct {
+	N       int
+	Columns []*regexp.Regexp
+}
+
+// Transform is a Kafka Connect single message transform: RegexRouter or
+// Debezium's outbox EventRouter, with an optional predicate.
 type Transform interface {
+	// Topic rewrites a topic name (the identity for transforms that do not
+	// route by topic).
 	Topic(topic string) string
+}
+
+// Predicate decides whether a transform applies to a record of a topic
+// (Kafka Connect's predicates; TopicNameMatches is implemented).
+type Predicate struct {
+	re     *regexp.Regexp
+	negate bool
+}
+
+// Matches reports whether the transform applies to topic.
+func (p *Predicate) Matches(topic string) bool {
+	if p == nil {
+		return true
+	}
+	return p.re.MatchString(topic) != p.negate
 }
 
 // knownKeys are accepted without a warning, even when TrackOps has nothing to
@@ -122,12 +184,45 @@ var knownKeys = map[string]bool{
 	"errors.log.include.messages": true, "slot.max.retries": true, "slot.retry.delay.ms": true,
 	"snapshot.fetch.size": true, "snapshot.isolation.mode": true, "topic.creation.enable": true,
 	"topic.creation.default.replication.factor": true, "topic.creation.default.partitions": true,
+	"unavailable.value.placeholder": true, "trackops.unavailable.value.mode": true,
+	"column.include.list": true, "column.exclude.list": true, "column.whitelist": true, "column.blacklist": true,
+	"message.key.columns": true, "predicates": true, "money.fraction.digits": true, "topic.delimiter": true,
+	"snapshot.include.collection.list": true, "hstore.handling.mode": true,
 }
 
-var (
-	jsonConverter = "org.apache.kafka.connect.json.JsonConverter"
-	regexRouter   = "org.apache.kafka.connect.transforms.RegexRouter"
+// ignoredKeys are Debezium keys TrackOps accepts and has nothing to do with,
+// with Debezium's default: a value other than the default is logged as a
+// warning, because it would change nothing here.
+var ignoredKeys = map[string]string{
+	"tasks.max": "1", "max.batch.size": "2048", "max.queue.size": "8192", "max.queue.size.in.bytes": "0",
+	"poll.interval.ms": "500", "snapshot.fetch.size": "10240", "snapshot.max.threads": "1",
+	"snapshot.delay.ms": "0", "streaming.delay.ms": "0", "snapshot.lock.timeout.ms": "10000",
+	"snapshot.locking.mode": "none", "snapshot.isolation.mode": "serializable", "snapshot.query.mode": "select_all",
+	"include.schema.changes": "true", "schema.refresh.mode": "columns_diff", "slot.max.retries": "6",
+	"slot.retry.delay.ms": "10000", "retriable.restart.connector.wait.ms": "10000", "errors.max.retries": "-1",
+	"database.tcpKeepAlive": "true", "database.query.timeout.ms": "600000", "topic.cache.size": "10000",
+	"topic.naming.strategy":       "io.debezium.schema.SchemaTopicNamingStrategy",
+	"schema.name.adjustment.mode": "none", "field.name.adjustment.mode": "none", "custom.metric.tags": "",
+	"event.processing.failure.handling.mode": "fail", "include.unknown.datatypes": "false",
+	"xmin.fetch.interval.ms": "0",
+	"flush.lsn.source":       "true", "heartbeat.action.query": "", "database.initial.statements": "", "slot.stream.params": "",
+	"message.prefix.include.list": "", "message.prefix.exclude.list": "", "converters": "",
+	"column.propagate.source.type": "", "datatype.propagate.source.type": "", "skip.messages.without.change": "false",
+	"replica.identity.autoset.values": "", "snapshot.select.statement.overrides": "",
+	"notification.enabled.channels": "", "database.sslcert": "", "database.sslkey": "", "database.sslpassword": "",
+	"database.sslrootcert": "", "errors.tolerance": "none", "errors.log.enable": "false",
+	"errors.log.include.messages": "false", "header.converter": "org.apache.kafka.connect.storage.SimpleHeaderConverter",
+}
+
+const (
+	jsonConverter    = "org.apache.kafka.connect.json.JsonConverter"
+	regexRouter      = "org.apache.kafka.connect.transforms.RegexRouter"
+	eventRouterClass = "io.debezium.transforms.outbox.EventRouter"
+	topicNameMatches = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
 )
+
+// columnLengthKey matches column.mask.with.N.chars and column.truncate.to.N.chars.
+var columnLengthKey = regexp.MustCompile(`^column\.(mask\.with|truncate\.to)\.(\d+)\.chars$`)
 
 // ParseConfig turns Debezium connector keys into a Config. Unknown keys and
 // settings TrackOps accepts but ignores come back as warnings; values that
@@ -224,10 +319,10 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 		mode = SnapshotNoData
 	}
 	switch mode {
-	case SnapshotInitial, SnapshotNoData, SnapshotWhenNeeded, SnapshotInitialOnly:
+	case SnapshotInitial, SnapshotNoData, SnapshotWhenNeeded, SnapshotInitialOnly, SnapshotAlways:
 		c.SnapshotMode = mode
 	default:
-		errs = append(errs, fmt.Sprintf("snapshot.mode=%q: want initial, no_data (never), when_needed or initial_only", mode))
+		errs = append(errs, fmt.Sprintf("snapshot.mode=%q: want initial, always, no_data (never), when_needed or initial_only (configuration_based and custom take Java classes)", mode))
 	}
 	c.HeartbeatInterval = msKey("heartbeat.interval.ms", 0)
 	c.HeartbeatTopicPrefix = get("topic.heartbeat.prefix", get("heartbeat.topics.prefix", "__debezium-heartbeat"))
@@ -240,10 +335,17 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	c.BinaryHandling = oneOf("binary.handling.mode", "bytes", "bytes", "base64", "base64-url-safe", "hex")
 	c.IntervalHandling = oneOf("interval.handling.mode", "numeric", "numeric", "string")
 	c.TimePrecisionMode = oneOf("time.precision.mode", "adaptive", "adaptive", "adaptive_time_microseconds", "connect")
-	if c.TimePrecisionMode == "connect" {
-		warnings = append(warnings, "time.precision.mode=connect is treated as adaptive_time_microseconds")
-		c.TimePrecisionMode = "adaptive_time_microseconds"
+	c.HstoreHandling = oneOf("hstore.handling.mode", "json", "json", "map")
+	c.MoneyFractionDigits = 2
+	if v := get("money.fraction.digits", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			errs = append(errs, fmt.Sprintf("money.fraction.digits=%q: want a small non-negative number", v))
+		}
+		c.MoneyFractionDigits = n
 	}
+	c.TopicDelimiter = get("topic.delimiter", ".")
+	c.SnapshotInclude = compileList(get("snapshot.include.collection.list", ""), "snapshot.include.collection.list", &errs)
 	for _, k := range []string{"key.converter", "value.converter"} {
 		if v := get(k, jsonConverter); v != jsonConverter {
 			errs = append(errs, fmt.Sprintf("%s=%q: TrackOps writes only %s", k, v, jsonConverter))
@@ -255,7 +357,7 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	c.ValueSchemas = boolKey("value.converter.schemas.enable", false)
 
 	c.SkippedOperations = map[string]bool{}
-	for _, op := range splitList(get("skipped.operations", "none")) {
+	for _, op := range splitList(get("skipped.operations", "t")) {
 		switch op {
 		case "none":
 		case "c", "u", "d", "t":
@@ -264,6 +366,20 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 			errs = append(errs, fmt.Sprintf("skipped.operations: unknown operation %q (want c, u, d, t or none)", op))
 		}
 	}
+
+	c.UnavailablePlaceholder = []byte("__debezium_unavailable_value")
+	if ph, ok := raw["unavailable.value.placeholder"]; ok && ph != "" {
+		if h, isHex := strings.CutPrefix(ph, "hex:"); isHex {
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("unavailable.value.placeholder=%q: the part after hex: must be hexadecimal octets", ph))
+			}
+			c.UnavailablePlaceholder = b
+		} else {
+			c.UnavailablePlaceholder = []byte(ph)
+		}
+	}
+	c.OmitUnavailable = oneOf("trackops.unavailable.value.mode", "placeholder", "placeholder", "omit") == "omit"
 
 	compile := func(key string, list string) []*regexp.Regexp {
 		var out []*regexp.Regexp
@@ -284,14 +400,87 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	if len(c.TableInclude) > 0 && len(c.TableExclude) > 0 {
 		errs = append(errs, "table.include.list and table.exclude.list cannot both be set")
 	}
+	c.ColumnInclude = compile("column.include.list", get("column.include.list", get("column.whitelist", "")))
+	c.ColumnExclude = compile("column.exclude.list", get("column.exclude.list", get("column.blacklist", "")))
+	if len(c.ColumnInclude) > 0 && len(c.ColumnExclude) > 0 {
+		errs = append(errs, "column.include.list and column.exclude.list cannot both be set")
+	}
+	// message.key.columns: "<table regex>:<col>,<col>;<table regex>:<col>".
+	for _, entry := range strings.Split(get("message.key.columns", ""), ";") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		tbl, cols, ok := strings.Cut(entry, ":")
+		res := compile("message.key.columns", tbl)
+		if !ok || len(res) != 1 || len(splitList(cols)) == 0 {
+			errs = append(errs, fmt.Sprintf("message.key.columns: %q is not <schema>.<table>:<column>[,<column>...]", entry))
+			continue
+		}
+		c.MessageKeyColumns = append(c.MessageKeyColumns, KeyColumns{Table: res[0], Columns: splitList(cols)})
+	}
+	lengthKeys := make([]string, 0)
+	for k := range raw {
+		lengthKeys = append(lengthKeys, k)
+	}
+	sort.Strings(lengthKeys)
+	for _, k := range lengthKeys {
+		m := columnLengthKey.FindStringSubmatch(k)
+		if m == nil {
+			continue
+		}
+		n, err := strconv.Atoi(m[2])
+		if err != nil || n < 0 || (m[1] == "truncate.to" && n == 0) {
+			errs = append(errs, fmt.Sprintf("%s: the length must be a positive number", k))
+			continue
+		}
+		cl := ColumnLength{N: n, Columns: compile(k, raw[k])}
+		if m[1] == "mask.with" {
+			c.ColumnMasks = append(c.ColumnMasks, cl)
+		} else {
+			c.ColumnTruncates = append(c.ColumnTruncates, cl)
+		}
+	}
 
 	known := map[string]bool{}
+	predicates := map[string]*regexp.Regexp{}
+	for _, name := range splitList(get("predicates", "")) {
+		prefix := "predicates." + name + "."
+		for k := range raw {
+			if strings.HasPrefix(k, prefix) {
+				known[k] = true
+			}
+		}
+		switch typ := get(prefix+"type", ""); typ {
+		case topicNameMatches:
+			re, err := regexp.Compile("^(?:" + get(prefix+"pattern", "") + ")$")
+			if err != nil || get(prefix+"pattern", "") == "" {
+				errs = append(errs, fmt.Sprintf("predicates.%s.pattern: want a regular expression", name))
+				continue
+			}
+			predicates[name] = re
+		default:
+			errs = append(errs, fmt.Sprintf("predicates.%s.type=%q: TrackOps supports only %s", name, typ, topicNameMatches))
+		}
+	}
 	for _, alias := range splitList(get("transforms", "")) {
 		prefix := "transforms." + alias + "."
 		for k := range raw {
 			if strings.HasPrefix(k, prefix) {
 				known[k] = true
 			}
+		}
+		var pred *Predicate
+		if pn := get(prefix+"predicate", ""); pn != "" {
+			re, ok := predicates[pn]
+			if !ok {
+				errs = append(errs, fmt.Sprintf("transforms.%s.predicate=%q: no such predicate in predicates", alias, pn))
+				continue
+			}
+			negate, err := strconv.ParseBool(get(prefix+"negate", "false"))
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("transforms.%s.negate: want true or false", alias))
+			}
+			pred = &Predicate{re: re, negate: negate}
 		}
 		typ := get(prefix+"type", "")
 		switch typ {
@@ -301,21 +490,41 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 				errs = append(errs, fmt.Sprintf("transforms.%s: %v", alias, err))
 				continue
 			}
+			rr.pred = pred
 			c.Transforms = append(c.Transforms, rr)
+		case eventRouterClass:
+			er, ws, err := newEventRouter(alias, prefix, get, raw)
+			warnings = append(warnings, ws...)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("transforms.%s: %v", alias, err))
+				continue
+			}
+			er.pred = pred
+			c.Transforms = append(c.Transforms, er)
 		case "":
 			errs = append(errs, fmt.Sprintf("transforms.%s.type is required", alias))
 		default:
-			errs = append(errs, fmt.Sprintf("transforms.%s.type=%q: TrackOps supports only %s", alias, typ, regexRouter))
+			errs = append(errs, fmt.Sprintf("transforms.%s.type=%q: TrackOps supports %s and %s", alias, typ, regexRouter, eventRouterClass))
 		}
 	}
 
-	var unknown []string
-	for k := range raw {
-		if !knownKeys[k] && !known[k] {
+	var unknown, ignored []string
+	for k, v := range raw {
+		if def, ok := ignoredKeys[k]; ok {
+			if strings.TrimSpace(v) != def {
+				ignored = append(ignored, k)
+			}
+			continue
+		}
+		if !knownKeys[k] && !known[k] && !columnLengthKey.MatchString(k) {
 			unknown = append(unknown, k)
 		}
 	}
 	sort.Strings(unknown)
+	sort.Strings(ignored)
+	for _, k := range ignored {
+		warnings = append(warnings, fmt.Sprintf("%s=%q has no effect in TrackOps (see docs/cdc.md); ignored", k, raw[k]))
+	}
 	for _, k := range unknown {
 		warnings = append(warnings, fmt.Sprintf("unknown configuration key %q ignored", k))
 	}
@@ -434,6 +643,19 @@ func OrdersConnectorConfig(databaseURL string) (map[string]string, error) {
 	return cfg, nil
 }
 
+func compileList(list, key string, errs *[]string) []*regexp.Regexp {
+	var out []*regexp.Regexp
+	for _, p := range splitList(list) {
+		re, err := regexp.Compile("^(?:" + p + ")$")
+		if err != nil {
+			*errs = append(*errs, fmt.Sprintf("%s: %q is not a regular expression: %v", key, p, err))
+			continue
+		}
+		out = append(out, re)
+	}
+	return out
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -481,6 +703,7 @@ func anyMatch(res []*regexp.Regexp, s string) bool {
 type RegexRouter struct {
 	re       *regexp.Regexp
 	template string
+	pred     *Predicate
 }
 
 // NewRegexRouter compiles a RegexRouter.
@@ -495,8 +718,11 @@ func NewRegexRouter(regex, replacement string) (*RegexRouter, error) {
 	return &RegexRouter{re: re, template: javaReplacement(replacement)}, nil
 }
 
-// Topic applies the route.
+// Topic applies the route (when its predicate, if any, matches topic).
 func (r *RegexRouter) Topic(topic string) string {
+	if !r.pred.Matches(topic) {
+		return topic
+	}
 	m := r.re.FindStringSubmatchIndex(topic)
 	if m == nil {
 		return topic

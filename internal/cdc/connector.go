@@ -235,6 +235,8 @@ func (c *Connector) needSnapshot(found bool, off Offsets, slotExists bool) bool 
 		return false
 	case SnapshotWhenNeeded:
 		return !found || !off.SnapshotCompleted || !slotExists
+	case SnapshotAlways:
+		return true
 	default: // initial, initial_only
 		return !found || !off.SnapshotCompleted
 	}

@@ -76,11 +76,15 @@ func (e *emitter) emit(ch *change, tx *txTrack) {
 	// new one, as Debezium emits it, so compacted topics stay right.
 	if ch.op == 'u' && ch.before != nil && len(t.key) > 0 {
 		if keyChanged(t, ch.before, ch.after) {
+			// Debezium marks the pair with the other half's key:
+			// __debezium.newkey on the delete, __debezium.oldkey on the create.
 			del := *ch
 			del.op, del.after = 'd', nil
-			e.emitOne(&del, tx)
+			del.header = &kgo.RecordHeader{Key: HeaderNewKey, Value: e.enc.keyHeader(t, ch.after)}
 			ins := *ch
 			ins.op, ins.before = 'c', nil
+			ins.header = &kgo.RecordHeader{Key: HeaderOldKey, Value: e.enc.keyHeader(t, ch.before)}
+			e.emitOne(&del, tx)
 			e.emitOne(&ins, tx)
 			return
 		}
@@ -92,10 +96,47 @@ func (e *emitter) emitOne(ch *change, tx *txTrack) {
 	if e.c.cfg.SkippedOperations[string(ch.op)] {
 		return
 	}
+	if ch.table.outbox != nil {
+		e.emitOutbox(ch, tx)
+		return
+	}
 	rec := e.enc.record(ch)
+	if ch.header != nil {
+		rec.Headers = append(rec.Headers, *ch.header)
+	}
 	e.produce(rec, tx)
 	if ch.op == 'd' && e.c.cfg.TombstonesOnDelete && rec.Key != nil {
 		e.produce(&kgo.Record{Topic: rec.Topic, Key: rec.Key}, tx)
+	}
+	e.count(ch.table, string(ch.op), ch.commitTime)
+}
+
+// emitOutbox hands a change of an outbox table to its EventRouter, as
+// Debezium's EventRouterDelegate: inserts and snapshot reads become routed
+// events, deletes (and their tombstones) are dropped, updates are dropped
+// with a warning or an error log, or fail the connector
+// (debezium.op.invalid.behavior).
+func (e *emitter) emitOutbox(ch *change, tx *txTrack) {
+	p := ch.table.outbox
+	switch ch.op {
+	case 'c', 'r':
+		rec, err := e.enc.outboxRecord(p, ch)
+		if err != nil {
+			e.tracker.fail(err)
+			return
+		}
+		e.ensureTopic(e.produceCtx, rec.Topic)
+		e.produce(rec, tx)
+	case 'u':
+		switch p.r.invalidOp {
+		case "fatal":
+			e.tracker.fail(errOutboxUpdate)
+			return
+		case "error":
+			e.c.log.Error("unexpected update of an outbox row ignored", "table", ch.table.schema+"."+ch.table.name, "lsn", ch.lsn)
+		default:
+			e.c.log.Warn("unexpected update of an outbox row ignored", "table", ch.table.schema+"."+ch.table.name, "lsn", ch.lsn)
+		}
 	}
 	e.count(ch.table, string(ch.op), ch.commitTime)
 }
@@ -111,7 +152,7 @@ func (e *emitter) count(t *table, op string, commit time.Time) {
 // heartbeat writes Debezium's heartbeat record to __debezium-heartbeat.<prefix>.
 func (e *emitter) heartbeat(ctx context.Context) {
 	cfg := &e.c.cfg
-	topic := routeTopic(cfg, cfg.HeartbeatTopicPrefix+"."+cfg.TopicPrefix)
+	topic := routeTopic(cfg, cfg.HeartbeatTopicPrefix+cfg.TopicDelimiter+cfg.TopicPrefix)
 	e.ensureTopic(ctx, topic)
 	key := []byte(`{"serverName":` + string(appendJSONString(nil, cfg.TopicPrefix)) + `}`)
 	value := []byte(`{"ts_ms":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `}`)

@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,8 @@ type change struct {
 	// element of source.sequence (0 writes null).
 	lastCommitLSN uint64
 	snapshot      string
+	// header is an extra record header (the primary-key change markers).
+	header *kgo.RecordHeader
 }
 
 // encoder builds Debezium records; it is used by one goroutine.
@@ -82,8 +85,8 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 	b = e.source(b, t, ch)
 	b = append(b, `,"op":"`...)
 	b = append(b, ch.op)
-	b = append(b, `","ts_ms":`...)
-	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	b = append(b, '"')
+	b = appendProcessingTime(b, time.Now())
 	b = append(b, `,"transaction":null}`...)
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
@@ -96,6 +99,18 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 	return rec
 }
 
+// appendProcessingTime writes the envelope's ts_ms, ts_us and ts_ns: when
+// the connector processed the event (Debezium 2.6+ writes all three).
+func appendProcessingTime(b []byte, now time.Time) []byte {
+	ns := now.UnixNano()
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, ns/1_000_000, 10)
+	b = append(b, `,"ts_us":`...)
+	b = strconv.AppendInt(b, ns/1_000, 10)
+	b = append(b, `,"ts_ns":`...)
+	return strconv.AppendInt(b, ns, 10)
+}
+
 // truncate encodes a truncate event (op "t"): no key, no row images.
 func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 	b := e.scratch[:0]
@@ -106,8 +121,8 @@ func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 	}
 	b = append(b, `{"before":null,"after":null,"source":`...)
 	b = e.source(b, t, ch)
-	b = append(b, `,"op":"t","ts_ms":`...)
-	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	b = append(b, `,"op":"t"`...)
+	b = appendProcessingTime(b, time.Now())
 	b = append(b, `,"transaction":null}`...)
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
@@ -118,12 +133,17 @@ func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 
 // row writes a row image. A column PostgreSQL sent as "unchanged TOAST" takes
 // its value from the old image when there is one (REPLICA IDENTITY FULL);
-// otherwise it is left out and returned in unavailable.
+// otherwise it is written as unavailable.value.placeholder, as Debezium
+// does (or left out with trackops.unavailable.value.mode=omit), and
+// returned in unavailable.
 func (e *recordEncoder) row(b []byte, t *table, vals, old []tupleValue) ([]byte, []string) {
 	var unavailable []string
 	b = append(b, '{')
 	first := true
 	for i, c := range t.columns {
+		if c.skip {
+			continue
+		}
 		v := tupleValue{kind: valueNull}
 		if i < len(vals) {
 			v = vals[i]
@@ -133,6 +153,15 @@ func (e *recordEncoder) row(b []byte, t *table, vals, old []tupleValue) ([]byte,
 				v = old[i]
 			} else {
 				unavailable = append(unavailable, c.name)
+				if e.cfg.OmitUnavailable {
+					continue
+				}
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				b = append(b, c.jsonName...)
+				b = e.appendUnavailable(b, c)
 				continue
 			}
 		}
@@ -145,7 +174,11 @@ func (e *recordEncoder) row(b []byte, t *table, vals, old []tupleValue) ([]byte,
 			b = append(b, "null"...)
 			continue
 		}
-		b = e.appendValue(b, c, v.data)
+		data := v.data
+		if c.mask >= 0 || c.truncate >= 0 {
+			data = applyColumnMappers(c, data)
+		}
+		b = e.appendValue(b, c, data)
 	}
 	return append(b, '}'), unavailable
 }
@@ -168,6 +201,13 @@ func (e *recordEncoder) source(b []byte, t *table, ch *change) []byte {
 	b = append(b, `,\"`...)
 	b = strconv.AppendUint(b, ch.lsn, 10)
 	b = append(b, `\"]"`...)
+	// ts_us and ts_ns (Debezium 2.6+): the commit time, which PostgreSQL
+	// keeps in microseconds.
+	us := ch.commitTime.UnixMicro()
+	b = append(b, `,"ts_us":`...)
+	b = strconv.AppendInt(b, us, 10)
+	b = append(b, `,"ts_ns":`...)
+	b = strconv.AppendInt(b, us*1000, 10)
 	b = append(b, t.sourceTail...)
 	b = append(b, `,"txId":`...)
 	b = strconv.AppendUint(b, ch.txID, 10)
@@ -206,11 +246,72 @@ func (e *recordEncoder) key(t *table, ch *change) []byte {
 			b = append(b, "null"...)
 			continue
 		}
-		b = e.appendValue(b, c, vals[idx].data)
+		data := vals[idx].data
+		if c.mask >= 0 || c.truncate >= 0 {
+			data = applyColumnMappers(c, data)
+		}
+		b = e.appendValue(b, c, data)
 	}
 	b = append(b, '}')
 	if t.keySchema != nil {
 		b = append(b, '}')
 	}
 	return b
+}
+
+// Headers Debezium puts on the two events of a primary-key change
+// (RelationalChangeRecordEmitter.PK_UPDATE_NEWKEY_FIELD and _OLDKEY_FIELD).
+const (
+	HeaderNewKey = "__debezium.newkey"
+	HeaderOldKey = "__debezium.oldkey"
+)
+
+// keyHeader is a row's key as Kafka Connect's SimpleHeaderConverter writes
+// a key Struct (Values.append): {"id":1} with strings quoted, only
+// backslash and double quote escaped, decimals as plain numbers.
+func (e *recordEncoder) keyHeader(t *table, vals []tupleValue) []byte {
+	b := []byte{'{'}
+	for i, idx := range t.key {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		c := t.columns[idx]
+		b = appendConnectString(b, c.name)
+		b = append(b, ':')
+		if idx >= len(vals) || vals[idx].kind != valueText {
+			b = append(b, "null"...)
+			continue
+		}
+		data := vals[idx].data
+		if c.mask >= 0 || c.truncate >= 0 {
+			data = applyColumnMappers(c, data)
+		}
+		if (c.kind == kindNumeric || c.kind == kindMoney) && e.cfg.DecimalHandling == DecimalPrecise && c.scale >= 0 {
+			if c.kind == kindMoney {
+				data = cleanMoney(data)
+			}
+			b = append(b, data...) // BigDecimal.toString
+			continue
+		}
+		enc := e.appendValue(nil, c, data)
+		var str string
+		if len(enc) > 0 && enc[0] == '"' && json.Unmarshal(enc, &str) == nil {
+			b = appendConnectString(b, str)
+			continue
+		}
+		b = append(b, enc...)
+	}
+	return append(b, '}')
+}
+
+// appendConnectString quotes s as Kafka Connect's Values.escape does.
+func appendConnectString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' || s[i] == '"' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }

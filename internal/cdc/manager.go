@@ -72,8 +72,12 @@ type entry struct {
 	state     string
 	trace     string
 	connector *Connector
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// eventsBefore are the events of this entry's earlier runs (before a
+	// pause, restart or failure): each run is a new Connector, and
+	// events_total must keep counting as trackops_cdc_events_total does.
+	eventsBefore uint64
+	cancel       context.CancelFunc
+	done         chan struct{}
 }
 
 // Info is a connector's definition as the REST API returns it.
@@ -373,7 +377,7 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 	}
 	e.mu.Lock()
 	c, state, trace := e.connector, e.currentState(), e.trace
-	raw := e.raw
+	raw, before := e.raw, e.eventsBefore
 	e.mu.Unlock()
 	var s Status
 	if c == nil {
@@ -386,6 +390,7 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 	}
 	s = c.Status(ctx)
 	s.State, s.Trace = state, trace
+	s.EventsTotal += before
 	return s, nil
 }
 
@@ -457,6 +462,9 @@ func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
 		}
 		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger, TopicPartitions: m.opts.TopicPartitions})
 		e.mu.Lock()
+		if e.connector != nil {
+			e.eventsBefore += e.connector.stats.events.Load()
+		}
 		e.connector = c
 		e.state, e.trace = StateRunning, ""
 		e.mu.Unlock()

@@ -43,6 +43,9 @@ func (a *ackTracker) done(t *txTrack, err error) {
 	t.pending.Add(-1)
 }
 
+// fail records a failure that must stop the run (like a produce error).
+func (a *ackTracker) fail(err error) { a.err.CompareAndSwap(nil, &err) }
+
 // commit closes t: its records are all produced, ending at endLSN.
 func (a *ackTracker) commit(t *txTrack, endLSN uint64) {
 	t.endLSN = endLSN

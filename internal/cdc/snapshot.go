@@ -8,13 +8,15 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/trackops/trackops/internal/progress"
 )
 
 // snapshot reads every captured table in the snapshot the slot exported,
 // so the snapshot and the stream that follows it from the slot's consistent
 // point neither miss nor repeat a change. Records are "r" events with
-// source.snapshot "first", "true" ... "last", as Debezium writes them. It
-// returns once Kafka has acknowledged every record.
+// source.snapshot markers as Debezium writes them. It returns once Kafka
+// has acknowledged every record.
 func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitter, slot pglogrepl.CreateReplicationSlotResult, tables []tableName) error {
 	c.stats.phase.Store("snapshotting")
 	consistent, err := pglogrepl.ParseLSN(slot.ConsistentPoint)
@@ -39,27 +41,65 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		return fmt.Errorf("snapshot transaction id: %w", err)
 	}
 	started := time.Now()
+	// A long snapshot logs how far it has got every 10 s ("snapshot completed" ends it).
+	prog := progress.NewLog(c.log, "snapshot", 0)
 	track := em.tracker.begin()
-	// One row of look-ahead tells which record is the last of the snapshot.
+	// Markers follow Debezium's RelationalSnapshotChangeEventSource
+	// (setSnapshotMarker): "last" for the last row of the last table,
+	// "first" for the first row of the first table, then
+	// "last_in_data_collection" / "first_in_data_collection" for a table's
+	// last and first rows, "true" otherwise. As Debezium's snapshot receiver
+	// does, the record held back last is marked "last" whatever its table
+	// (the last tables may be empty).
+	marker := func(ti int, firstInTable, lastInTable bool) string {
+		firstTable, lastTable := ti == 0, ti == len(tables)-1
+		switch {
+		case lastInTable && lastTable:
+			return "last"
+		case firstInTable && firstTable:
+			return "first"
+		case lastInTable:
+			return "last_in_data_collection"
+		case firstInTable:
+			return "first_in_data_collection"
+		}
+		return "true"
+	}
 	var (
-		held  *change
-		total int
+		held        *change
+		heldPending bool // marker waits to know whether the row ends its table
+		heldFirst   bool
+		heldTable   int
+		total       int
 	)
-	flushHeld := func(marker string) {
+	flushHeld := func(final string) {
 		if held == nil {
 			return
 		}
-		held.snapshot = marker
+		if final != "" {
+			held.snapshot = final
+		}
 		em.emitOne(held, track)
 		held = nil
 	}
-	for _, tn := range tables {
+	if len(c.cfg.SnapshotInclude) > 0 { // snapshot.include.collection.list
+		var only []tableName
+		for _, tn := range tables {
+			if anyMatch(c.cfg.SnapshotInclude, tn.schema+"."+tn.name) {
+				only = append(only, tn)
+			}
+		}
+		tables = only
+	}
+	for ti, tn := range tables {
 		m, err := loadTableMeta(ctx, conn.Conn(), tn.schema, tn.name)
 		if err != nil {
 			return err
 		}
 		t := newTable(&c.cfg, c.cfg.Name, tn.schema, tn.name, m.order, m, nil)
-		em.ensureTopic(ctx, t.topic)
+		if t.outbox == nil {
+			em.ensureTopic(ctx, t.topic)
+		}
 		cols := make([]string, len(m.order))
 		for i, n := range m.order {
 			cols[i] = pgx.Identifier{n}.Sanitize()
@@ -68,14 +108,19 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", tn, err)
 		}
+		inTable := 0
 		for rows.Next() {
-			marker := "true"
-			if total == 1 {
-				marker = "first"
+			if held != nil && heldPending {
+				held.snapshot = marker(heldTable, heldFirst, false)
 			}
-			flushHeld(marker)
+			flushHeld("")
 			held = &change{op: 'r', table: t, after: copyRow(rows.RawValues()), commitTime: started, txID: xid, lsn: uint64(consistent)}
+			heldPending, heldFirst, heldTable = true, inTable == 0, ti
+			inTable++
 			total++
+			if total%10_000 == 0 {
+				prog.Add(10_000, tn.String())
+			}
 			if err := em.tracker.failed(); err != nil {
 				rows.Close()
 				return fmt.Errorf("snapshot records not delivered to Kafka: %w", err)
@@ -84,6 +129,10 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("snapshot %s: %w", tn, err)
+		}
+		if held != nil && heldPending && heldTable == ti {
+			held.snapshot = marker(ti, heldFirst, true)
+			heldPending = false
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

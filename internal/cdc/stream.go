@@ -263,7 +263,9 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		}
 		t := newTable(&c.cfg, c.cfg.Name, m.Namespace, m.RelationName, names, meta, fallback)
 		t.replicaIdentity = m.ReplicaIdentity
-		em.ensureTopic(ctx, t.topic)
+		if t.outbox == nil { // outbox events go to the topics their rows name
+			em.ensureTopic(ctx, t.topic)
+		}
 		st.relations[m.RelationID] = t
 	case 'I':
 		if len(data) < 6 {
@@ -333,7 +335,7 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		}
 		for _, id := range m.RelationIDs {
 			t := st.relations[id]
-			if t == nil {
+			if t == nil || t.outbox != nil { // the outbox router drops truncates
 				continue
 			}
 			ch := &change{op: 't', table: t, commitTime: st.commitTime, txID: st.txID, lsn: lsn, lastCommitLSN: st.lastCommitLSN, snapshot: "false"}

@@ -26,6 +26,9 @@ type table struct {
 	sourceMid  []byte
 	sourceTail []byte
 	counters   map[string]prometheus.Counter
+	// outbox is set when an outbox EventRouter transforms this table's
+	// records.
+	outbox *outboxPlan
 }
 
 // columnMeta is what the catalog says about a column.
@@ -36,6 +39,10 @@ type columnMeta struct {
 	pkPos    int
 	typeName string
 	elemOID  uint32
+	// enumLabels are the labels of an enum type (or of an enum array's
+	// element type), comma-separated in sort order; empty otherwise.
+	enumLabels string
+	isEnum     bool
 }
 
 type tableMeta struct {
@@ -55,12 +62,15 @@ SELECT a.attname,
        COALESCE((SELECT k.ord FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) WHERE k.attnum = a.attnum), 0)::int,
        bt.typname,
        CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE 0 END,
-       c.relreplident::text
+       c.relreplident::text,
+       et.typtype = 'e',
+       COALESCE((SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = et.oid), '')
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END
+JOIN pg_type et ON et.oid = CASE WHEN bt.typcategory = 'A' THEN bt.typelem ELSE bt.oid END
 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, schema, name)
@@ -77,7 +87,7 @@ ORDER BY a.attnum`, schema, name)
 			elem    uint32
 			replidt string
 		)
-		if err := rows.Scan(&col, &oid, &cm.typmod, &cm.notNull, &cm.pkPos, &cm.typeName, &elem, &replidt); err != nil {
+		if err := rows.Scan(&col, &oid, &cm.typmod, &cm.notNull, &cm.pkPos, &cm.typeName, &elem, &replidt, &cm.isEnum, &cm.enumLabels); err != nil {
 			return tableMeta{}, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
 		}
 		cm.oid, cm.elemOID = oid, elem
@@ -106,7 +116,16 @@ func newTable(cfg *Config, connector, schema, name string, colNames []string, me
 		if !ok {
 			cm = fallback[n]
 		}
-		t.columns = append(t.columns, newColumn(n, cm.oid, cm.typmod, cm.typeName, cm.elemOID, !cm.notNull, cfg))
+		c := newColumn(n, cm.oid, cm.typmod, cm.typeName, cm.elemOID, !cm.notNull, cfg)
+		if cm.isEnum {
+			target := c
+			if c.kind == kindArray {
+				target = c.elem
+			}
+			target.kind, target.enumLabels = kindEnum, cm.enumLabels
+		}
+		cfg.applyColumnOptions(schema, name, c)
+		t.columns = append(t.columns, c)
 		if cm.pkPos > 0 {
 			keys = append(keys, keyed{cm.pkPos, i})
 		}
@@ -118,8 +137,34 @@ func newTable(cfg *Config, connector, schema, name string, colNames []string, me
 			}
 		}
 	}
-	raw := cfg.TopicPrefix + "." + schema + "." + name
-	t.topic = routeTopic(cfg, raw)
+	// message.key.columns replaces the primary key (in table column order,
+	// as Debezium's key mapper selects the columns).
+	for _, kc := range cfg.MessageKeyColumns {
+		if !kc.Table.MatchString(schema + "." + name) {
+			continue
+		}
+		t.key = t.key[:0]
+		for i, c := range t.columns {
+			for _, want := range kc.Columns {
+				if c.name == want {
+					t.key = append(t.key, i)
+				}
+			}
+		}
+		break
+	}
+	raw := cfg.TopicPrefix + cfg.TopicDelimiter + schema + cfg.TopicDelimiter + name
+	t.topic = raw
+	for i, tr := range cfg.Transforms {
+		if er, ok := tr.(*EventRouter); ok {
+			if er.pred.Matches(t.topic) {
+				t.outbox = t.bindOutbox(er, cfg.Transforms[i+1:])
+				break
+			}
+			continue
+		}
+		t.topic = tr.Topic(t.topic)
+	}
 	t.sourceHead = []byte(`{"version":"` + DebeziumVersion + `","connector":"postgresql","name":` + string(appendJSONString(nil, cfg.TopicPrefix)) + `,"ts_ms":`)
 	t.sourceMid = []byte(`,"db":` + string(appendJSONString(nil, cfg.DBName)))
 	t.sourceTail = []byte(`,"schema":` + string(appendJSONString(nil, schema)) + `,"table":` + string(appendJSONString(nil, name)))
@@ -136,6 +181,42 @@ func newTable(cfg *Config, connector, schema, name string, colNames []string, me
 	return t
 }
 
+// applyColumnOptions applies the column filters and string mappers to
+// column c of schema.table, and leaves out array types Debezium has no
+// converter for (it omits those columns: PostgresValueConverter returns
+// no schema for money[], interval[], varbit[], xml[], name[], point[]).
+func (cfg *Config) applyColumnOptions(schema, table string, c *column) {
+	full := schema + "." + table + "." + c.name
+	if len(cfg.ColumnInclude) > 0 && !anyMatch(cfg.ColumnInclude, full) {
+		c.skip = true
+	}
+	if anyMatch(cfg.ColumnExclude, full) {
+		c.skip = true
+	}
+	if c.kind == kindArray {
+		switch c.elem.typeName {
+		case "money", "interval", "varbit", "xml", "name", "point", "refcursor", "bit":
+			c.skip = true
+		}
+	}
+	if !c.textual() {
+		return
+	}
+	for _, m := range cfg.ColumnTruncates {
+		if anyMatch(m.Columns, full) {
+			c.truncate = m.N
+		}
+	}
+	for _, m := range cfg.ColumnMasks {
+		if anyMatch(m.Columns, full) {
+			c.mask = m.N
+		}
+	}
+}
+
+// routeTopic applies the topic-routing transforms to a topic of the
+// connector's own (heartbeats): the outbox router leaves those alone, as
+// Debezium's lets non-envelope records through.
 func routeTopic(cfg *Config, topic string) string {
 	for _, tr := range cfg.Transforms {
 		topic = tr.Topic(topic)
@@ -166,7 +247,8 @@ const sourceSchema = `{"type":"struct","fields":[{"type":"string","optional":fal
 	`{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum",` +
 	`"version":1,"parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},` +
 	`"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},` +
-	`{"type":"string","optional":true,"field":"sequence"},{"type":"string","optional":false,"field":"schema"},` +
+	`{"type":"string","optional":true,"field":"sequence"},{"type":"int64","optional":true,"field":"ts_us"},` +
+	`{"type":"int64","optional":true,"field":"ts_ns"},{"type":"string","optional":false,"field":"schema"},` +
 	`{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"txId"},` +
 	`{"type":"int64","optional":true,"field":"lsn"},{"type":"int64","optional":true,"field":"xmin"}],` +
 	`"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}`
@@ -177,10 +259,15 @@ const transactionSchema = `{"type":"struct","fields":[{"type":"string","optional
 
 func (t *table) buildEnvelopeSchema(cfg *Config, raw string) []byte {
 	row := []byte(`{"type":"struct","fields":[`)
-	for i, c := range t.columns {
-		if i > 0 {
+	first := true
+	for _, c := range t.columns {
+		if c.skip {
+			continue
+		}
+		if !first {
 			row = append(row, ',')
 		}
+		first = false
 		row = append(row, c.schemaJSON(cfg, true)...)
 	}
 	row = append(row, `],"optional":true,"name":`...)
@@ -192,6 +279,7 @@ func (t *table) buildEnvelopeSchema(cfg *Config, raw string) []byte {
 	b = append(b, `,"field":"after"},`...)
 	b = append(b, sourceSchema...)
 	b = append(b, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
+	b = append(b, `{"type":"int64","optional":true,"field":"ts_us"},{"type":"int64","optional":true,"field":"ts_ns"},`...)
 	b = append(b, transactionSchema...)
 	b = append(b, `],"optional":false,"name":`...)
 	b = appendJSONString(b, raw+".Envelope")

@@ -35,6 +35,11 @@ const (
 	kindInterval                // io.debezium.time.MicroDuration or an ISO-8601 string
 	kindBytes                   // bytea: base64 (binary.handling.mode)
 	kindArray                   // one-dimensional arrays of the above
+	kindEnum                    // io.debezium.data.Enum: the label as a string
+	kindBits                    // io.debezium.data.Bits (bit(n), varbit(n) with n > 1)
+	kindBit                     // bit(1) and varbit(1): a boolean, as Debezium writes them
+	kindLtree                   // io.debezium.data.Ltree
+	kindHstore                  // hstore: io.debezium.data.Json (hstore.handling.mode=json) or a map
 )
 
 // PostgreSQL built-in type OIDs the encoders know.
@@ -60,6 +65,8 @@ const (
 	oidTimestampTZ = 1184
 	oidInterval    = 1186
 	oidTimeTZ      = 1266
+	oidBit         = 1560
+	oidVarbit      = 1562
 	oidNumeric     = 1700
 	oidUUID        = 2950
 	oidJSONB       = 3802
@@ -74,11 +81,30 @@ type column struct {
 	typmod   int32
 	// millis marks timestamp/time columns of precision <= 3 (Debezium's
 	// adaptive mode writes milliseconds for them).
-	millis    bool
+	millis bool
+	// connect marks time.precision.mode=connect temporal columns.
+	connect   bool
 	scale     int // numeric scale; -1 when unconstrained
 	precision int
-	optional  bool
-	elem      *column // array element
+	// width is the fractional-second digits a timestamptz is written with
+	// (the column's precision, 6 when unconstrained): ZonedTimestamp pads
+	// its fraction to it since Debezium 2.2 (DBZ-5996).
+	width int
+	// bits is the declared length of a bit/varbit column (MaxInt32 for an
+	// unbounded varbit), Bits' "length" parameter.
+	bits     int
+	optional bool
+	elem     *column // array element
+	// enumLabels are an enum type's labels in sort order, comma-separated:
+	// the "allowed" parameter of io.debezium.data.Enum.
+	enumLabels string
+	// skip marks a column left out of row images: excluded by
+	// column.include.list/column.exclude.list, or of a type Debezium does
+	// not convert (it omits those columns too).
+	skip bool
+	// mask and truncate are column.mask.with.N.chars and
+	// column.truncate.to.N.chars for this column (-1 when not set).
+	mask, truncate int
 }
 
 func kindOf(oid uint32) kind {
@@ -113,6 +139,8 @@ func kindOf(oid uint32) kind {
 		return kindInterval
 	case oidBytea:
 		return kindBytes
+	case oidBit, oidVarbit:
+		return kindBits
 	}
 	return kindString
 }
@@ -120,7 +148,7 @@ func kindOf(oid uint32) kind {
 // newColumn describes a column of base type oid with modifier typmod;
 // elemOID is the element type of an array (0 otherwise).
 func newColumn(name string, oid uint32, typmod int32, typeName string, elemOID uint32, optional bool, cfg *Config) *column {
-	c := &column{name: name, typeName: typeName, typmod: typmod, optional: optional, scale: -1}
+	c := &column{name: name, typeName: typeName, typmod: typmod, optional: optional, scale: -1, mask: -1, truncate: -1}
 	c.jsonName = appendJSONString(nil, name)
 	c.jsonName = append(c.jsonName, ':')
 	if elemOID != 0 {
@@ -129,17 +157,43 @@ func newColumn(name string, oid uint32, typmod int32, typeName string, elemOID u
 		return c
 	}
 	c.kind = kindOf(oid)
+	if c.kind == kindString && typeName == "ltree" {
+		c.kind = kindLtree
+	}
+	if c.kind == kindString && typeName == "hstore" {
+		c.kind = kindHstore
+	}
 	switch c.kind {
+	case kindTimestampTZ:
+		c.width = 6
+		if typmod >= 0 {
+			c.width = int(typmod)
+		}
+	case kindBits:
+		// Debezium: a column of length 1 is a boolean, longer ones Bits.
+		c.bits = int(typmod)
+		if typmod < 0 {
+			c.bits = math.MaxInt32
+		}
+		if c.bits == 1 {
+			c.kind = kindBit
+		}
 	case kindNumeric:
 		if typmod >= 4 {
 			c.precision = int(((typmod - 4) >> 16) & 0xffff)
 			c.scale = int((typmod - 4) & 0xffff)
 		}
 	case kindMoney:
-		c.scale = 2
+		c.scale = cfg.MoneyFractionDigits
 	case kindTimestamp, kindTime:
 		// typmod is the fractional-second precision; -1 means 6.
 		c.millis = typmod >= 0 && typmod <= 3 && cfg.TimePrecisionMode == "adaptive"
+		// time.precision.mode=connect: Kafka Connect's own Timestamp and
+		// Time, milliseconds whatever the column's precision.
+		c.connect = cfg.TimePrecisionMode == "connect"
+		c.millis = c.millis || c.connect
+	case kindDate:
+		c.connect = cfg.TimePrecisionMode == "connect"
 	}
 	return c
 }
@@ -168,16 +222,16 @@ func (e *encoder) appendValue(buf []byte, c *column, v []byte) []byte {
 	case kindNumeric, kindMoney:
 		return e.appendDecimal(buf, c, v)
 	case kindTimestampTZ:
-		return appendZonedTimestamp(buf, v)
+		return appendZonedTimestamp(buf, v, c.width)
 	case kindTimestamp:
-		t, ok := parseTimestamp(v)
+		micros, ok := parseTimestampMicros(v)
 		if !ok {
 			return appendJSONBytes(buf, v)
 		}
 		if c.millis {
-			return strconv.AppendInt(buf, t.UnixMilli(), 10)
+			return strconv.AppendInt(buf, floorDiv(micros, 1000), 10)
 		}
-		return strconv.AppendInt(buf, t.UnixMicro(), 10)
+		return strconv.AppendInt(buf, micros, 10)
 	case kindDate:
 		t, err := time.Parse("2006-01-02", string(v))
 		if err != nil {
@@ -201,8 +255,109 @@ func (e *encoder) appendValue(buf []byte, c *column, v []byte) []byte {
 		return e.appendBytes(buf, v)
 	case kindArray:
 		return e.appendArray(buf, c, v)
+	case kindBit:
+		if len(v) > 0 && v[0] == '1' {
+			return append(buf, "true"...)
+		}
+		return append(buf, "false"...)
+	case kindBits:
+		return appendBits(buf, v)
+	case kindHstore:
+		obj, ok := hstoreJSON(v)
+		if !ok {
+			return appendJSONBytes(buf, v)
+		}
+		if e.cfg.HstoreHandling == "map" {
+			return append(buf, obj...)
+		}
+		return appendJSONBytes(buf, obj)
 	}
 	return appendJSONBytes(buf, v)
+}
+
+// hstoreJSON turns hstore's text form (`"a"=>"1", "b"=>NULL`) into a JSON
+// object, as Debezium's convertHstoreToJsonString writes it.
+func hstoreJSON(v []byte) ([]byte, bool) {
+	s := string(v)
+	out := []byte{'{'}
+	readQuoted := func() (string, bool) {
+		if len(s) == 0 || s[0] != '"' {
+			return "", false
+		}
+		var b strings.Builder
+		i := 1
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		if i >= len(s) {
+			return "", false
+		}
+		s = s[i+1:]
+		return b.String(), true
+	}
+	first := true
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), ",")) {
+		k, ok := readQuoted()
+		if !ok {
+			return nil, false
+		}
+		s = strings.TrimSpace(s)
+		if !strings.HasPrefix(s, "=>") {
+			return nil, false
+		}
+		s = strings.TrimSpace(s[2:])
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendJSONString(out, k)
+		out = append(out, ':')
+		if strings.HasPrefix(s, "NULL") {
+			out = append(out, "null"...)
+			s = s[4:]
+			continue
+		}
+		val, ok := readQuoted()
+		if !ok {
+			return nil, false
+		}
+		out = appendJSONString(out, val)
+	}
+	return append(out, '}'), true
+}
+
+// appendBits writes a bit string ("0101") as Debezium's Bits: the bits as a
+// little-endian bit set (the rightmost character is bit 0) in as few bytes
+// as the highest set bit needs, base64 in JSON.
+func appendBits(buf []byte, v []byte) []byte {
+	n := len(v)
+	highest := -1
+	for i := n - 1; i >= 0; i-- {
+		if v[i] == '1' {
+			highest = n - 1 - i
+		}
+	}
+	raw := make([]byte, (highest+8)/8)
+	for i := 0; i < n; i++ {
+		if v[i] == '1' {
+			bit := n - 1 - i
+			raw[bit/8] |= 1 << (bit % 8)
+		}
+	}
+	buf = append(buf, '"')
+	buf = base64.StdEncoding.AppendEncode(buf, raw)
+	return append(buf, '"')
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
 }
 
 func isNonFinite(v []byte) bool {
@@ -244,6 +399,15 @@ func (e *encoder) appendDecimal(buf []byte, c *column, v []byte) []byte {
 	if c.scale >= 0 && scale < c.scale {
 		digits += strings.Repeat("0", c.scale-scale)
 		scale = c.scale
+	}
+	if c.scale < 0 {
+		// VariableScaleDecimal strips trailing zeros, never below scale 0
+		// (PostgresValueConverter.convertDecimal: stripTrailingZeros, then
+		// setScale(0) when negative): 1.50 is {"scale":1,"value":"Dw=="}.
+		for scale > 0 && len(digits) > 1 && digits[len(digits)-1] == '0' {
+			digits = digits[:len(digits)-1]
+			scale--
+		}
 	}
 	if _, ok := e.big.SetString(digits, 10); !ok {
 		return appendJSONBytes(buf, v)
@@ -327,15 +491,19 @@ func appendFloat(buf []byte, f float64) []byte {
 	return strconv.AppendFloat(buf, f, 'f', -1, 64)
 }
 
-// appendZonedTimestamp turns "2024-01-02 03:04:05.123+00" (the walsender runs
-// with TimeZone=UTC) into "2024-01-02T03:04:05.123Z" as Debezium writes it.
-func appendZonedTimestamp(buf []byte, v []byte) []byte {
+// appendZonedTimestamp turns "2024-01-02 03:04:05.12+00" (the walsender runs
+// with TimeZone=UTC) into Debezium's ZonedTimestamp: ISO-8601 in UTC with
+// the fraction padded to width digits, "2024-01-02T03:04:05.120000Z" for a
+// timestamptz(6) (ZonedTimestamp.toIsoString with the column's fractional
+// width since 2.2, DBZ-5996); width 0 uses ISO_OFFSET_DATE_TIME, which
+// prints only the significant fraction digits. infinity stays "infinity".
+func appendZonedTimestamp(buf []byte, v []byte, width int) []byte {
 	s := string(v)
-	if strings.HasSuffix(s, "+00") && len(s) >= 22 && s[10] == ' ' && !strings.HasSuffix(s, " BC+00") {
+	if strings.HasSuffix(s, "+00") && len(s) >= 22 && s[10] == ' ' && s[4] == '-' && !strings.HasSuffix(s, " BC+00") {
 		buf = append(buf, '"')
 		buf = append(buf, s[:10]...)
 		buf = append(buf, 'T')
-		buf = append(buf, trimFraction(s[11:len(s)-3])...)
+		buf = appendFraction(buf, s[11:len(s)-3], width)
 		return append(buf, `Z"`...)
 	}
 	t, err := time.Parse("2006-01-02 15:04:05.999999Z07", s)
@@ -345,9 +513,31 @@ func appendZonedTimestamp(buf []byte, v []byte) []byte {
 	if err != nil {
 		return appendJSONBytes(buf, v)
 	}
+	t = t.UTC()
 	buf = append(buf, '"')
-	buf = t.UTC().AppendFormat(buf, time.RFC3339Nano)
-	return append(buf, '"')
+	buf = t.AppendFormat(buf, "2006-01-02T")
+	buf = appendFraction(buf, t.Format("15:04:05.999999"), width)
+	return append(buf, `Z"`...)
+}
+
+// appendFraction writes "hh:mm:ss[.fff]" with the fraction padded (or
+// trimmed) to width digits; width <= 0 keeps only significant digits, as
+// Java's ISO formatters do ("05.120" -> "05.12", "05.000" -> "05").
+func appendFraction(buf []byte, hms string, width int) []byte {
+	if width <= 0 || width > 9 {
+		return append(buf, trimFraction(hms)...)
+	}
+	whole, frac, _ := strings.Cut(hms, ".")
+	buf = append(buf, whole...)
+	buf = append(buf, '.')
+	if len(frac) > width {
+		frac = frac[:width]
+	}
+	buf = append(buf, frac...)
+	for i := len(frac); i < width; i++ {
+		buf = append(buf, '0')
+	}
+	return buf
 }
 
 // trimFraction drops trailing zeros of a fractional second, as Java's ISO
@@ -367,16 +557,26 @@ func trimFraction(hms string) string {
 	return hms[:end]
 }
 
-func parseTimestamp(v []byte) (time.Time, bool) {
+// PostgreSQL JDBC's PGStatement.DATE_POSITIVE_INFINITY and
+// DATE_NEGATIVE_INFINITY: what Debezium writes for timestamp 'infinity' and
+// '-infinity' (AbstractRecordsProducerTest: ts_pinf, ts_ninf).
+const (
+	pgPositiveInfinity = 9223372036825200000
+	pgNegativeInfinity = -9223372036832400000
+)
+
+// parseTimestampMicros reads a timestamp without time zone as microseconds
+// since the epoch.
+func parseTimestampMicros(v []byte) (int64, bool) {
 	s := string(v)
 	switch s {
 	case "infinity":
-		return time.UnixMicro(math.MaxInt64), true
+		return pgPositiveInfinity, true
 	case "-infinity":
-		return time.UnixMicro(math.MinInt64), true
+		return pgNegativeInfinity, true
 	}
 	t, err := time.Parse("2006-01-02 15:04:05.999999", s)
-	return t, err == nil
+	return t.UnixMicro(), err == nil
 }
 
 // parseTimeOfDay returns microseconds since midnight of "15:04:05[.ffffff]".
@@ -456,14 +656,27 @@ func (e *encoder) appendInterval(buf []byte, v []byte) []byte {
 	return strconv.AppendInt(buf, micros, 10)
 }
 
+// isoDuration is Debezium's Interval.toIsoString: P<y>Y<m>M<d>DT<h>H<m>M<s>S
+// with the seconds' fraction as short as it goes ("P1Y2M3DT4H5M6.78S").
 func isoDuration(iv pgtype.Interval) string {
 	years, months := iv.Months/12, iv.Months%12
-	secs := float64(iv.Microseconds) / 1e6
-	h := int64(secs) / 3600
-	m := (int64(secs) % 3600) / 60
-	s := secs - float64(h*3600+m*60)
+	us := iv.Microseconds
+	neg := us < 0
+	if neg {
+		us = -us
+	}
+	h, m := us/3_600_000_000, (us/60_000_000)%60
+	sec, frac := (us/1_000_000)%60, us%1_000_000
+	secs := strconv.FormatInt(sec, 10)
+	if frac != 0 {
+		secs += strings.TrimRight("."+strconv.FormatInt(frac+1_000_000, 10)[1:], "0")
+	}
+	sign := ""
+	if neg {
+		sign = "-"
+	}
 	return "P" + strconv.Itoa(int(years)) + "Y" + strconv.Itoa(int(months)) + "M" + strconv.Itoa(int(iv.Days)) + "DT" +
-		strconv.FormatInt(h, 10) + "H" + strconv.FormatInt(m, 10) + "M" + strconv.FormatFloat(s, 'f', -1, 64) + "S"
+		sign + strconv.FormatInt(h, 10) + "H" + sign + strconv.FormatInt(m, 10) + "M" + sign + secs + "S"
 }
 
 // appendBytes writes bytea ("\x0a0b" hex text form) per binary.handling.mode.
@@ -603,14 +816,21 @@ func (c *column) schemaJSON(cfg *Config, field bool) []byte {
 		typ, name, version = "string", "io.debezium.time.ZonedTimestamp", 1
 	case kindTimestamp:
 		typ, name, version = "int64", "io.debezium.time.MicroTimestamp", 1
-		if c.millis {
+		if c.connect {
+			name = "org.apache.kafka.connect.data.Timestamp"
+		} else if c.millis {
 			name = "io.debezium.time.Timestamp"
 		}
 	case kindDate:
 		typ, name, version = "int32", "io.debezium.time.Date", 1
+		if c.connect {
+			name = "org.apache.kafka.connect.data.Date"
+		}
 	case kindTime:
 		typ, name, version = "int64", "io.debezium.time.MicroTime", 1
-		if c.millis {
+		if c.connect {
+			typ, name = "int32", "org.apache.kafka.connect.data.Time"
+		} else if c.millis {
 			typ, name = "int32", "io.debezium.time.Time"
 		}
 	case kindTimeTZ:
@@ -627,10 +847,30 @@ func (c *column) schemaJSON(cfg *Config, field bool) []byte {
 		}
 	case kindArray:
 		typ = "array"
+	case kindEnum:
+		// io.debezium.data.Enum.builder(labels): the labels in sort order.
+		typ, name, version = "string", "io.debezium.data.Enum", 1
+		params = appendJSONString([]byte(`{"allowed":`), c.enumLabels)
+		params = append(params, '}')
+	case kindBit:
+		typ = "boolean"
+	case kindBits:
+		typ, name, version = "bytes", "io.debezium.data.Bits", 1
+		params = []byte(`{"length":"` + strconv.Itoa(c.bits) + `"}`)
+	case kindLtree:
+		typ, name, version = "string", "io.debezium.data.Ltree", 1
+	case kindHstore:
+		typ, name, version = "string", "io.debezium.data.Json", 1
+		if cfg.HstoreHandling == "map" {
+			typ, name, version = "map", "", 0
+		}
 	default:
 		typ = "string"
 	}
 	b := []byte(`{"type":"` + typ + `"`)
+	if typ == "map" {
+		b = append(b, `,"keys":{"type":"string","optional":false},"values":{"type":"string","optional":true}`...)
+	}
 	if c.kind == kindArray {
 		b = append(b, `,"items":`...)
 		b = append(b, c.elem.schemaJSON(cfg, false)...)
@@ -644,6 +884,9 @@ func (c *column) schemaJSON(cfg *Config, field bool) []byte {
 	}
 	if version > 0 {
 		b = append(b, `,"version":`+strconv.Itoa(version)...)
+	}
+	if name == "io.debezium.data.VariableScaleDecimal" {
+		b = append(b, `,"doc":"Variable scaled decimal"`...)
 	}
 	if params != nil {
 		b = append(b, `,"parameters":`...)
@@ -711,4 +954,73 @@ func appendJSONString[T ~string | ~[]byte](buf []byte, s T) []byte {
 
 func appendJSONBytes(buf []byte, v []byte) []byte {
 	return appendJSONString(buf, v)
+}
+
+// appendUnavailable writes the value Debezium puts in place of an unchanged
+// TOASTed column it did not receive: unavailable.value.placeholder as a
+// string, its bytes for bytea in bytes mode, a one-element list for text,
+// varchar and json arrays, and the placeholder's bytes as numbers for
+// integer, bigint and date arrays (UnchangedToastedReplicationMessageColumn
+// and UnchangedToastedPlaceholder in debezium-connector-postgres).
+func (e *encoder) appendUnavailable(buf []byte, c *column) []byte {
+	ph := e.cfg.UnavailablePlaceholder
+	switch c.kind {
+	case kindBytes:
+		if e.cfg.BinaryHandling == "bytes" {
+			buf = append(buf, '"')
+			buf = base64.StdEncoding.AppendEncode(buf, ph)
+			return append(buf, '"')
+		}
+	case kindArray:
+		switch c.elem.typeName {
+		case "text", "varchar", "json", "jsonb":
+			buf = append(buf, '[')
+			buf = appendJSONString(buf, ph)
+			return append(buf, ']')
+		case "int4", "int8", "date":
+			buf = append(buf, '[')
+			for i, b := range ph {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				buf = strconv.AppendInt(buf, int64(int8(b)), 10) // Java's (int) of a signed byte
+			}
+			return append(buf, ']')
+		}
+	}
+	return appendJSONString(buf, ph)
+}
+
+// applyColumnMappers applies column.truncate.to.N.chars and
+// column.mask.with.N.chars to a character column's text value (Debezium's
+// TruncateStrings and MaskStrings; lengths count UTF-16 code units, as Java
+// strings do).
+func applyColumnMappers(c *column, v []byte) []byte {
+	if c.truncate >= 0 {
+		units, i := 0, 0
+		for i < len(v) {
+			r, size := utf8.DecodeRune(v[i:])
+			n := 1
+			if r > 0xFFFF {
+				n = 2
+			}
+			if units+n > c.truncate {
+				break
+			}
+			units += n
+			i += size
+		}
+		v = v[:i]
+	}
+	if c.mask >= 0 {
+		return []byte(strings.Repeat("*", c.mask))
+	}
+	return v
+}
+
+// textual reports whether a column holds character data, the columns
+// Debezium's string column mappers apply to.
+func (c *column) textual() bool {
+	return c.kind == kindString && (c.typeName == "text" || c.typeName == "varchar" || c.typeName == "bpchar" ||
+		c.typeName == "name" || c.typeName == "citext" || c.typeName == "")
 }

@@ -60,7 +60,7 @@ func TestTypeEncodings(t *testing.T) {
 		"u":       `"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"`,
 		"j":       `"{\"a\": 1}"`,
 		"jb":      `"{\"b\": 2}"`,
-		"tstz":    `"2024-01-02T01:04:05.123Z"`,
+		"tstz":    `"2024-01-02T01:04:05.123000Z"`, // padded to the column's 6 digits (DBZ-5996)
 		"ts":      `1704164645123456`,
 		"ts3":     `1704164645123`,
 		"dt":      `19724`,

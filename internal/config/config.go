@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 )
 
@@ -29,17 +31,21 @@ const DefaultCDCSlotName = "debezium_orders"
 
 // Config is the whole runtime configuration of a TrackOps process.
 type Config struct {
-	DatabaseURL        string
-	RedisURL           string
-	KafkaBrokers       []string
-	EmbeddedKafkaAddr  string
-	DataDir            string
-	HTTPAddr           string
-	ConnectAddr        string
-	EventStrategy      string
-	LogFormat          string
-	LogLevel           string
-	KafkaPartitions    int32
+	DatabaseURL       string
+	RedisURL          string
+	KafkaBrokers      []string
+	EmbeddedKafkaAddr string
+	DataDir           string
+	HTTPAddr          string
+	ConnectAddr       string
+	EventStrategy     string
+	LogFormat         string
+	LogLevel          string
+	KafkaPartitions   int32
+	// KafkaCompression is the codec of produced record batches: none (the
+	// Java producer's default, readable by every client), gzip, snappy, lz4
+	// or zstd.
+	KafkaCompression   string
 	RelayBatchSize     int
 	RelayWorkers       int
 	RelayPollInterval  time.Duration
@@ -65,6 +71,35 @@ type Config struct {
 	DLQAlertWebhook  string
 	DLQAlertInterval time.Duration
 	DLQMaxReplays    int
+
+	// Scale-out settings: connection pooling, Kafka replication and the
+	// first admin key of a fresh deployment.
+
+	// DatabaseDirectURL reaches PostgreSQL without a transaction pooler in
+	// between. Everything that needs a session of its own uses it: schema
+	// migrations (goose's advisory-lock session locker), the relay's
+	// LISTEN, logical replication (CDC) and advisory-lock leases. Empty
+	// means DatabaseURL (read it with DirectDatabaseURL); when it differs,
+	// DatabaseURL is taken to go through a transaction pooler such as
+	// PgBouncer (see DatabasePooled).
+	DatabaseDirectURL string
+	// KafkaReplicationFactor is the replication factor of the topics
+	// TrackOps creates: 1 with the embedded broker, 3 with a real cluster;
+	// -1 leaves it to the brokers' default.replication.factor.
+	KafkaReplicationFactor int
+	// KafkaMinInsyncReplicas is the min.insync.replicas of the topics
+	// TrackOps creates (with acks=all, how many replicas must have a record
+	// before it is acknowledged): 2 when the replication factor is 3 or
+	// more, else 1; 0 leaves it to the brokers' default.
+	KafkaMinInsyncReplicas int
+	// BootstrapAdminKey, when set, is installed as an admin API key on start
+	// if no admin key exists yet (usually given as
+	// TRACKOPS_BOOTSTRAP_ADMIN_KEY_FILE, a mounted secret).
+	BootstrapAdminKey string
+
+	// Tracing is OpenTelemetry trace export (OTEL_* variables); off unless
+	// an OTLP endpoint is set.
+	Tracing Tracing
 }
 
 // Load reads the configuration from the environment.
@@ -88,6 +123,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		LogFormat:         strings.ToLower(e.str("TRACKOPS_LOG_FORMAT", defaultLogFormat())),
 		LogLevel:          strings.ToLower(e.str("TRACKOPS_LOG_LEVEL", "info")),
 		KafkaPartitions:   int32(e.int("TRACKOPS_KAFKA_PARTITIONS", 3)),
+		KafkaCompression:  strings.ToLower(e.str("TRACKOPS_KAFKA_COMPRESSION", "none")),
 		RelayBatchSize:    e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000),
 		RelayWorkers:      e.int("TRACKOPS_RELAY_WORKERS", 2),
 		RelayPollInterval: e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second),
@@ -113,47 +149,175 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 	if c.EventStrategy == "debezium" {
 		c.EventStrategy = StrategyCDC
 	}
+	c.loadScaleOut(&e)
+	var err error
+	if c.Tracing, err = loadTracing(&e); err != nil {
+		e.errs = append(e.errs, err)
+	}
 	if err := errors.Join(e.errs...); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
 }
 
-// Validate reports the first setting that cannot work, phrased so the
-// operator knows what to change.
+// Validate reports every setting that cannot work, each phrased so the
+// operator knows what to change; errors.Join keeps them apart.
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.EventStrategy {
 	case StrategyOutbox, StrategyCDC:
 	default:
-		return fmt.Errorf("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
+		bad("TRACKOPS_EVENT_STRATEGY=%q: want outbox or cdc (debezium is an alias of cdc)", c.EventStrategy)
 	}
 	if !slotNameRe.MatchString(c.CDCSlotName) {
-		return fmt.Errorf("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
+		bad("TRACKOPS_CDC_SLOT_NAME=%q: use lower-case letters, digits and underscores (at most 63)", c.CDCSlotName)
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		return fmt.Errorf("TRACKOPS_LOG_FORMAT=%q: want text or json", c.LogFormat)
+		bad("TRACKOPS_LOG_FORMAT=%q: want text or json", c.LogFormat)
+	}
+	if !contains(Compressions, c.KafkaCompression) {
+		bad("TRACKOPS_KAFKA_COMPRESSION=%q: want one of %s", c.KafkaCompression, strings.Join(Compressions, ", "))
 	}
 	if c.KafkaPartitions < 1 {
-		return fmt.Errorf("TRACKOPS_KAFKA_PARTITIONS must be at least 1")
+		bad("TRACKOPS_KAFKA_PARTITIONS must be at least 1")
 	}
 	if c.RelayBatchSize < 1 {
-		return fmt.Errorf("TRACKOPS_RELAY_BATCH_SIZE must be at least 1")
+		bad("TRACKOPS_RELAY_BATCH_SIZE must be at least 1")
 	}
 	if c.ConsumerRetryAttempts < 1 {
-		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_ATTEMPTS must be at least 1 (1 means no retry)")
+		bad("TRACKOPS_CONSUMER_RETRY_ATTEMPTS must be at least 1 (1 means no retry)")
 	}
 	if c.ConsumerRetryMultiplier < 1 {
-		return fmt.Errorf("TRACKOPS_CONSUMER_RETRY_MULTIPLIER must be at least 1")
+		bad("TRACKOPS_CONSUMER_RETRY_MULTIPLIER must be at least 1")
 	}
 	if c.DLQMaxReplays < 1 {
-		return fmt.Errorf("TRACKOPS_DLQ_MAX_REPLAYS must be at least 1")
+		bad("TRACKOPS_DLQ_MAX_REPLAYS must be at least 1")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return fmt.Errorf("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
+		bad("TRACKOPS_TLS_CERT_FILE and TRACKOPS_TLS_KEY_FILE must be set together")
+	}
+	if err := c.validateScaleOut(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Tracing.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Compressions are the accepted values of TRACKOPS_KAFKA_COMPRESSION.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// DatabaseURLForm is the shape TRACKOPS_DATABASE_URL takes, for messages.
+const DatabaseURLForm = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable"
+
+// checkDatabaseURL parses the URL as pgx will, so a typo is reported before
+// anything connects, with the form it should take. pgx's own message may
+// quote the URL, password included, so only its last part is kept.
+func checkDatabaseURL(raw string) error {
+	if _, err := pgconn.ParseConfig(raw); err != nil {
+		reason := err.Error()
+		if i := strings.LastIndex(reason, ": "); i >= 0 {
+			reason = reason[i+2:]
+		}
+		return fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL (%s); want the form %s", reason, DatabaseURLForm)
 	}
 	return nil
+}
+
+// loadScaleOut reads the scale-out settings, whose defaults depend on
+// others (the direct URL on the database URL, replication on whether the
+// broker is embedded).
+func (c *Config) loadScaleOut(e *env) {
+	c.DatabaseDirectURL = e.str("TRACKOPS_DATABASE_DIRECT_URL", "")
+	defRF := 3
+	if c.EmbeddedKafka() {
+		defRF = 1
+	}
+	c.KafkaReplicationFactor = e.int("TRACKOPS_KAFKA_REPLICATION_FACTOR", defRF)
+	defISR := 1
+	switch {
+	case c.KafkaReplicationFactor >= 3:
+		defISR = 2
+	case c.KafkaReplicationFactor < 1:
+		defISR = 0 // the brokers' default, like the replication factor
+	}
+	c.KafkaMinInsyncReplicas = e.int("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS", defISR)
+	c.BootstrapAdminKey = e.str("TRACKOPS_BOOTSTRAP_ADMIN_KEY", "")
+}
+
+func (c Config) validateScaleOut() error {
+	rf, isr := c.KafkaReplicationFactor, c.KafkaMinInsyncReplicas
+	switch {
+	case rf == 0 || rf < -1 || rf > 32767:
+		return fmt.Errorf("TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: want a number of replicas (1, 3, ...) or -1 for the brokers' default", rf)
+	case c.EmbeddedKafka() && rf > 1:
+		return fmt.Errorf("TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: the embedded broker is a single node; set TRACKOPS_KAFKA_BROKERS to a cluster of at least %d brokers", rf, rf)
+	case isr < 0:
+		return fmt.Errorf("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS=%d: want 0 (the brokers' default) or more", isr)
+	case rf > 0 && isr > rf:
+		return fmt.Errorf("TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS=%d is more than TRACKOPS_KAFKA_REPLICATION_FACTOR=%d: no write could ever be acknowledged", isr, rf)
+	}
+	return nil
+}
+
+// DirectDatabaseURL is the URL of session-bound work: the direct URL, or
+// the database URL when none is set.
+func (c Config) DirectDatabaseURL() string {
+	if c.DatabaseDirectURL == "" {
+		return c.DatabaseURL
+	}
+	return c.DatabaseDirectURL
+}
+
+// DatabasePooled reports whether TRACKOPS_DATABASE_URL goes through a
+// transaction pooler: it does when a different direct URL is configured.
+// Pools on it then use an exec mode without named prepared statements.
+func (c Config) DatabasePooled() bool { return c.DirectDatabaseURL() != c.DatabaseURL }
+
+// checkRedisURL accepts what cache.Open accepts: a redis:// or rediss://
+// URL, redis+cluster://h1:p,h2:p, or a comma list of cluster nodes.
+func checkRedisURL(raw string) error {
+	if strings.HasPrefix(raw, "redis+cluster://") || (!strings.Contains(raw, "://") && strings.Contains(raw, ",")) {
+		return nil
+	}
+	if _, err := redis.ParseURL(raw); err != nil {
+		return fmt.Errorf("TRACKOPS_REDIS_URL=%q: %v; want redis://HOST:6379 (rediss:// for TLS), or redis+cluster://H1:P,H2:P for Redis Cluster",
+			redactURL(raw), strings.TrimPrefix(err.Error(), "redis: "))
+	}
+	return nil
+}
+
+// redactURL hides a password in a URL that is quoted in a message.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
+			return scheme + "://" + user + ":***@" + rest[at+1:]
+		}
+	}
+	return raw
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 // EmbeddedKafka reports whether the process should start its own broker.

@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -197,23 +198,32 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	ctx := r.Context()
-	msgs, err := h.store.List(ctx, f)
+	out, err := h.store.Page(r.Context(), f)
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+// Page is one page of dead letters matching f with the counts and
+// fingerprint groups of every match (not just this page): the one source
+// of GET /api/v1/ops/dlq and `trackops dlq list --json`, so the two cannot
+// disagree.
+func (s *Store) Page(ctx context.Context, f Filter) (ListJSON, error) {
+	msgs, err := s.List(ctx, f)
+	if err != nil {
+		return ListJSON{}, err
 	}
 	all := f
 	all.BeforeID = 0
-	groups, err := h.store.Groups(ctx, all)
+	groups, err := s.Groups(ctx, all)
 	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
+		return ListJSON{}, err
 	}
-	counts, err := h.store.Count(ctx, all)
+	counts, err := s.Count(ctx, all)
 	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
+		return ListJSON{}, err
 	}
 	out := ListJSON{Counts: counts, Groups: groups, Messages: make([]MessageJSON, 0, len(msgs))}
 	if out.Groups == nil {
@@ -225,7 +235,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request) {
 	if len(msgs) == f.Limit {
 		out.NextCursor = strconv.FormatInt(msgs[len(msgs)-1].ID, 10)
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 func (h *Handlers) get(w http.ResponseWriter, r *http.Request) {

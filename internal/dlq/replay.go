@@ -15,6 +15,7 @@ import (
 
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/progress"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -117,6 +118,7 @@ type Replayer struct {
 	auditor    Auditor
 	maxReplays int
 	log        *slog.Logger
+	progress   *progress.Tracker
 }
 
 // ReplayerConfig tunes a Replayer.
@@ -126,6 +128,9 @@ type ReplayerConfig struct {
 	// Auditor receives each action; nil only logs (dlq_actions keeps them anyway).
 	Auditor Auditor
 	Logger  *slog.Logger
+	// Progress, if set, is told of each dead letter a replay of --all
+	// handles (the CLI's progress bar); the API leaves it nil.
+	Progress *progress.Tracker
 }
 
 // NewReplayer returns a replayer over the dead letters in pool, publishing
@@ -138,7 +143,7 @@ func NewReplayer(pool *pgxpool.Pool, producer *kgo.Client, cfg ReplayerConfig) *
 		cfg.Logger = slog.Default()
 	}
 	return &Replayer{pool: pool, store: NewStore(pool), producer: producer, auditor: cfg.Auditor,
-		maxReplays: cfg.MaxReplays, log: cfg.Logger}
+		maxReplays: cfg.MaxReplays, log: cfg.Logger, progress: cfg.Progress}
 }
 
 // MaxReplays is the loop guard's limit.
@@ -167,6 +172,11 @@ func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult,
 		res.add(it)
 		return res, nil
 	}
+	if req.All && r.progress != nil {
+		if c, err := r.store.Count(ctx, Filter{Topic: req.Topic, Fingerprint: req.Fingerprint, Status: StatusNew}); err == nil {
+			r.progress.SetTotal(c.Total)
+		}
+	}
 	// Page through the matches oldest first. Each pass only sees rows still
 	// new, so replayed rows drop out; blocked or skipped ones are stepped over.
 	var after int64
@@ -187,6 +197,9 @@ func (r *Replayer) Replay(ctx context.Context, req ReplayRequest) (ReplayResult,
 			}
 			res.add(it)
 			after = id
+			if req.All {
+				r.progress.Step(fmt.Sprintf("id %d %s", id, it.Outcome))
+			}
 		}
 		if !req.All || len(ids) < limit {
 			return res, nil

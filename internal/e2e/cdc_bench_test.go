@@ -65,7 +65,8 @@ func benchCommitToKafka(b *testing.B, memoryBroker bool, args []string) {
 	brokers := cfg.KafkaAddr
 	if memoryBroker {
 		brokers = kafkatest.New(b).Addr()
-		cfg.Extra = append(cfg.Extra, "TRACKOPS_KAFKA_BROKERS="+brokers)
+		// A single-node broker: topics with one replica.
+		cfg.Extra = append(cfg.Extra, "TRACKOPS_KAFKA_BROKERS="+brokers, "TRACKOPS_KAFKA_REPLICATION_FACTOR=1")
 	}
 	p := Start(b, cfg, args...)
 

@@ -299,7 +299,8 @@ type healthReport struct {
 
 func getHealth(t *testing.T, p *Process) healthReport {
 	t.Helper()
-	resp, err := httpClient.Get(p.HTTP + "/health")
+	// Signed in: anonymous callers get the status without components.
+	resp, err := p.Do(http.MethodGet, "/health", "")
 	if err != nil {
 		t.Fatalf("/health: %v", err)
 	}

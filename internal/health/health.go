@@ -200,17 +200,36 @@ func runBounded(ctx context.Context, ind Indicator, timeout time.Duration) Compo
 	}
 }
 
-// Routes serves /health, /health/live and /health/ready.
+// Routes serves /health, /health/live and /health/ready, all without a
+// token. /health follows Actuator's show-details: when-authorized: an
+// anonymous caller gets the overall status alone; any signed-in role gets
+// every component with its details (database name, broker addresses, pool
+// statistics, versions), which strangers have no business reading.
 func (c *Checker) Routes() []httpapi.Route {
 	return []httpapi.Route{
-		{Method: http.MethodGet, Pattern: "/health", Role: httpapi.RolePublic, Handler: c.serveHealth},
+		{Method: http.MethodGet, Pattern: "/health", Role: httpapi.RolePublic, IdentifyCaller: true, Handler: c.serveHealth},
 		{Method: http.MethodGet, Pattern: "/health/live", Role: httpapi.RolePublic, Handler: serveLive},
 		{Method: http.MethodGet, Pattern: "/health/ready", Role: httpapi.RolePublic, Handler: c.serveReady},
 	}
 }
 
+// statusOnly is the body anonymous callers of /health get.
+type statusOnly struct {
+	Status Status `json:"status"`
+}
+
+// ShowsDetails reports whether the caller of r may see the components'
+// details: any signed-in role may (when-authorized), anonymous callers not.
+func ShowsDetails(r *http.Request) bool {
+	return httpapi.PrincipalFrom(r.Context()).Role.Rank() > 0
+}
+
 func (c *Checker) serveHealth(w http.ResponseWriter, r *http.Request) {
 	rep := c.Check(r.Context())
+	if !ShowsDetails(r) {
+		httpapi.WriteJSON(w, rep.HTTPStatus(), statusOnly{Status: rep.Status})
+		return
+	}
 	e := c.encoded.Load()
 	if e == nil || !e.checkedAt.Equal(rep.CheckedAt) {
 		body, err := json.Marshal(rep)

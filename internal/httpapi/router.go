@@ -85,6 +85,11 @@ type Route struct {
 	Pattern string // path pattern as net/http.ServeMux reads it, e.g. /api/v1/orders/{id}
 	Role    Role
 	Handler http.HandlerFunc
+	// IdentifyCaller, on a public route, still authenticates a caller who
+	// presents credentials, so the handler can show a signed-in caller
+	// more (GET /health's details); a missing or invalid token leaves the
+	// caller anonymous instead of failing the request.
+	IdentifyCaller bool
 }
 
 // ErrUnauthenticated means the request carries no valid credentials.
@@ -131,6 +136,22 @@ type RouterConfig struct {
 	MaxBodyBytes int64
 	// Fallback serves paths no route matches (e.g. the ops console).
 	Fallback http.Handler
+	// Errors writes the router's own error responses (401, 403, 404, 429,
+	// 500); nil writes RFC 9457 problem details. The Kafka Connect port
+	// sets it to Connect's {"error_code","message"} shape.
+	Errors func(w http.ResponseWriter, r *http.Request, status int, detail string)
+	// Challenges are the WWW-Authenticate values of a 401; nil sends the
+	// Bearer challenge.
+	Challenges []string
+}
+
+// writeError writes one of the router's own errors in the configured shape.
+func (cfg RouterConfig) writeError(w http.ResponseWriter, r *http.Request, status int, detail string) {
+	if cfg.Errors != nil {
+		cfg.Errors(w, r, status, detail)
+		return
+	}
+	WriteProblem(w, r, status, detail)
 }
 
 var (
@@ -161,7 +182,7 @@ func NewRouter(cfg RouterConfig, routes []Route) http.Handler {
 		mux.Handle("/", cfg.Fallback)
 	} else {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			WriteProblem(w, r, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+			cfg.writeError(w, r, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 		})
 	}
 	return withBasics(cfg, mux)
@@ -227,6 +248,12 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 				}
 			}()
 		}
+		if cfg.Auth != nil && rt.Role == RolePublic && rt.IdentifyCaller {
+			if known, err := cfg.Auth.Authenticate(r); err == nil {
+				p = known
+				rec.principal = p
+			}
+		}
 		if cfg.Auth != nil && rt.Role != RolePublic {
 			var err error
 			p, err = cfg.Auth.Authenticate(r)
@@ -238,8 +265,19 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 					if tooMany(cfg, w, r, "ip:"+ClientIP(r)) {
 						return
 					}
-					w.Header().Set("WWW-Authenticate", `Bearer realm="trackops", error="invalid_token"`)
-					WriteProblem(w, r, http.StatusUnauthorized, err.Error())
+					challenges := cfg.Challenges
+					if challenges == nil {
+						challenges = []string{`Bearer realm="trackops", error="invalid_token"`}
+					}
+					for _, c := range challenges {
+						w.Header().Add("WWW-Authenticate", c)
+					}
+					cfg.writeError(w, r, http.StatusUnauthorized, err.Error())
+				} else if bad := (*BadRequestError)(nil); cfg.Errors != nil && errors.As(err, &bad) {
+					cfg.writeError(w, r, bad.Status, bad.Message)
+				} else if cfg.Errors != nil {
+					LoggerFrom(r.Context()).ErrorContext(r.Context(), "authentication failed", "err", err)
+					cfg.writeError(w, r, http.StatusInternalServerError, "internal error")
 				} else {
 					WriteError(w, r, err)
 				}
@@ -247,7 +285,7 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 			}
 			rec.principal = p
 			if !p.Role.Allows(rt.Role) {
-				WriteProblem(w, r, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s; it needs %q", p.Role, rt.Method, rt.Pattern, rt.Role))
+				cfg.writeError(w, r, http.StatusForbidden, fmt.Sprintf("role %q may not %s %s; it needs %q", p.Role, rt.Method, rt.Pattern, rt.Role))
 				return
 			}
 		}
@@ -287,7 +325,7 @@ func tooMany(cfg RouterConfig, w http.ResponseWriter, r *http.Request, key strin
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	WriteProblem(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded; retry in %d s", secs))
+	cfg.writeError(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit exceeded; retry in %d s", secs))
 	return true
 }
 
@@ -344,7 +382,7 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 				}
 				cfg.Logger.ErrorContext(ctx, "handler panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !rec.wrote {
-					WriteProblem(rec, r, http.StatusInternalServerError, "internal error")
+					cfg.writeError(rec, r, http.StatusInternalServerError, "internal error")
 				}
 			}
 			route := rec.route

@@ -202,6 +202,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(clientID(cfg.ClientID)),
+		FreshMetadata(), // a subscribed topic created later is seen within MetadataMinAge
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.DisableAutoCommit(),
@@ -217,6 +218,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 			break
 		}
 	}
+	opts = append(opts, cfg.logOpts()...)
 	opts = append(opts, cfg.Extra...)
 	opts = append(opts, extra...)
 	client, err := kgo.NewClient(opts...)

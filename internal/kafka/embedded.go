@@ -21,7 +21,7 @@ type Embedded struct {
 
 // StartEmbedded starts the broker on addr ("host:port"), keeping its log in
 // dataDir (no persistence when dataDir is empty).
-func StartEmbedded(addr, dataDir string, partitions int32) (*Embedded, error) {
+func StartEmbedded(addr, dataDir string, partitions int32, options ...EmbeddedOption) (*Embedded, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka address %q: %w", addr, err)
@@ -45,6 +45,9 @@ func StartEmbedded(addr, dataDir string, partitions int32) (*Embedded, error) {
 			return nil, fmt.Errorf("embedded kafka data dir: %w", err)
 		}
 		opts = append(opts, kfake.DataDir(dataDir), kfake.SyncWrites())
+	}
+	for _, o := range options {
+		o(&opts)
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

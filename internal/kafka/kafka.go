@@ -23,9 +23,47 @@ type Options struct {
 	ClientID string
 	// Extra are appended last and win over TrackOps' defaults (TLS, SASL, ...).
 	Extra []kgo.Opt
+	// Topics is the replication of topics created through clients built
+	// with these options (EnsureTopics); zero means the brokers' defaults.
+	Topics TopicConfig
+
 	// ConsumerRetry is the retry policy of consumers built with these
 	// options whose ConsumerConfig.Retry is unset; zero means DefaultRetry.
 	ConsumerRetry RetryPolicy
+	// Compression is the producer's batch codec: none (the default), gzip,
+	// snappy, lz4 or zstd. franz-go's own default is snappy, which some
+	// clients (KafkaJS without a plugin) cannot read; Kafka's Java producer
+	// defaults to none, and so does TrackOps.
+	Compression string
+	// Logger receives the clients' own log lines (connection failures,
+	// group changes); nil discards them.
+	Logger *slog.Logger
+}
+
+// logOpts routes a client's log lines to o.Logger.
+func (o Options) logOpts() []kgo.Opt {
+	if o.Logger == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithLogger(clientLogger{o.Logger.With("component", "kafka-client", "client_id", clientID(o.ClientID))})}
+}
+
+// Codec returns the franz-go codec named by TRACKOPS_KAFKA_COMPRESSION's
+// values; "" is none.
+func Codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.NoCompression(), fmt.Errorf("unknown Kafka compression %q: want none, gzip, snappy, lz4 or zstd", name)
 }
 
 // NewProducer returns a client set up for durable publishing: idempotent,
@@ -34,9 +72,15 @@ type Options struct {
 // larger batch would be refused by a broker with default settings as a
 // whole, failing every record in it.
 func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
+	codec, err := Codec(o.Compression)
+	if err != nil {
+		return nil, err
+	}
 	opts := []kgo.Opt{
+		kgo.ProducerBatchCompression(codec),
 		kgo.SeedBrokers(o.Brokers...),
 		kgo.ClientID(clientID(o.ClientID)),
+		FreshMetadata(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
@@ -47,14 +91,31 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		// (all of ours) hash like the Java client so other producers agree.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 	}
+	opts = append(opts, o.logOpts()...)
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
+	opts = append(opts, withTopicConfig(o.Topics))
 	c, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
 	return c, nil
 }
+
+// MetadataMinAge is the shortest time between two metadata refreshes of a
+// TrackOps client. franz-go's default is 5 s, and it is what made the first
+// record on a new topic wait about 5 s: a client that asked about the topic
+// before it existed (a consumer subscribed ahead of the first change, a
+// producer racing the topic's creation) retries for 2 s, then only once per
+// min age, so it learned of the topic up to 5 s after it appeared. Refreshes
+// are still rare on a steady cluster: they follow errors and new topics,
+// and the periodic one stays at franz-go's metadata max age (5 min).
+const MetadataMinAge = 250 * time.Millisecond
+
+// FreshMetadata is the client option that applies MetadataMinAge; NewProducer
+// and NewConsumer use it, and so should any other client that may meet a
+// topic younger than itself.
+func FreshMetadata() kgo.Opt { return kgo.MetadataMinAge(MetadataMinAge) }
 
 func clientID(id string) string {
 	if id == "" {
@@ -64,18 +125,28 @@ func clientID(id string) string {
 }
 
 // EnsureTopics creates each topic that does not exist yet with the given
-// partition count. Replication factor -1 lets the broker pick its default,
-// which is what a single-node embedded broker and a real cluster both want.
+// partition count (-1: the brokers' default), replicated as the Options.Topics
+// the client was built with say (NewProducer carries them in the client); a
+// client built otherwise leaves replication to the brokers' defaults. When it
+// created one, the client's metadata is refreshed at once, so a first record
+// produced right after finds the topic's partitions known instead of waiting
+// on a refresh.
 func EnsureTopics(ctx context.Context, client *kgo.Client, partitions int32, topics ...string) error {
 	adm := kadm.NewClient(client)
-	resp, err := adm.CreateTopics(ctx, partitions, -1, nil, topics...)
+	tc := topicConfigOf(client)
+	resp, err := adm.CreateTopics(ctx, partitions, tc.replicationFactor(), tc.topicConfigs(), topics...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	created := false
 	for _, r := range resp.Sorted() {
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
 		}
+		created = created || r.Err == nil
+	}
+	if created {
+		client.ForceMetadataRefresh()
 	}
 	return nil
 }

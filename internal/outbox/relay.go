@@ -57,7 +57,11 @@ type RelayConfig struct {
 	RetryInitial, RetryMax time.Duration
 	// Workers is how many batches one relay publishes at once.
 	Workers int
-	Logger  *slog.Logger
+	// ListenPool holds the LISTEN connection; nil means the relay's pool.
+	// Behind a transaction pooler (PgBouncer) LISTEN needs a session of its
+	// own, so the app passes a pool on the direct database URL.
+	ListenPool *pgxpool.Pool
+	Logger     *slog.Logger
 }
 
 func (c *RelayConfig) defaults() {
@@ -168,7 +172,11 @@ func (r *Relay) listen(ctx context.Context) {
 }
 
 func (r *Relay) listenOnce(ctx context.Context) error {
-	conn, err := r.pool.Acquire(ctx)
+	pool := r.cfg.ListenPool
+	if pool == nil {
+		pool = r.pool
+	}
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -41,7 +42,9 @@ func Migrate(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true), goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true), goose.WithSessionLocker(locker),
+		// goose's own lines (verbose mode only) go through the process's slog handler.
+		goose.WithSlog(slog.Default()))
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}

@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,11 +22,37 @@ import (
 // connect_timeout of its own.
 const ConnectTimeout = 5 * time.Second
 
+// Option tunes a pool opened by Connect.
+type Option func(cfg *pgxpool.Config, url string)
+
+// BehindPooler readies a pool for a transaction pooler (PgBouncer with
+// pool_mode=transaction) between TrackOps and PostgreSQL. Such a pooler
+// hands each transaction to whichever server connection is free, so a named
+// prepared statement made on one is unknown on the next; pgx's default
+// exec mode (cache_statement) prepares named statements. The pool uses
+// cache_describe instead: unnamed statements, parsed in the same round trip
+// as they run, with their result description cached. A URL that names
+// default_query_exec_mode itself keeps it (cache_statement suits PgBouncer
+// 1.21+ with max_prepared_statements set).
+func BehindPooler() Option {
+	return func(cfg *pgxpool.Config, url string) {
+		if !strings.Contains(url, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		}
+	}
+}
+
+// MaxConns caps the pool at n connections, below the default of at least
+// 10 (for pools that hold sessions, such as the direct one).
+func MaxConns(n int32) Option {
+	return func(cfg *pgxpool.Config, _ string) { cfg.MaxConns = n }
+}
+
 // Connect opens a pool to url and checks that the server answers.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse database url: %w", err)
+		return nil, fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL; want the form postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable: %w", err)
 	}
 	if cfg.MaxConns < 10 {
 		cfg.MaxConns = 10
@@ -35,6 +64,9 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	for _, o := range opts {
+		o(cfg, url)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
@@ -43,9 +75,68 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w", redact(url), err)
+		return nil, connectError(url, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User, err)
 	}
 	return pool, nil
+}
+
+// connectError says in one line why PostgreSQL could not be used and what
+// to do: a server that is not there, a login it refused, a database
+// missing. The driver's error stays in the chain (errors.Is, errors.As) but
+// not in the message when the classification already says it.
+func connectError(rawURL, host string, port uint16, user string, err error) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	if strings.HasPrefix(host, "/") {
+		addr = host // a Unix socket directory
+	}
+	var pgErr *pgconn.PgError
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000"):
+		return &ConnectError{fmt.Sprintf("PostgreSQL at %s refused the login of user %q (%s); check the user and password in TRACKOPS_DATABASE_URL",
+			addr, user, pgErr.Message), err}
+	case errors.As(err, &pgErr) && pgErr.Code == "3D000":
+		return &ConnectError{fmt.Sprintf("PostgreSQL at %s: %s; run `trackops migrate` to create it", addr, pgErr.Message), err}
+	case errors.As(err, &pgErr) && pgErr.Code == "53300":
+		return &ConnectError{fmt.Sprintf("PostgreSQL at %s has no free connection (%s); raise max_connections or stop other clients", addr, pgErr.Message), err}
+	case errors.As(err, &pgErr):
+		return &ConnectError{fmt.Sprintf("PostgreSQL at %s: %s (SQLSTATE %s)", addr, pgErr.Message, pgErr.Code), err}
+	case errors.As(err, &dnsErr):
+		return &ConnectError{fmt.Sprintf("cannot reach PostgreSQL at %s: host %q not found; check the host in TRACKOPS_DATABASE_URL", addr, dnsErr.Name), err}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &ConnectError{fmt.Sprintf("cannot reach PostgreSQL at %s (connection refused); is it running? (TRACKOPS_DATABASE_URL=%s)", addr, redact(rawURL)), err}
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return &ConnectError{fmt.Sprintf("cannot reach PostgreSQL at %s (no answer in time); is it running and reachable? (TRACKOPS_DATABASE_URL=%s)", addr, redact(rawURL)), err}
+	}
+	return &ConnectError{fmt.Sprintf("cannot reach PostgreSQL at %s; is it running? (TRACKOPS_DATABASE_URL=%s): %v", addr, redact(rawURL), err), err}
+}
+
+// ConnectError is a failure to use PostgreSQL at all, worded for the
+// operator; Unwrap gives the driver's error.
+type ConnectError struct {
+	msg string
+	err error
+}
+
+// Error implements error.
+func (e *ConnectError) Error() string { return e.msg }
+
+// Unwrap returns the driver's error.
+func (e *ConnectError) Unwrap() error { return e.err }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// WithTracer installs a query tracer on every connection of the pool; a nil
+// tracer (tracing off) leaves pgx without one, so queries pay no hook.
+func WithTracer(t pgx.QueryTracer) Option {
+	return func(c *pgxpool.Config, _ string) {
+		if t != nil {
+			c.ConnConfig.Tracer = t
+		}
+	}
 }
 
 // EnsureDatabase creates the database named in url when it does not exist,
@@ -53,7 +144,7 @@ func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 func EnsureDatabase(ctx context.Context, dbURL string) error {
 	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
-		return fmt.Errorf("parse database url: %w", err)
+		return fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL; want the form postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable: %w", err)
 	}
 	name := cfg.Database
 	if name == "" || name == "postgres" {
@@ -62,7 +153,7 @@ func EnsureDatabase(ctx context.Context, dbURL string) error {
 	cfg.Database = "postgres"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL at %s: %w", redact(dbURL), err)
+		return connectError(dbURL, cfg.Host, cfg.Port, cfg.User, err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
@@ -73,7 +164,11 @@ func EnsureDatabase(ctx context.Context, dbURL string) error {
 		return nil
 	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	if err != nil && !IsCode(err, "42P04") { // created meanwhile by another process
+	// Another process (a second `trackops migrate` or `run` started at the
+	// same moment) may create it between the look-up and here: PostgreSQL
+	// then answers 42P04 (duplicate_database), or 23505 on
+	// pg_database_datname_index when both inserts race in the catalog.
+	if err != nil && !IsCode(err, "42P04") && !IsUniqueViolation(err, "pg_database_datname_index") {
 		return fmt.Errorf("create database %q: %w", name, err)
 	}
 	return nil

@@ -62,6 +62,15 @@ func NewHandler(m *cdc.Manager, version string, log *slog.Logger) *Handler {
 // Connect's JSON error shape.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := h.mux.Handler(r); pattern == "" {
+		// A path served for other methods is Kafka Connect's (JAX-RS) 405.
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := h.mux.Handler(probe); p != "" {
+				writeError(w, http.StatusMethodNotAllowed, "HTTP 405 Method Not Allowed")
+				return
+			}
+		}
 		writeError(w, http.StatusNotFound, "HTTP 404 Not Found")
 		return
 	}
@@ -390,8 +399,17 @@ func (h *Handler) writeManagerError(w http.ResponseWriter, name string, err erro
 	}
 }
 
+// maxBody bounds a request body when no router limits it (tests); a
+// connector configuration is a few kilobytes.
+const maxBody = 1 << 20
+
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
+		return false
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "could not read request body: "+err.Error())
 		return false

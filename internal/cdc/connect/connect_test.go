@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trackops/trackops/internal/cdc"
+	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
@@ -262,5 +263,45 @@ func waitSlotActive(t *testing.T, db *postgrestest.Database, slot string) {
 			t.Fatalf("slot %s never became active", slot)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// refuseAll is a rate limiter whose budget is spent.
+type refuseAll struct{}
+
+func (refuseAll) Allow(context.Context, string) (bool, time.Duration, error) {
+	return false, 2 * time.Second, nil
+}
+
+// anyone authenticates every request as an admin.
+type anyone struct{}
+
+func (anyone) Authenticate(*http.Request) (httpapi.Principal, error) {
+	return httpapi.Principal{ID: "k", Name: "k", Kind: "apikey", Role: httpapi.RoleAdmin}, nil
+}
+
+// TestRateLimitUsesConnectErrorShape checks the router's 429 on the Connect
+// port: Kafka Connect's {"error_code","message"} with Retry-After.
+func TestRateLimitUsesConnectErrorShape(t *testing.T) {
+	t.Parallel()
+	h := httpapi.NewRouter(httpapi.RouterConfig{Logger: quietLogger(), Auth: BasicAuth(anyone{}), Limiter: refuseAll{},
+		Errors: WriteError, Challenges: Challenges},
+		[]httpapi.Route{{Method: http.MethodGet, Pattern: "/connectors", Role: httpapi.RoleOperator, Handler: func(w http.ResponseWriter, _ *http.Request) {}}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/connectors", nil)
+	req.SetBasicAuth("user", "tok_whatever")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		ErrorCode int    `json:"error_code"`
+		Message   string `json:"message"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusTooManyRequests ||
+		body.ErrorCode != http.StatusTooManyRequests || body.Message == "" || resp.Header.Get("Retry-After") != "2" {
+		t.Errorf("429: %d %+v Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 	}
 }

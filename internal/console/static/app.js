@@ -59,8 +59,11 @@ function sweeperSummary(h) {
 const views = {
   async overview() {
     const h = await api("/health");
-    const comps = Object.entries(h.components || {}).map(([name, c]) =>
-      `<div class="card"><h3>${esc(name)} ${badge(c.status)}</h3><pre>${esc(JSON.stringify(c.details || {}, null, 2))}</pre></div>`).join("");
+    // /health gives anonymous callers the status alone; details are for
+    // signed-in users, and are not shown before sign-in.
+    const comps = !state.token ? '<p class="muted">Sign in to see each component and its details.</p>' :
+      Object.entries(h.components || {}).map(([name, c]) =>
+        `<div class="card"><h3>${esc(name)} ${badge(c.status)}</h3><pre>${esc(JSON.stringify(c.details || {}, null, 2))}</pre></div>`).join("");
     $("#overview").innerHTML = `<h2>Platform ${badge(h.status)}</h2>${sweeperSummary(h)}<div class="cards">${comps}</div>`;
   },
   async orders(params) {

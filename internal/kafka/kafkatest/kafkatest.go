@@ -37,6 +37,7 @@ func Read(t testing.TB, b *kafka.Embedded, topic string, n int, timeout time.Dur
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
+		kafka.FreshMetadata(),
 	)
 	if err != nil {
 		t.Fatalf("kafkatest: %v", err)
