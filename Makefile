@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X github.com/trackops/trackops/internal/app.Version=$(VERSION)
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean chaos
+.PHONY: all build run test test-manifests test-short test-race services test-tools vet fmt bench bench-sweep bench-docs vulncheck clean testdb-clean chaos fuzz
 
 all: build
 
@@ -82,3 +82,9 @@ CHAOS_OUT  ?= bench/results/chaos.md
 chaos: services
 	mkdir -p $(dir $(CHAOS_OUT))
 	CHAOS_LOAD=$(CHAOS_LOAD) CHAOS_OUT=$(abspath $(CHAOS_OUT)) $(GO) test -tags chaos -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/e2e
+
+# Every Go fuzz target for FUZZTIME each (not part of `make test`; CPU heavy).
+# Findings are kept under testdata/fuzz/ and replay in `make test` afterwards.
+FUZZTIME ?= 30s
+fuzz: services
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh

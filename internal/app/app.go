@@ -196,6 +196,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildInventory(); err != nil {
 		return err
 	}
+	if err := a.buildSweeper(); err != nil {
+		return err
+	}
 	if a.roles.Has(RoleRelay) {
 		a.buildRelay()
 	}
@@ -335,13 +338,15 @@ func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
 		Handler: promhttp.Handler().ServeHTTP})
-	return a.traceHTTP(httpapi.NewRouter(httpapi.RouterConfig{
+	// Each request gets one Redis budget for all its cache, session and
+	// rate-limit commands (docs/cache.md).
+	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
-	}, routes))
+	}, routes)))
 }
 
 // Listen binds the HTTP address (New already does); callers (and tests)

@@ -77,7 +77,7 @@ func (b *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 // consumer's log line, that the collector received the spans of the order's
 // path (HTTP → SQL → outbox → relay publish → consumer) as one trace, that
 // /metrics has every series the dashboards and alerts use, and that /health
-// lists all six components.
+// lists all six components (and the orders role's sweeper).
 func TestObservabilityEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -300,7 +300,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("health lists six components to a signed-in caller", func(t *testing.T) {
+	t.Run("health lists the six components and the sweeper to a signed-in caller", func(t *testing.T) {
 		code, body := getAs(t, base+"/health", token)
 		var rep struct {
 			Status     string
@@ -309,10 +309,10 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(body, &rep); err != nil {
 			t.Fatal(err)
 		}
-		if code != 200 || len(rep.Components) != 6 {
+		if code != 200 || len(rep.Components) != 7 {
 			t.Fatalf("/health %d %s", code, body)
 		}
-		for _, n := range []string{"application", "db", "redis", "kafka", "cdc", "dlq"} {
+		for _, n := range []string{"application", "db", "redis", "kafka", "cdc", "dlq", "sweeper"} {
 			if rep.Components[n].Status != "UP" {
 				t.Errorf("%s: %q", n, rep.Components[n].Status)
 			}

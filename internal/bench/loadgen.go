@@ -290,8 +290,12 @@ type loadState struct {
 	seq    uint64
 }
 
+// nextStatus is the move a client makes next. PENDING has none: only the
+// saga confirms an order, once inventory reserved it (a client asking gets
+// 409), so a status change aimed at a PENDING order reads it instead, which
+// also learns the saga's decision.
 var nextStatus = map[string]string{
-	"PENDING": "CONFIRMED", "CONFIRMED": "PROCESSING", "PROCESSING": "SHIPPED", "SHIPPED": "DELIVERED",
+	"CONFIRMED": "PROCESSING", "PROCESSING": "SHIPPED", "SHIPPED": "DELIVERED",
 }
 
 func (s *loadState) targeter() vegeta.Targeter {
@@ -314,7 +318,7 @@ func (s *loadState) targeter() vegeta.Targeter {
 		case n < s.cfg.Mix.Create+s.cfg.Mix.Read+s.cfg.Mix.Status:
 			id := s.ids[rand.IntN(len(s.ids))]
 			next, ok := nextStatus[s.orders[id]]
-			if !ok { // a finished order: read it instead
+			if !ok { // PENDING (the saga's to decide) or finished: read it instead
 				t.Method, t.URL, t.Body = http.MethodGet, s.cfg.Target+"/api/v1/orders/"+id, nil
 				return nil
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/validation"
 )
 
 // Setting kinds: feature flags and system configuration values.
@@ -129,6 +130,9 @@ func (s *Settings) Set(ctx context.Context, kind, name string, value json.RawMes
 	}
 	if len(value) == 0 || len(value) > maxSettingBytes || !json.Valid(value) {
 		return Setting{}, fmt.Errorf("%w: value must be a JSON document of at most %d bytes", ErrInvalidSetting, maxSettingBytes)
+	}
+	if p := validation.RawJSONProblem(value); p != "" { // what jsonb would refuse
+		return Setting{}, fmt.Errorf("%w: value %s", ErrInvalidSetting, p)
 	}
 	if actor == "" {
 		actor = "system"

@@ -84,8 +84,11 @@ type Options struct {
 	// KeyPrefix is put before every key of every store; tests use it to
 	// share one Redis without seeing each other's keys.
 	KeyPrefix string
-	// OpTimeout bounds every cache call, so a hung Redis costs a request at
-	// most this much before it falls back to PostgreSQL. Default 250 ms.
+	// OpTimeout bounds every Redis command from the moment it is issued
+	// (pool wait, dial and connection set-up included), and a request that
+	// lost one command to an unresponsive Redis spends no more (see
+	// WithBudget): a hung Redis costs a request about this much before it
+	// falls back to PostgreSQL. Default 250 ms.
 	OpTimeout time.Duration
 	// DialTimeout bounds connecting. Default 500 ms.
 	DialTimeout time.Duration
@@ -149,6 +152,7 @@ func Open(url string, o Options) (*Stores, error) {
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: o.DialTimeout,
 			ReadTimeout: o.OpTimeout, WriteTimeout: o.OpTimeout, PoolTimeout: o.OpTimeout,
 			ContextTimeoutEnabled: true, MaxRetries: 1})
+		c.AddHook(budgetHook{timeout: o.OpTimeout})
 		mk := func(name string, ttl time.Duration) *Store {
 			return &Store{name: name, client: c, prefix: o.KeyPrefix + name + ":", ttl: ttl, db: -1}
 		}
@@ -173,6 +177,7 @@ func Open(url string, o Options) (*Stores, error) {
 			opt.MaxRetries = -1
 			opt.OnConnect = g.onConnect
 			c := redis.NewClient(&opt)
+			c.AddHook(budgetHook{timeout: o.OpTimeout})
 			s.clients = append(s.clients, c)
 			return &Store{name: name, client: c, prefix: o.KeyPrefix, ttl: ttl, db: db}
 		}

@@ -133,7 +133,9 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 
 	loop := startLoop(t, p, watched)
 	loop.after(30, "30 requests with Redis up")
-	srv.Pause() // SIGKILL at cleanup ends it even if the test fails frozen
+	slowest := loop.watchSlowest()
+	srv.Pause()                       // SIGKILL at cleanup ends it even if the test fails frozen
+	burst(t, loop, p, watched, 32, 5) // many requests meeting the freeze at once
 	var health healthReport
 	waitUntil(t, "/health DEGRADED", hangGuard, until(func() bool {
 		health = getHealth(t, p)
@@ -143,8 +145,19 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 		t.Fatalf("with Redis frozen: /health %d, want 200", health.code)
 	}
 	loop.after(60, "60 requests with Redis frozen")
+	burst(t, loop, p, watched, 32, 5)
 	mustCall(t, p, http.MethodPatch, "/api/v1/orders/"+watched+"/status", `{"status":"PROCESSING"}`, http.StatusOK, nil)
 	loop.after(30, "30 more requests with Redis frozen")
+	// Every Redis command is bounded by the 250 ms budget and a request
+	// stops waiting for Redis after its first lost command: no request may
+	// wait for Redis much longer than one budget. 4× the budget is a
+	// correctness bound (a request stuck on several commands in turn
+	// would cross it), not a speed target.
+	if d := slowest(); d > 4*250*time.Millisecond {
+		t.Errorf("with Redis frozen the slowest request took %v, want at most 1 s (4 × the 250 ms budget)", d)
+	} else {
+		t.Logf("with Redis frozen the slowest request took %v", d)
+	}
 	srv.Resume() // its data is intact: the watched order still cached as CONFIRMED
 	waitCacheRecovered(t, p)
 	loop.after(60, "60 requests after recovery")
@@ -159,7 +172,9 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 // reading the watched order, over and over, recording every answer that is
 // not 2xx or an expected 4xx.
 type loop struct {
-	t        *testing.T
+	t *testing.T
+	// slowest is the longest request, in nanoseconds, since watchSlowest.
+	slowest  atomic.Int64
 	stopped  atomic.Bool
 	requests atomic.Int64
 	mu       sync.Mutex
@@ -178,7 +193,7 @@ func startLoop(t *testing.T, p *Process, watched string) *loop {
 				if id == "" {
 					continue
 				}
-				code, err = call(p, http.MethodGet, "/api/v1/orders/"+id, "", nil)
+				code, err = l.call(p, http.MethodGet, "/api/v1/orders/"+id, "", nil)
 				l.record("read new", code, err, http.StatusOK)
 				l.mu.Lock()
 				l.known = append(l.known, id)
@@ -186,17 +201,52 @@ func startLoop(t *testing.T, p *Process, watched string) *loop {
 				l.mu.Unlock()
 				// 409 when the saga has not confirmed it yet, or another
 				// worker moved it first.
-				code, err = call(p, http.MethodPatch, "/api/v1/orders/"+earlier+"/status", `{"status":"PROCESSING"}`, nil)
+				code, err = l.call(p, http.MethodPatch, "/api/v1/orders/"+earlier+"/status", `{"status":"PROCESSING"}`, nil)
 				l.record("status change", code, err, http.StatusOK, http.StatusConflict)
-				code, err = call(p, http.MethodGet, "/api/v1/orders?limit=20", "", nil)
+				code, err = l.call(p, http.MethodGet, "/api/v1/orders?limit=20", "", nil)
 				l.record("list", code, err, http.StatusOK)
-				code, err = call(p, http.MethodGet, "/api/v1/orders/"+watched, "", nil)
+				code, err = l.call(p, http.MethodGet, "/api/v1/orders/"+watched, "", nil)
 				l.record("read watched", code, err, http.StatusOK)
 			}
 		})
 	}
 	t.Cleanup(l.stop) // before the process is killed, should the test fail early
 	return l
+}
+
+// burst sends clients × n reads of the watched order at once, timed and
+// recorded like the loop's own requests: concurrency is what made a frozen
+// Redis cost seconds (every request queued for the pool, then waited for
+// each of its commands in turn).
+func burst(t *testing.T, l *loop, p *Process, watched string, clients, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range n {
+				code, err := l.call(p, http.MethodGet, "/api/v1/orders/"+watched, "", nil)
+				l.record("burst read", code, err, http.StatusOK)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// call is the package's call, timed for slowest.
+func (l *loop) call(p *Process, method, path, body string, out any) (int, error) {
+	start := time.Now()
+	code, err := call(p, method, path, body, out)
+	if d := int64(time.Since(start)); d > l.slowest.Load() {
+		l.slowest.Store(d) // racy max: close enough for a bound check
+	}
+	return code, err
+}
+
+// watchSlowest starts timing afresh and returns how to read the slowest
+// request since.
+func (l *loop) watchSlowest() func() time.Duration {
+	l.slowest.Store(0)
+	return func() time.Duration { return time.Duration(l.slowest.Load()) }
 }
 
 // record counts one answer; code 0 is a request that got no answer at all.

@@ -5,13 +5,16 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -58,9 +61,15 @@ func WriteValidation(w http.ResponseWriter, r *http.Request, errs validation.Err
 	WriteProblem(w, r, http.StatusUnprocessableEntity, "the request has invalid fields", errs...)
 }
 
+// RetryAfterUnavailable is the Retry-After, in seconds, of a 503 for an
+// unavailable database.
+const RetryAfterUnavailable = 2
+
 // WriteError maps err to a response: validation errors and bad request bodies
-// get 4xx with their message; anything else is a 500 whose detail does not
-// leak internals.
+// get 4xx with their message; a database that cannot be reached is 503 with
+// Retry-After (postgres.IsUnavailable); a value the database refused (SQLSTATE
+// class 22) is 422; anything else is a 500 whose detail does not leak
+// internals.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var verrs validation.Errors
 	var bad *BadRequestError
@@ -69,6 +78,18 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		WriteValidation(w, r, verrs)
 	case errors.As(err, &bad):
 		WriteProblem(w, r, bad.Status, bad.Message)
+	case r.Context().Err() == nil && postgres.IsUnavailable(err):
+		// The database is restarting or out of reach: the client should
+		// come back, not report a bug.
+		LoggerFrom(r.Context()).WarnContext(r.Context(), "database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		WriteProblem(w, r, http.StatusServiceUnavailable, "the database is unavailable; retry in a few seconds")
+	case postgres.IsDataException(err):
+		// A validator should have named the field; this is the safety net.
+		LoggerFrom(r.Context()).WarnContext(r.Context(), "database refused a value that passed validation",
+			"method", r.Method, "path", r.URL.Path, "sqlstate", postgres.SQLState(err), "err", err)
+		WriteProblem(w, r, http.StatusUnprocessableEntity,
+			fmt.Sprintf("the request holds a value that cannot be stored (SQLSTATE %s)", postgres.SQLState(err)))
 	default:
 		LoggerFrom(r.Context()).ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		WriteProblem(w, r, http.StatusInternalServerError, "internal error; the request id in X-Request-Id identifies it in the logs")
@@ -84,24 +105,32 @@ type BadRequestError struct {
 func (e *BadRequestError) Error() string { return e.Message }
 
 // DecodeJSON reads the body into v strictly: one JSON object, no unknown
-// fields, no trailing data, at most the router's body limit. The error it
-// returns is a *BadRequestError (400, or 413 when too large, or 415 for a
-// non-JSON content type) whose message says what is wrong.
+// fields, no trailing data, at most the router's body limit, valid UTF-8.
+// The error it returns is a *BadRequestError (400, or 413 when too large, or
+// 415 for a non-JSON content type) whose message says what is wrong, or
+// validation.Errors (422) naming each string that cannot be stored (a NUL
+// character, a lone surrogate, a number out of range in raw JSON).
 func DecodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") &&
 		!strings.Contains(strings.ToLower(ct), "+json") {
 		return &BadRequestError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not supported; send application/json", ct)}
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return &BadRequestError{statusFor(err), describeJSONError(err)}
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		if err != nil && statusFor(err) == http.StatusRequestEntityTooLarge {
-			return &BadRequestError{http.StatusRequestEntityTooLarge, describeJSONError(err)}
-		}
 		return &BadRequestError{http.StatusBadRequest, "request body must hold a single JSON object"}
+	}
+	// Every string must be storable text (see text.go): a 422 naming the
+	// field, not a database error.
+	if errs := checkDecoded(v); len(errs) > 0 {
+		return errs
 	}
 	return nil
 }

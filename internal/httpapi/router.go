@@ -296,6 +296,10 @@ func guard(cfg RouterConfig, rt Route) http.Handler {
 		if tooMany(cfg, w, r, key) {
 			return
 		}
+		if errs := CheckRequestText(r); len(errs) > 0 {
+			WriteProblem(w, r, http.StatusBadRequest, "the request's path or query holds text that cannot be used", errs...)
+			return
+		}
 		ctx := WithPrincipal(r.Context(), p)
 		r = r.WithContext(ctx)
 		if r.Body != nil {
@@ -347,12 +351,14 @@ func SetPrincipal(w http.ResponseWriter, p Principal) {
 func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Both ids go into logs, audit rows and Kafka headers: take only
+		// printable ASCII from the client.
 		reqID := r.Header.Get("X-Request-Id")
-		if reqID == "" || len(reqID) > 128 {
+		if !validID(reqID) {
 			reqID = newRequestID()
 		}
 		corrID := r.Header.Get("X-Correlation-Id")
-		if corrID == "" || len(corrID) > 128 {
+		if !validID(corrID) {
 			corrID = reqID
 		}
 		ctx := logging.WithRequestID(r.Context(), reqID)
@@ -407,6 +413,20 @@ func ClientIP(r *http.Request) string {
 		addr = addr[:i]
 	}
 	return strings.Trim(addr, "[]")
+}
+
+// validID reports whether a client's request or correlation id is usable:
+// 1–128 printable ASCII characters.
+func validID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func newRequestID() string {

@@ -278,9 +278,11 @@ func (s *Service) settleHeld(ctx context.Context, inboxName string, env events.E
 	)
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
 		changed, applied = nil, false
-		first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
-		if err != nil || !first {
-			return err
+		if inboxName != "" { // "" is a direct call (the sweeper), idempotent by the order's state alone
+			first, err := inbox.Claim(ctx, tx, inboxName, env.ID)
+			if err != nil || !first {
+				return err
+			}
 		}
 		applied = true
 		st, err := s.lockOrCloseOrder(ctx, tx, orderID, closeUnknown)
@@ -320,7 +322,37 @@ func (s *Service) Release(ctx context.Context, inboxName string, env events.Enve
 	if err != nil {
 		return err
 	}
-	err = s.settleHeld(ctx, inboxName, env, orderID, true, nil, func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error) {
+	return s.release(ctx, inboxName, env, orderID, d.Reason)
+}
+
+// ReleaseOrder returns what cancelled order orderID holds to stock, as its
+// ORDER_CANCELLED would, and closes the order for inventory (a late
+// ORDER_CREATED reserves nothing for it). It is idempotent by the order's
+// state alone, so the event arriving later changes nothing. The
+// pending-order sweeper calls it right after cancelling an order.
+func (s *Service) ReleaseOrder(ctx context.Context, orderID uuid.UUID, reason string) error {
+	return s.release(ctx, "", events.Envelope{Type: events.OrderCancelled}, orderID, reason)
+}
+
+// Redrive decides order o's reservation now if inventory has not decided
+// it yet, exactly as its ORDER_CREATED would (the event is rebuilt from the
+// order with order.CreatedEvent and claimed in the inbox under
+// RedriveInbox), writing INVENTORY_RESERVED or _FAILED. An order inventory
+// already decided, or that was cancelled first, is left as it is. The
+// pending-order sweeper calls it for an order stuck PENDING.
+func (s *Service) Redrive(ctx context.Context, o *order.Order) error {
+	ev, err := order.CreatedEvent(ctx, o)
+	if err != nil {
+		return err
+	}
+	return s.Reserve(ctx, RedriveInbox, ev.Envelope)
+}
+
+// RedriveInbox is the name Redrive claims its rebuilt events under.
+const RedriveInbox = "trackops-order-sweeper"
+
+func (s *Service) release(ctx context.Context, inboxName string, env events.Envelope, orderID uuid.UUID, reason string) error {
+	err := s.settleHeld(ctx, inboxName, env, orderID, true, nil, func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error) {
 		b := &pgx.Batch{}
 		for _, l := range lines {
 			b.Queue(`UPDATE inventory_items SET reserved = reserved - $2, version = version + 1, updated_at = $3
@@ -340,7 +372,7 @@ func (s *Service) Release(ctx context.Context, inboxName string, env events.Enve
 			out[i] = events.ReservedLine{SKU: l.SKU, Quantity: int(l.Quantity)}
 		}
 		ev, err := events.New(events.InventoryReleased, events.AggregateOrder, orderID.String(),
-			events.InventoryReleasedData{OrderID: orderID.String(), Lines: out, Reason: d.Reason}, logging.CorrelationID(ctx))
+			events.InventoryReleasedData{OrderID: orderID.String(), Lines: out, Reason: reason}, logging.CorrelationID(ctx))
 		if err != nil {
 			return nil, err
 		}

@@ -63,8 +63,16 @@ func (s Status) Terminal() bool { return len(transitions[s]) == 0 }
 
 // Domain errors, mapped to HTTP statuses at the edge.
 var (
-	ErrNotFound            = errors.New("order not found")
-	ErrIllegalTransition   = errors.New("illegal status transition")
+	ErrNotFound          = errors.New("order not found")
+	ErrIllegalTransition = errors.New("illegal status transition")
+	// ErrSagaOnly is a client asking for a move only the platform makes:
+	// PENDING → CONFIRMED happens when inventory has reserved the stock.
+	// It is an ErrIllegalTransition too.
+	ErrSagaOnly = fmt.Errorf("%w: an order is confirmed only by the platform, once inventory has reserved its stock; "+
+		"create it and wait for CONFIRMED (or CANCELLED with reason OUT_OF_STOCK)", ErrIllegalTransition)
+	// ErrNoReservation is a move past CONFIRMED of an order that holds no
+	// reservation. It is an ErrIllegalTransition too.
+	ErrNoReservation       = fmt.Errorf("%w: the order holds no stock reservation", ErrIllegalTransition)
 	ErrVersionMismatch     = errors.New("order version does not match")
 	ErrIdempotencyConflict = errors.New("idempotency key was used with a different request")
 )
@@ -72,7 +80,62 @@ var (
 // Cancellation reasons the platform itself sets.
 const (
 	ReasonOutOfStock = "OUT_OF_STOCK"
+	// ReasonTimeout cancels an order the pending-order sweeper found
+	// PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT that re-driving its
+	// reservation could not confirm.
+	ReasonTimeout = "TIMEOUT"
 )
+
+// Hold is what stock an order holds, as inventory decided it.
+type Hold string
+
+// Holds of an order.
+const (
+	// HoldNone: nothing reserved (not yet decided, failed, released, or
+	// the order was cancelled before inventory saw it).
+	HoldNone Hold = ""
+	// HoldReserved: every line's units are reserved for the order.
+	HoldReserved Hold = "reserved"
+	// HoldCommitted: the reserved units left the warehouse when the order
+	// shipped; a shipped order holds its stock this way.
+	HoldCommitted Hold = "committed"
+)
+
+// ClientMayRequest checks a status change a client (an API caller) asks
+// for, given the stock the order holds. On top of CanTransition:
+//   - PENDING → CONFIRMED is the platform's alone (ErrSagaOnly): the saga
+//     confirms an order when inventory reports its reservation;
+//   - PROCESSING and SHIPPED need the reservation held (HoldReserved);
+//   - DELIVERED needs it held or committed: inventory commits the units
+//     when it sees SHIPPED, which may happen before or after DELIVERED;
+//   - CANCELLED needs nothing (cancelling releases whatever is held).
+func ClientMayRequest(from, to Status, hold Hold) error {
+	if !CanTransition(from, to) {
+		return fmt.Errorf("%w: %s -> %s", ErrIllegalTransition, from, to)
+	}
+	switch to {
+	case StatusConfirmed:
+		return ErrSagaOnly
+	case StatusProcessing, StatusShipped:
+		if hold != HoldReserved {
+			return fmt.Errorf("%w: %s -> %s needs its stock reserved", ErrNoReservation, from, to)
+		}
+	case StatusDelivered:
+		if hold != HoldReserved && hold != HoldCommitted {
+			return fmt.Errorf("%w: %s -> %s needs its stock reserved or shipped", ErrNoReservation, from, to)
+		}
+	}
+	return nil
+}
+
+// ClientTransition is Transition for a move a client asked for: it refuses
+// what ClientMayRequest refuses.
+func (o *Order) ClientTransition(to Status, hold Hold, reason, actor string, now time.Time) (HistoryEntry, error) {
+	if err := ClientMayRequest(o.Status, to, hold); err != nil {
+		return HistoryEntry{}, err
+	}
+	return o.Transition(to, reason, actor, now)
+}
 
 // Item is one line of an order.
 type Item struct {
@@ -124,6 +187,9 @@ const (
 	MaxCustomerLen = 100
 	MaxReasonLen   = 500
 	MaxAddressLen  = 4096
+	// MaxAmount is the largest line or order total the numeric(14,2)
+	// columns hold: 999,999,999,999.99.
+	MaxAmount = Money(99_999_999_999_999)
 )
 
 var (
@@ -154,12 +220,19 @@ type NewOrder struct {
 func (n NewOrder) Validate() error {
 	var errs validation.Errors
 	switch c := strings.TrimSpace(n.CustomerID); {
+	case validation.TextProblem(c) != "":
+		errs.Text("customer_id", c)
 	case c == "":
 		errs.Add("customer_id", "is required")
 	case utf8.RuneCountInString(c) > MaxCustomerLen:
 		errs.Add("customer_id", "must be at most %d characters", MaxCustomerLen)
 	case strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		errs.Add("customer_id", "must not contain control characters")
+	}
+	if len(n.ShippingAddress) > 0 {
+		if p := validation.RawJSONProblem(n.ShippingAddress); p != "" {
+			errs.Add("shipping_address", "%s", p)
+		}
 	}
 	if n.Currency != "" && !currencyPattern.MatchString(n.Currency) {
 		errs.Add("currency", "must be a three-letter ISO 4217 code such as USD")
@@ -177,6 +250,7 @@ func (n NewOrder) Validate() error {
 	case len(n.Items) > MaxItems:
 		errs.Add("items", "must hold at most %d items", MaxItems)
 	}
+	var total Money
 	for i, it := range n.Items {
 		f := fmt.Sprintf("items[%d]", i)
 		if !ValidSKU(it.SKU) {
@@ -185,9 +259,23 @@ func (n NewOrder) Validate() error {
 		if it.Quantity < 1 || it.Quantity > MaxQuantity {
 			errs.Add(f+".quantity", "must be between 1 and %d", MaxQuantity)
 		}
-		if it.UnitPrice < 0 || it.UnitPrice > MaxUnitPrice {
+		priceOK := it.UnitPrice >= 0 && it.UnitPrice <= MaxUnitPrice
+		if !priceOK {
 			errs.Add(f+".unit_price", "must be between 0 and %s", MaxUnitPrice)
 		}
+		// Each factor within its limit can still make a line (or the sum
+		// of lines) too large to store: say so instead of failing the write.
+		if priceOK && it.Quantity >= 1 && it.Quantity <= MaxQuantity {
+			line := it.UnitPrice * Money(it.Quantity)
+			if line > MaxAmount {
+				errs.Add(f, "line total %s × %d exceeds %s, the largest amount an order may hold", it.UnitPrice, it.Quantity, MaxAmount)
+			} else {
+				total += line
+			}
+		}
+	}
+	if total > MaxAmount {
+		errs.Add("items", "order total exceeds %s, the largest amount an order may hold", MaxAmount)
 	}
 	return errs.Err()
 }
@@ -226,12 +314,15 @@ func Place(n NewOrder, now time.Time) (*Order, error) {
 
 // Transition moves the order to status to, bumping its version, and returns
 // the history entry to record. It refuses moves the state machine forbids.
+// It is the platform's own move (the saga, the sweeper), whose proof that
+// stock is held is the event or inventory row it acts on; a client's request
+// goes through ClientTransition.
 func (o *Order) Transition(to Status, reason, actor string, now time.Time) (HistoryEntry, error) {
 	if !CanTransition(o.Status, to) {
 		return HistoryEntry{}, fmt.Errorf("%w: %s -> %s", ErrIllegalTransition, o.Status, to)
 	}
-	if utf8.RuneCountInString(reason) > MaxReasonLen {
-		return HistoryEntry{}, validation.Errors{{Field: "reason", Message: fmt.Sprintf("must be at most %d characters", MaxReasonLen)}}
+	if err := ValidateReason(reason); err != nil {
+		return HistoryEntry{}, err
 	}
 	from := o.Status
 	o.Status = to
@@ -243,4 +334,13 @@ func (o *Order) Transition(to Status, reason, actor string, now time.Time) (Hist
 	h := HistoryEntry{FromStatus: from, ToStatus: to, Reason: reason, Actor: actor, Version: o.Version, ChangedAt: now}
 	o.changes = append(o.changes, h)
 	return h, nil
+}
+
+// ValidateReason checks the reason of a status change or cancellation.
+func ValidateReason(reason string) error {
+	var errs validation.Errors
+	if errs.Text("reason", reason) && utf8.RuneCountInString(reason) > MaxReasonLen {
+		errs.Add("reason", "must be at most %d characters", MaxReasonLen)
+	}
+	return errs.Err()
 }

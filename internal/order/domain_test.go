@@ -182,3 +182,89 @@ func TestPlaceComputesTotals(t *testing.T) {
 		t.Fatalf("placed order: %+v", o)
 	}
 }
+
+// TestClientMayRequest is the table of the moves a client may ask for: the
+// state machine's, minus PENDING → CONFIRMED (the saga's alone), and past
+// CONFIRMED only while the order holds its stock.
+func TestClientMayRequest(t *testing.T) {
+	all := []Status{StatusPending, StatusConfirmed, StatusProcessing, StatusShipped, StatusDelivered, StatusCancelled}
+	holds := []Hold{HoldNone, HoldReserved, HoldCommitted}
+	// allowed[{from, to}] lists the holds under which a client may move.
+	allowed := map[[2]Status][]Hold{
+		{StatusPending, StatusCancelled}:    holds,
+		{StatusConfirmed, StatusCancelled}:  holds,
+		{StatusProcessing, StatusCancelled}: holds,
+		{StatusConfirmed, StatusProcessing}: {HoldReserved},
+		{StatusProcessing, StatusShipped}:   {HoldReserved},
+		{StatusShipped, StatusDelivered}:    {HoldReserved, HoldCommitted},
+	}
+	for _, from := range all {
+		for _, to := range all {
+			for _, hold := range holds {
+				err := ClientMayRequest(from, to, hold)
+				want := false
+				for _, h := range allowed[[2]Status{from, to}] {
+					want = want || h == hold
+				}
+				if (err == nil) != want {
+					t.Errorf("ClientMayRequest(%s, %s, %q) = %v, want allowed=%v", from, to, hold, err, want)
+				}
+				if err != nil && !errors.Is(err, ErrIllegalTransition) {
+					t.Errorf("ClientMayRequest(%s, %s, %q) = %v, not an ErrIllegalTransition (409)", from, to, hold, err)
+				}
+			}
+		}
+	}
+	for _, hold := range holds {
+		if err := ClientMayRequest(StatusPending, StatusConfirmed, hold); !errors.Is(err, ErrSagaOnly) {
+			t.Errorf("PENDING -> CONFIRMED with hold %q: %v, want ErrSagaOnly", hold, err)
+		}
+	}
+	if err := ClientMayRequest(StatusConfirmed, StatusProcessing, HoldNone); !errors.Is(err, ErrNoReservation) {
+		t.Errorf("CONFIRMED -> PROCESSING without a hold: %v, want ErrNoReservation", err)
+	}
+	// ClientTransition refuses the same and leaves the order unchanged.
+	o := &Order{Status: StatusPending, Version: 1}
+	if _, err := o.ClientTransition(StatusConfirmed, HoldReserved, "", "user:x", time.Now()); !errors.Is(err, ErrSagaOnly) || o.Status != StatusPending || o.Version != 1 {
+		t.Fatalf("client confirm: %v, order now %s v%d", err, o.Status, o.Version)
+	}
+}
+
+func TestOrderTotalsMustFitTheColumns(t *testing.T) {
+	line := NewItem{SKU: "SKU-1", Quantity: MaxQuantity, UnitPrice: MaxUnitPrice}
+	err := NewOrder{CustomerID: "c", Items: []NewItem{line}}.Validate()
+	var verrs validation.Errors
+	if !errors.As(err, &verrs) || len(verrs) != 1 || verrs[0].Field != "items[0]" {
+		t.Fatalf("line of %d × %s: %v, want one error on items[0]", MaxQuantity, MaxUnitPrice, err)
+	}
+	// Lines each within the limit whose sum is not.
+	big := NewItem{SKU: "SKU-1", Quantity: 9_999, UnitPrice: MaxUnitPrice} // 999,900,000,000.00
+	err = NewOrder{CustomerID: "c", Items: []NewItem{big, big}}.Validate()
+	if !errors.As(err, &verrs) || len(verrs) != 1 || verrs[0].Field != "items" {
+		t.Fatalf("sum over the limit: %v, want one error on items", err)
+	}
+	if err := (NewOrder{CustomerID: "c", Items: []NewItem{big}}).Validate(); err != nil {
+		t.Fatalf("a line within the limit: %v", err)
+	}
+}
+
+func TestTextFieldsRefuseNUL(t *testing.T) {
+	bad := []NewOrder{
+		{CustomerID: "a\x00b", Items: []NewItem{{SKU: "S", Quantity: 1}}},
+		{CustomerID: "a\xffb", Items: []NewItem{{SKU: "S", Quantity: 1}}},
+		{CustomerID: "c", ShippingAddress: json.RawMessage(`{"city":"a\u0000b"}`), Items: []NewItem{{SKU: "S", Quantity: 1}}},
+		{CustomerID: "c", ShippingAddress: json.RawMessage(`{"a\u0000":"b"}`), Items: []NewItem{{SKU: "S", Quantity: 1}}},
+	}
+	for i, n := range bad {
+		if err := n.Validate(); err == nil {
+			t.Errorf("order %d (%q): valid, want refused", i, n.CustomerID)
+		}
+	}
+	ok := NewOrder{CustomerID: "c", ShippingAddress: json.RawMessage(`{"city":"a\\u0000b"}`), Items: []NewItem{{SKU: "S", Quantity: 1}}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("an escaped backslash before u0000 is no NUL: %v", err)
+	}
+	if err := ValidateReason("a\x00"); err == nil {
+		t.Error("reason with NUL accepted")
+	}
+}

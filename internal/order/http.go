@@ -99,6 +99,8 @@ func (h *Handlers) create(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > MaxIdempotencyKeyLen {
 		verrs.Add("Idempotency-Key", "must be at most %d characters", MaxIdempotencyKeyLen)
+	} else {
+		verrs.Text("Idempotency-Key", key) // stored with the order: text PostgreSQL accepts
 	}
 	if len(verrs) > 0 {
 		httpapi.WriteValidation(w, r, verrs)

@@ -13,13 +13,16 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/inventory"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
 type apiFixture struct {
 	db  *postgrestest.Database
+	svc *order.Service
 	srv *httptest.Server
 }
 
@@ -30,7 +33,7 @@ func newAPI(t *testing.T) *apiFixture {
 	h := httpapi.NewRouter(httpapi.RouterConfig{MaxBodyBytes: 64 << 10, Logger: slog.New(slog.DiscardHandler)}, order.NewHandlers(svc).Routes())
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &apiFixture{db: db, srv: srv}
+	return &apiFixture{db: db, svc: svc, srv: srv}
 }
 
 func (f *apiFixture) do(t *testing.T, method, path, body string, headers ...string) (*http.Response, []byte) {
@@ -210,12 +213,17 @@ func TestStatusLifecycle(t *testing.T) {
 	if resp, b := patch("BOGUS"); resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Fatalf("unknown status: %d %s, want 422", resp.StatusCode, b)
 	}
-	for i, st := range []string{"CONFIRMED", "PROCESSING", "SHIPPED", "DELIVERED"} {
-		resp, b := patch(st, "If-Match", fmt.Sprintf(`"%d"`, i+1))
+	// Only the platform confirms, once inventory reserved the stock.
+	if resp, b := patch("CONFIRMED"); resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "inventory has reserved") {
+		t.Fatalf("client PENDING -> CONFIRMED: %d %s, want 409 saying why", resp.StatusCode, b)
+	}
+	reserveAndConfirm(t, f, id)
+	for i, st := range []string{"PROCESSING", "SHIPPED", "DELIVERED"} {
+		resp, b := patch(st, "If-Match", fmt.Sprintf(`"%d"`, i+2))
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("-> %s: %d %s", st, resp.StatusCode, b)
 		}
-		if o := decodeOrder(t, b); string(o.Status) != st || o.Version != i+2 {
+		if o := decodeOrder(t, b); string(o.Status) != st || o.Version != i+3 {
 			t.Fatalf("-> %s: %s", st, b)
 		}
 	}
@@ -237,10 +245,11 @@ func TestStatusLifecycle(t *testing.T) {
 			t.Fatalf("history[%d] = %+v", i, h)
 		}
 	}
-	// One outbox event per change: created + 4 status updates.
+	// One outbox event per change: created + 4 status updates, and
+	// inventory's INVENTORY_RESERVED.
 	var n int
 	_ = f.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events WHERE aggregate_id = $1`, id).Scan(&n)
-	if n != 5 {
+	if n != 6 {
 		t.Fatalf("outbox events = %d, want 5", n)
 	}
 }
@@ -363,5 +372,43 @@ func TestIdempotencyKeyReplaysRacingEachOther(t *testing.T) {
 	other := strings.Replace(validOrder, `"quantity":2`, `"quantity":3`, 1)
 	if resp, b := f.do(t, "POST", "/api/v1/orders", other, "Idempotency-Key", "key-123"); resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Fatalf("key reuse with another body: %d %s, want 422", resp.StatusCode, b)
+	}
+}
+
+// reserveAndConfirm runs the platform's side of an order: inventory stocks
+// its SKUs and reacts to its ORDER_CREATED (from the outbox), and the saga
+// reacts to the INVENTORY_RESERVED that wrote, confirming the order.
+func reserveAndConfirm(t *testing.T, f *apiFixture, id string) {
+	t.Helper()
+	ctx := context.Background()
+	inv := inventory.NewService(f.db.Pool)
+	read := func(typ string) events.Envelope {
+		var raw []byte
+		if err := f.db.Pool.QueryRow(ctx, `SELECT event_data FROM outbox_events WHERE aggregate_id = $1 AND event_type = $2`,
+			id, typ).Scan(&raw); err != nil {
+			t.Fatalf("read %s of %s: %v", typ, id, err)
+		}
+		env, err := events.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	created := read(events.OrderCreated)
+	var d events.OrderCreatedData
+	if err := created.DecodeData(&d); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range d.Items {
+		name := "item " + it.SKU
+		if _, _, err := inv.Set(ctx, inventory.SetRequest{SKU: it.SKU, Name: &name, OnHand: 1000, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := inv.Reserve(ctx, inventory.ConsumerGroup, created); err != nil {
+		t.Fatal(err)
+	}
+	if err := order.NewSaga(f.svc).Apply(ctx, order.SagaGroup, read(events.InventoryReserved)); err != nil {
+		t.Fatal(err)
 	}
 }

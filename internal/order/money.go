@@ -73,7 +73,10 @@ func (m *Money) UnmarshalJSON(b []byte) error {
 		*m = v
 		return nil
 	}
-	if !digits(strings.TrimPrefix(string(b), "-")) || len(b) > 15 {
+	// At most 14 digits of minor units, the same range as the decimal
+	// string's 12 whole digits (both up to 999,999,999,999.99), so every
+	// amount read can be written back and read again.
+	if u := strings.TrimPrefix(string(b), "-"); u == "" || !digits(u) || len(u) > 14 {
 		return ErrBadMoney
 	}
 	v, err := strconv.ParseInt(string(b), 10, 64)

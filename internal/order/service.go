@@ -242,16 +242,36 @@ func (s *Service) History(ctx context.Context, id uuid.UUID) ([]HistoryEntry, er
 	return s.store.History(ctx, s.pool, id)
 }
 
-// ChangeStatus moves an order to status to. When expectVersion is not nil
-// the order must be at that version (optimistic concurrency, If-Match).
+// ChangeStatus moves an order to status to as a client asked
+// (ClientMayRequest): PENDING → CONFIRMED is refused (ErrSagaOnly), and a
+// move past CONFIRMED needs the order's stock held (ErrNoReservation). When
+// expectVersion is not nil the order must be at that version (optimistic
+// concurrency, If-Match).
 func (s *Service) ChangeStatus(ctx context.Context, id uuid.UUID, to Status, reason, actor string, expectVersion *int) (*Order, error) {
-	return s.Update(ctx, id, func(o *Order) error {
+	return s.update(ctx, id, nil, func(ctx context.Context, tx pgx.Tx, o *Order) error {
 		if expectVersion != nil && o.Version != *expectVersion {
 			return fmt.Errorf("%w: order is at version %d, If-Match says %d", ErrVersionMismatch, o.Version, *expectVersion)
 		}
-		_, err := o.Transition(to, reason, actor, s.now())
+		if !CanTransition(o.Status, to) {
+			return fmt.Errorf("%w: %s -> %s", ErrIllegalTransition, o.Status, to)
+		}
+		hold := HoldNone
+		if to != StatusCancelled && to != StatusConfirmed {
+			// Read in the order's transaction, under its row lock: a hold
+			// is only ever given up by cancelling, which needs that lock.
+			var err error
+			if hold, err = s.store.Hold(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		_, err := o.ClientTransition(to, hold, reason, actor, s.now())
 		return err
 	})
+}
+
+// Hold reports the stock an order holds, as inventory decided it.
+func (s *Service) Hold(ctx context.Context, id uuid.UUID) (Hold, error) {
+	return s.store.Hold(ctx, s.pool, id)
 }
 
 // Cancel cancels an order.
@@ -278,6 +298,12 @@ type TxStep func(ctx context.Context, tx pgx.Tx) (proceed bool, err error)
 // rolls back with the order's change. When first declines, UpdateAfter
 // returns (nil, nil). A nil first always proceeds.
 func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, fn func(o *Order) error) (*Order, error) {
+	return s.update(ctx, id, first, func(_ context.Context, _ pgx.Tx, o *Order) error { return fn(o) })
+}
+
+// update is UpdateAfter whose fn also sees the transaction, to read what the
+// change depends on under the order's row lock.
+func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn func(ctx context.Context, tx pgx.Tx, o *Order) error) (*Order, error) {
 	var out *Order
 	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		out = nil
@@ -291,7 +317,7 @@ func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, f
 		if err != nil {
 			return err
 		}
-		if err := fn(o); err != nil {
+		if err := fn(ctx, tx, o); err != nil {
 			return err
 		}
 		changes := o.Changes()

@@ -118,6 +118,26 @@ func (Store) SaveTransition(ctx context.Context, q postgres.Querier, o *Order, h
 	return nil
 }
 
+// Hold reports the stock an order holds. Inventory's decision about each
+// order is its row in inventory_orders (same database): 'reserved' and
+// 'committed' hold stock; 'failed', 'released', 'cancelled' or no row hold
+// none.
+func (Store) Hold(ctx context.Context, q postgres.Querier, id uuid.UUID) (Hold, error) {
+	var state string
+	err := q.QueryRow(ctx, `SELECT state FROM inventory_orders WHERE order_id = $1`, id).Scan(&state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return HoldNone, nil
+	}
+	if err != nil {
+		return HoldNone, fmt.Errorf("read stock held by order %s: %w", id, err)
+	}
+	switch Hold(state) {
+	case HoldReserved, HoldCommitted:
+		return Hold(state), nil
+	}
+	return HoldNone, nil
+}
+
 // History lists an order's status changes, oldest first.
 func (Store) History(ctx context.Context, q postgres.Querier, id uuid.UUID) ([]HistoryEntry, error) {
 	rows, err := q.Query(ctx, `SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at

@@ -18,6 +18,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// ConnectTimeout bounds opening one connection when the URL sets no
+// connect_timeout of its own.
+const ConnectTimeout = 5 * time.Second
+
 // Option tunes a pool opened by Connect.
 type Option func(cfg *pgxpool.Config, url string)
 
@@ -52,6 +56,12 @@ func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, er
 	}
 	if cfg.MaxConns < 10 {
 		cfg.MaxConns = 10
+	}
+	// Without a connect timeout a request waiting for a connection to a
+	// server that accepts but never answers waits forever; with one it
+	// fails as ErrUnavailable (503) and the client retries.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	for _, o := range opts {
@@ -192,16 +202,18 @@ func WithTx(ctx context.Context, db TxBeginner, fn func(tx pgx.Tx) error) error 
 }
 
 // WithTxOptions is WithTx with explicit isolation and access mode.
+// Its error is Classify'd: errors.Is(err, ErrUnavailable) tells a database
+// that could not be reached from one that refused the work.
 func WithTxOptions(ctx context.Context, db TxBeginner, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
 		err = runTx(ctx, db, opts, fn)
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil {
-			return err
+			return Classify(err)
 		}
 		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
 	}
-	return err
+	return Classify(err)
 }
 
 func runTx(ctx context.Context, db TxBeginner, opts pgx.TxOptions, fn func(tx pgx.Tx) error) (err error) {

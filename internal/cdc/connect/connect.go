@@ -11,9 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/trackops/trackops/internal/cdc"
+	"github.com/trackops/trackops/internal/httpapi"
+	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/validation"
 )
 
 // KafkaConnectVersion is the Kafka Connect version GET / reports.
@@ -68,6 +72,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeError(w, http.StatusNotFound, "HTTP 404 Not Found")
+		return
+	}
+	// A connector name or query value PostgreSQL cannot store as text
+	// (NUL, not UTF-8) is the client's error, not the server's.
+	if errs := httpapi.CheckRequestText(r); len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, errs.Error())
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -378,6 +388,11 @@ func (h *Handler) writeManagerError(w http.ResponseWriter, name string, err erro
 		writeError(w, http.StatusConflict, "Connector "+name+" already exists")
 	case cdc.IsConfigError(err):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case postgres.IsUnavailable(err):
+		w.Header().Set("Retry-After", strconv.Itoa(httpapi.RetryAfterUnavailable))
+		writeError(w, http.StatusServiceUnavailable, "the database is unavailable; retry in a few seconds")
+	case postgres.IsDataException(err):
+		writeError(w, http.StatusBadRequest, "the request holds a value that cannot be stored (SQLSTATE "+postgres.SQLState(err)+")")
 	default:
 		h.log.Error("connect api", "connector", name, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
@@ -397,6 +412,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "could not read request body: "+err.Error())
+		return false
+	}
+	if p := validation.RawJSONProblem(body); p != "" {
+		writeError(w, http.StatusBadRequest, "Request body "+p)
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
