@@ -34,9 +34,9 @@ func cdcCmd() *Command {
 // Connect REST API on TRACKOPS_CONNECT_ADDR; under the cdc strategy it also
 // runs the built-in orders connector with the order domain's change stream.
 func (a *App) buildCDC(orders *order.Service) error {
-	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
-		Role: httpapi.RoleOperator, Handler: a.serveCDCStatus})
 	if !a.roles.Has(RoleCDC) {
+		a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
+			Role: httpapi.RoleOperator, Handler: connect.ReportHandler(nil, a.pool, a.cfg.EventStrategy)})
 		return nil
 	}
 	strategyCDC := a.cfg.EventStrategy == config.StrategyCDC
@@ -45,16 +45,21 @@ func (a *App) buildCDC(orders *order.Service) error {
 			return err
 		}
 	}
+	// Every process of the cdc role runs every connector's lease; the
+	// holder streams it, the others stand by (docs/deployment.md).
 	a.cdc = cdc.NewManager(a.pool, cdc.ManagerOptions{
 		Kafka:           a.kafkaOptions("trackops-cdc"),
 		Logger:          a.log.With("component", "cdc"),
-		WorkerID:        a.cfg.ConnectAddr,
+		WorkerID:        cdc.WorkerIDFor(a.cfg.ConnectAddr),
 		TopicPartitions: a.cfg.KafkaPartitions,
+		DirectURL:       a.cfg.DirectDatabaseURL(),
 	})
+	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
+		Role: httpapi.RoleOperator, Handler: connect.ReportHandler(a.cdc, a.pool, a.cfg.EventStrategy)})
 	ln, err := net.Listen("tcp", a.cfg.ConnectAddr)
 	if err != nil {
 		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.ConnectAddr, err,
-			" (or run the cdc role in one process only)")
+			" (each process of the cdc role needs its own)")
 	}
 	a.closers = append(a.closers, func() { _ = ln.Close() }) // if New fails before Run serves it
 	connectLog := a.log.With("component", "connect")
@@ -161,29 +166,6 @@ func (a *App) cdcStatusSource() health.CDCStatusSource {
 		return health.CDCStatus{Connector: st.Name, State: st.State, LagSeconds: float64(st.LagMillis) / 1000,
 			Topics: st.Topics, Error: st.Trace}, nil
 	})
-}
-
-// CDCReport is what `trackops cdc status` and GET /api/v1/ops/cdc show.
-type CDCReport struct {
-	Strategy   string       `json:"strategy"`
-	Connectors []cdc.Status `json:"connectors"`
-	// Slots are every logical replication slot of the database, whether a
-	// connector of this process runs it or not.
-	Slots []cdc.SlotInfo `json:"slots"`
-}
-
-func (a *App) serveCDCStatus(w http.ResponseWriter, r *http.Request) {
-	rep := CDCReport{Strategy: a.cfg.EventStrategy, Connectors: []cdc.Status{}}
-	if a.cdc != nil {
-		rep.Connectors = a.cdc.Status(r.Context())
-	}
-	slots, err := cdc.Slots(r.Context(), a.pool)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	rep.Slots = slots
-	httpapi.WriteJSON(w, http.StatusOK, rep)
 }
 
 func cdcCommand(ctx context.Context, env *Env, args []string) error {
