@@ -64,6 +64,9 @@ type App struct {
 	opsKafka      *ops.Kafka
 	// leases are the cluster-wide leases of this process's singleton jobs.
 	leases []*lease.Lease
+	// reads routes read-only queries to the read replica; nil without one.
+	reads         *postgres.Reads
+	recentWriters *cache.RecentWriters
 
 	routes  []httpapi.Route
 	workers []worker
@@ -127,6 +130,9 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
+	if err := a.connectReadReplica(); err != nil {
+		return err
+	}
 
 	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
 		return err
@@ -214,6 +220,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.buildSingletonHealth()
+	a.buildReplicaHealth()
 	return nil
 }
 
@@ -291,7 +298,7 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
+	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)), order.WithReads(a.reads))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
@@ -299,7 +306,7 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		jopts.ChangeFinder = a.opsKafka.NewChangeFinder(order.ChangeTopic)
 	}
-	a.routes = append(a.routes, journey.NewBuilder(a.pool, jopts).Routes()...)
+	a.routes = append(a.routes, journey.NewBuilder(a.readQuerier(), jopts).Routes()...)
 	return a.buildSaga(svc)
 }
 
@@ -328,13 +335,13 @@ func (a *App) Handler() http.Handler {
 		Handler: promhttp.Handler().ServeHTTP})
 	// Each request gets one Redis budget for all its cache, session and
 	// rate-limit commands (docs/cache.md).
-	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
+	return a.traceHTTP(cache.RequestBudget(a.readYourWrites(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
-	}, routes)))
+	}, routes))))
 }
 
 // Listen binds the HTTP address (New already does); callers (and tests)

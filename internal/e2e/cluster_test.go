@@ -199,8 +199,8 @@ func (c *cluster) run(r clusterRun) bench.LoadSummary {
 		}
 		role := clusterRoles[i%len(clusterRoles)]
 		victim := c.byRole[role][(i/len(clusterRoles))%2]
-		if role == "cdc" {
-			victim = c.activeCDC()
+		if role == "cdc" && c.strategy == "cdc" {
+			victim = c.activeCDC() // the one streaming the built-in connector
 		}
 		pid := victim.proc().Pid()
 		c.restart(victim)
