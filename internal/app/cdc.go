@@ -192,8 +192,12 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	connectors, err := cdc.Connectors(ctx, pool)
+	if err != nil && !postgres.IsCode(err, "42P01") && !postgres.IsCode(err, "42703") {
+		return err
+	}
 	if *asJSON {
-		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots}
+		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots, "connectors": connectors}
 		if walErr != nil {
 			out["wal_level_error"] = walErr.Error()
 		}
@@ -204,6 +208,18 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "strategy: %s (%s)\n", strategy, source)
 	if walErr != nil {
 		fmt.Fprintf(env.Stdout, "warning: %v\n", walErr)
+	}
+	if len(connectors) > 0 {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONNECTOR\tSTATE\tACTIVE WORKER\tBUILT-IN")
+		for _, c := range connectors {
+			worker := c.ActiveWorkerID
+			if worker == "" {
+				worker = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", c.Name, c.State, worker, c.Builtin)
+		}
+		tw.Flush()
 	}
 	if len(slots) == 0 {
 		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDCSlotName)

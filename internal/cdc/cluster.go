@@ -488,3 +488,63 @@ func (m *Manager) registerBuiltin(ctx context.Context, name string) (defRow, err
 	}
 	return row, nil
 }
+
+// ConnectorSummary is one connector of the cluster as `trackops cdc status`
+// shows it, read from the database alone (no running process needed).
+type ConnectorSummary struct {
+	Name    string `json:"name"`
+	Builtin bool   `json:"builtin"`
+	Paused  bool   `json:"paused"`
+	// State is Kafka Connect's, as the active process published it:
+	// RUNNING, FAILED, PAUSED, or UNASSIGNED while no process holds the
+	// connector's lease.
+	State string `json:"state"`
+	// ActiveWorkerID is the worker holding the lease ("" when none does).
+	ActiveWorkerID string `json:"active_worker_id,omitempty"`
+	Trace          string `json:"trace,omitempty"`
+}
+
+// Connectors lists the connector definitions of the database of db with
+// the process streaming each (the holder of its lease) and the state that
+// process published.
+func Connectors(ctx context.Context, db postgres.Querier) ([]ConnectorSummary, error) {
+	rows, err := db.Query(ctx, `SELECT c.name, c.builtin, c.paused, coalesce(s.worker_id, ''), coalesce(s.lease_pid, 0),
+		coalesce(s.state, ''), coalesce(s.trace, '')
+		FROM cdc_connectors c LEFT JOIN cdc_connector_status s ON s.name = c.name ORDER BY c.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list connectors: %w", err)
+	}
+	type row struct {
+		ConnectorSummary
+		worker string
+		pid    int32
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.Name, &x.Builtin, &x.Paused, &x.worker, &x.pid, &x.State, &x.Trace)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list connectors: %w", err)
+	}
+	out := make([]ConnectorSummary, 0, len(list))
+	for _, x := range list {
+		s := x.ConnectorSummary
+		identity, pid, held, err := lease.Holder(ctx, db, LeaseName(s.Name))
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case s.Paused:
+			s.State, s.Trace = StatePaused, ""
+		case !held:
+			s.State, s.Trace = StateUnassigned, ""
+		case identity != x.worker || pid != x.pid: // the holder has not published yet
+			s.State, s.Trace, s.ActiveWorkerID = StateUnassigned, "", identity
+		default:
+			s.ActiveWorkerID = identity
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -180,6 +180,18 @@ func TestCDCFailsOverOnSIGKILL(t *testing.T) {
 	if err != nil || st.role != cdc.RoleStandby || st.Connector.WorkerID != cdc.WorkerIDFor(standby.connect) {
 		t.Errorf("the restarted process's status: %+v, %v; want a standby naming %s", st, err, cdc.WorkerIDFor(standby.connect))
 	}
+	// `trackops cdc status`, from the database alone, names the active worker.
+	out, err := Command(t, restarted.p.Env, "", "cdc", "status", "--json")
+	var rep struct {
+		Connectors []cdc.ConnectorSummary `json:"connectors"`
+	}
+	if i := strings.Index(out, "{"); err != nil || i < 0 || json.Unmarshal([]byte(out[i:]), &rep) != nil {
+		t.Fatalf("cdc status --json: %v\n%s", err, out)
+	}
+	if len(rep.Connectors) != 1 || rep.Connectors[0].Name != order.ConnectorName || rep.Connectors[0].State != cdc.StateRunning ||
+		rep.Connectors[0].ActiveWorkerID != cdc.WorkerIDFor(standby.connect) {
+		t.Errorf("cdc status connectors %+v, want %s RUNNING on %s", rep.Connectors, order.ConnectorName, cdc.WorkerIDFor(standby.connect))
+	}
 
 	// Every committed change is on the change topics.
 	committed := committedChanges(t, db)
