@@ -174,4 +174,3 @@ func TestReadReplica(t *testing.T) {
 		t.Fatalf("health replica component: %+v", c)
 	}
 }
-

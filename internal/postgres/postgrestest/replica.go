@@ -200,4 +200,3 @@ func (p *ReplicaPair) WaitCaughtUp() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
