@@ -229,12 +229,15 @@ func (m *Manager) watch(ctx context.Context, done chan struct{}) {
 			m.mu.Unlock()
 			return
 		}
+		// Bounded: the REST API and status wait for m.mu meanwhile.
+		rctx, cancel := context.WithTimeout(ctx, dbTimeout)
 		var err error
 		if all {
-			err = m.reconcileAllLocked(ctx)
+			err = m.reconcileAllLocked(rctx)
 		} else {
-			err = m.reconcileLocked(ctx, name)
+			err = m.reconcileLocked(rctx, name)
 		}
+		cancel()
 		m.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("cannot read connector definitions; retrying", "err", err)
@@ -351,8 +354,15 @@ func (m *Manager) reconcileAllLocked(ctx context.Context) error {
 	return nil
 }
 
+// dbTimeout bounds the database work done while holding the Manager's
+// lock, so a database that stops answering cannot hold the REST API and
+// status reports up for longer.
+const dbTimeout = 15 * time.Second
+
 // inTx runs fn in a transaction that also announces the connector's change.
 func (m *Manager) inTx(ctx context.Context, name string, fn func(tx pgx.Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
 	return postgres.WithTx(ctx, m.pool, func(tx pgx.Tx) error {
 		if err := fn(tx); err != nil {
 			return err

@@ -212,20 +212,23 @@ func NewManager(pool *pgxpool.Pool, opts ManagerOptions) *Manager {
 // Start loads the connector definitions, starts competing for the
 // connectors not paused, and follows later changes of the definitions
 // (NOTIFY, and a reconcile every ReconcileInterval). Connectors run until
-// Close, independent of ctx after Start returns.
+// Close, independent of ctx after Start returns. When the definitions
+// cannot be read now, Start says so and the reconcile loop keeps trying.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil
 	}
-	if err := m.reconcileAllLocked(ctx); err != nil {
-		return fmt.Errorf("load connectors: %w", err)
-	}
 	if m.stopWatch == nil {
 		wctx, cancel := context.WithCancel(context.Background())
 		m.stopWatch, m.watchDone = cancel, make(chan struct{})
 		go m.watch(wctx, m.watchDone)
+	}
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	if err := m.reconcileAllLocked(rctx); err != nil {
+		return fmt.Errorf("load connectors (retrying in the background): %w", err)
 	}
 	return nil
 }
