@@ -76,12 +76,14 @@ test-race: services test-tools
 # PostgreSQL cluster restarted, the broker log's tail cut; each run ends with
 # `trackops verify --kafka`. Loopback only, bounded, stops by itself.
 # CHAOS_LOAD=60s per run (about 25 min in all); CHAOS_STRATEGIES, CHAOS_FAULTS
-# pick a subset; the table is printed and written to CHAOS_OUT.
+# pick a subset; the table is printed and written to CHAOS_OUT. Then the
+# nine-process cluster (TestClusterChaos): CHAOS_CLUSTER_LOAD=90s per
+# strategy, three rounds of one SIGKILL per role.
 CHAOS_LOAD ?= 60s
 CHAOS_OUT  ?= bench/results/chaos.md
 chaos: services
 	mkdir -p $(dir $(CHAOS_OUT))
-	CHAOS_LOAD=$(CHAOS_LOAD) CHAOS_OUT=$(abspath $(CHAOS_OUT)) $(GO) test -tags chaos -run '^TestChaos$$' -count=1 -timeout 90m -v ./internal/e2e
+	CHAOS_LOAD=$(CHAOS_LOAD) CHAOS_OUT=$(abspath $(CHAOS_OUT)) $(GO) test -tags chaos -run '^(TestChaos|TestClusterChaos)$$' -count=1 -timeout 120m -v ./internal/e2e
 
 # Every Go fuzz target for FUZZTIME each (not part of `make test`; CPU heavy).
 # Findings are kept under testdata/fuzz/ and replay in `make test` afterwards.

@@ -27,9 +27,9 @@ import (
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/journey"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/lease"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
@@ -62,6 +62,11 @@ type App struct {
 	cdc           *cdc.Manager
 	orders        *order.Service
 	opsKafka      *ops.Kafka
+	// leases are the cluster-wide leases of this process's singleton jobs.
+	leases []*lease.Lease
+	// reads routes read-only queries to the read replica; nil without one.
+	reads         *postgres.Reads
+	recentWriters *cache.RecentWriters
 
 	routes  []httpapi.Route
 	workers []worker
@@ -125,6 +130,9 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
+	if err := a.connectReadReplica(); err != nil {
+		return err
+	}
 
 	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
 		return err
@@ -208,7 +216,12 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildCache(a.orders); err != nil {
 		return err
 	}
-	return a.buildCDC(a.orders)
+	if err := a.buildCDC(a.orders); err != nil {
+		return err
+	}
+	a.buildSingletonHealth()
+	a.buildReplicaHealth()
+	return nil
 }
 
 // listenError turns a failed bind into one actionable line: which part,
@@ -285,7 +298,7 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
+	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)), order.WithReads(a.reads))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
@@ -293,44 +306,26 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		jopts.ChangeFinder = a.opsKafka.NewChangeFinder(order.ChangeTopic)
 	}
-	a.routes = append(a.routes, journey.NewBuilder(a.pool, jopts).Routes()...)
+	a.routes = append(a.routes, journey.NewBuilder(a.readQuerier(), jopts).Routes()...)
 	return a.buildSaga(svc)
 }
 
 func (a *App) buildRelay() {
 	// The relay runs under both strategies: inventory events always go
 	// through the outbox; under cdc only order events come from the WAL.
+	// Every relay process publishes (claims never overlap); pruning is a
+	// singleton job (buildPruning), so the relay itself prunes nothing.
 	relay := outbox.NewRelay(a.pool, a.producer, outbox.RelayConfig{
 		BatchSize:    a.cfg.RelayBatchSize,
 		Workers:      a.cfg.RelayWorkers,
 		PollInterval: a.cfg.RelayPollInterval,
-		Retention:    a.cfg.OutboxRetention,
 		Durability:   a.durability(),
 		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
-	a.workers = append(a.workers, worker{name: "inbox-pruning", run: a.pruneInbox})
+	a.buildPruning()
 	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
-}
-
-// pruneInbox deletes, every hour, consumers' processed-event rows older than
-// TRACKOPS_INBOX_RETENTION; it runs with the relay, which prunes the outbox.
-func (a *App) pruneInbox(ctx context.Context) error {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if n, err := inbox.Prune(ctx, a.pool, a.cfg.InboxRetention); err != nil && ctx.Err() == nil {
-			a.log.Warn("inbox prune failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("inbox pruned", "rows", n)
-		}
-	}
 }
 
 // Handler is the HTTP API with every route the process serves.
@@ -340,13 +335,13 @@ func (a *App) Handler() http.Handler {
 		Handler: promhttp.Handler().ServeHTTP})
 	// Each request gets one Redis budget for all its cache, session and
 	// rate-limit commands (docs/cache.md).
-	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
+	return a.traceHTTP(cache.RequestBudget(a.readYourWrites(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
 		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
-	}, routes)))
+	}, routes))))
 }
 
 // Listen binds the HTTP address (New already does); callers (and tests)

@@ -34,9 +34,9 @@ func cdcCmd() *Command {
 // Connect REST API on TRACKOPS_CONNECT_ADDR; under the cdc strategy it also
 // runs the built-in orders connector with the order domain's change stream.
 func (a *App) buildCDC(orders *order.Service) error {
-	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
-		Role: httpapi.RoleOperator, Handler: a.serveCDCStatus})
 	if !a.roles.Has(RoleCDC) {
+		a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
+			Role: httpapi.RoleOperator, Handler: connect.ReportHandler(nil, a.pool, a.cfg.EventStrategy)})
 		return nil
 	}
 	strategyCDC := a.cfg.EventStrategy == config.StrategyCDC
@@ -45,16 +45,21 @@ func (a *App) buildCDC(orders *order.Service) error {
 			return err
 		}
 	}
+	// Every process of the cdc role runs every connector's lease; the
+	// holder streams it, the others stand by (docs/deployment.md).
 	a.cdc = cdc.NewManager(a.pool, cdc.ManagerOptions{
 		Kafka:           a.kafkaOptions("trackops-cdc"),
 		Logger:          a.log.With("component", "cdc"),
-		WorkerID:        a.cfg.ConnectAddr,
+		WorkerID:        cdc.WorkerIDFor(a.cfg.ConnectAddr),
 		TopicPartitions: a.cfg.KafkaPartitions,
+		DirectURL:       a.cfg.DirectDatabaseURL(),
 	})
+	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
+		Role: httpapi.RoleOperator, Handler: connect.ReportHandler(a.cdc, a.pool, a.cfg.EventStrategy)})
 	ln, err := net.Listen("tcp", a.cfg.ConnectAddr)
 	if err != nil {
 		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.ConnectAddr, err,
-			" (or run the cdc role in one process only)")
+			" (each process of the cdc role needs its own)")
 	}
 	a.closers = append(a.closers, func() { _ = ln.Close() }) // if New fails before Run serves it
 	connectLog := a.log.With("component", "connect")
@@ -163,29 +168,6 @@ func (a *App) cdcStatusSource() health.CDCStatusSource {
 	})
 }
 
-// CDCReport is what `trackops cdc status` and GET /api/v1/ops/cdc show.
-type CDCReport struct {
-	Strategy   string       `json:"strategy"`
-	Connectors []cdc.Status `json:"connectors"`
-	// Slots are every logical replication slot of the database, whether a
-	// connector of this process runs it or not.
-	Slots []cdc.SlotInfo `json:"slots"`
-}
-
-func (a *App) serveCDCStatus(w http.ResponseWriter, r *http.Request) {
-	rep := CDCReport{Strategy: a.cfg.EventStrategy, Connectors: []cdc.Status{}}
-	if a.cdc != nil {
-		rep.Connectors = a.cdc.Status(r.Context())
-	}
-	slots, err := cdc.Slots(r.Context(), a.pool)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	rep.Slots = slots
-	httpapi.WriteJSON(w, http.StatusOK, rep)
-}
-
 func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	rest, err := subcommand(args, "status")
 	if err != nil {
@@ -210,8 +192,12 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	connectors, err := cdc.Connectors(ctx, pool)
+	if err != nil && !postgres.IsCode(err, "42P01") && !postgres.IsCode(err, "42703") {
+		return err
+	}
 	if *asJSON {
-		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots}
+		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots, "connectors": connectors}
 		if walErr != nil {
 			out["wal_level_error"] = walErr.Error()
 		}
@@ -222,6 +208,18 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "strategy: %s (%s)\n", strategy, source)
 	if walErr != nil {
 		fmt.Fprintf(env.Stdout, "warning: %v\n", walErr)
+	}
+	if len(connectors) > 0 {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONNECTOR\tSTATE\tACTIVE WORKER\tBUILT-IN")
+		for _, c := range connectors {
+			worker := c.ActiveWorkerID
+			if worker == "" {
+				worker = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", c.Name, c.State, worker, c.Builtin)
+		}
+		tw.Flush()
 	}
 	if len(slots) == 0 {
 		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDCSlotName)

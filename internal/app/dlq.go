@@ -41,7 +41,7 @@ func consumerRetry(cfg config.Config) kafka.RetryPolicy {
 }
 
 // buildDLQ adds the DLQ ops endpoints and health, and with the relay role
-// the DLQ monitor.
+// the DLQ monitor and the cluster's DLQ alerts.
 func (a *App) buildDLQ() error {
 	store := dlq.NewStore(a.pool)
 	// No Auditor: this replayer only serves the API, whose router already
@@ -73,17 +73,17 @@ func (a *App) buildDLQ() error {
 	if !a.roles.Has(RoleRelay) {
 		return nil
 	}
-	log := a.log.With("component", "dlq-monitor")
+	// Every relay process's monitor records the dead letters of its
+	// partitions (idempotently); one process of the cluster alerts on them.
 	monitor, err := dlq.NewMonitor(store, dlq.MonitorConfig{
 		Kafka:  a.kafkaOptions("trackops-dlq-monitor"),
-		Logger: log,
-		Alerter: dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQAlertWebhook, Interval: a.cfg.DLQAlertInterval,
-			Logger: log}),
+		Logger: a.log.With("component", "dlq-monitor"),
 	})
 	if err != nil {
 		return err
 	}
 	a.workers = append(a.workers, worker{name: "dlq-monitor", run: monitor.Run})
+	a.buildDLQAlerts()
 	return nil
 }
 

@@ -300,7 +300,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("health lists the six components and the sweeper to a signed-in caller", func(t *testing.T) {
+	t.Run("health lists the six components, the sweeper and the singletons to a signed-in caller", func(t *testing.T) {
 		code, body := getAs(t, base+"/health", token)
 		var rep struct {
 			Status     string
@@ -309,10 +309,10 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		if err := json.Unmarshal(body, &rep); err != nil {
 			t.Fatal(err)
 		}
-		if code != 200 || len(rep.Components) != 7 {
+		if code != 200 || len(rep.Components) != 8 {
 			t.Fatalf("/health %d %s", code, body)
 		}
-		for _, n := range []string{"application", "db", "redis", "kafka", "cdc", "dlq", "sweeper"} {
+		for _, n := range []string{"application", "db", "redis", "kafka", "cdc", "dlq", "sweeper", "singletons"} {
 			if rep.Components[n].Status != "UP" {
 				t.Errorf("%s: %q", n, rep.Components[n].Status)
 			}

@@ -26,7 +26,7 @@ func (a *App) buildSecurity() (*security, error) {
 	s.auth = auth.NewService(a.pool, a.stores.Sessions, auth.Options{Logger: log, Limiter: s.limiter})
 	s.audit = audit.NewWriter(a.pool, audit.WriterOptions{Logger: log})
 	a.routes = append(a.routes, s.auth.Routes()...)
-	a.routes = append(a.routes, audit.NewReader(a.pool).Routes()...)
+	a.routes = append(a.routes, audit.NewReader(a.readQuerier()).Routes()...)
 	return s, nil
 }
 

@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,14 +30,12 @@ func (a *App) buildSweeper() error {
 	// database whichever process holds the inventory role.
 	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
 	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
-	host, _ := os.Hostname()
-	// A session lock needs a real session: the direct URL, never a
-	// transaction pooler.
-	ls := lease.New(a.cfg.DirectDatabaseURL(), SweeperLease, lease.Options{
-		Identity: fmt.Sprintf("trackops@%s:%d", host, os.Getpid()),
+	ls := lease.New(a.leaseURL(), SweeperLease, lease.Options{
+		Identity: leaseIdentity(),
 		OnChange: sw.SetActive,
 		Logger:   log,
 	})
+	a.leases = append(a.leases, ls)
 	unregister, err := metrics.Register(prometheus.DefaultRegisterer, sw.Collectors()...)
 	if err != nil {
 		return err

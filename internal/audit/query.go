@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/pagination"
+	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -43,10 +43,11 @@ type Page struct {
 }
 
 // Reader reads the audit log.
-type Reader struct{ pool *pgxpool.Pool }
+type Reader struct{ pool postgres.Querier }
 
-// NewReader reads the audit log in pool.
-func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+// NewReader reads the audit log through pool (a pool, or a read router
+// such as postgres.Reads that sends the reads to a replica).
+func NewReader(pool postgres.Querier) *Reader { return &Reader{pool: pool} }
 
 // List returns one page of rows matching f, newest first. Pages are keyed
 // by row id, so rows written meanwhile never shift or repeat a page.

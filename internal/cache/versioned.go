@@ -271,7 +271,10 @@ func (v *Versioned) GetOrLoad(ctx context.Context, key string, load Loader) (Ent
 	if floor > 0 {
 		flight = key + "@" + strconv.FormatInt(floor, 10)
 	}
-	ch := v.sf.DoChan(flight, func() (any, error) { return v.loadAndSet(ctx, key, load) })
+	// The loader learns the version the cache knows committed (MinVersion),
+	// so one reading a lagging replica can read the primary instead.
+	lctx := withMinVersion(ctx, floor)
+	ch := v.sf.DoChan(flight, func() (any, error) { return v.loadAndSet(lctx, key, load) })
 	if v.joinedFlight != nil {
 		v.joinedFlight()
 	}

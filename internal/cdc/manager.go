@@ -2,7 +2,6 @@ package cdc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/lease"
 )
 
 // Manager errors the REST API maps to status codes.
@@ -29,44 +29,115 @@ const (
 	StateUnassigned = "UNASSIGNED"
 )
 
+// StateStandby is TrackOps' own state of a connector in a process that
+// stands by while another process streams it (holds its lease). It appears
+// in this process's own reports (Status, GET /api/v1/ops/cdc, /health),
+// never in the Kafka Connect REST API, whose states have no such value:
+// there every process answers with the connector's state on the process
+// running it and that process's worker_id (see ClusterState).
+const StateStandby = "STANDBY"
+
+// Defaults of the fail-over settings (ManagerOptions).
+const (
+	// DefaultLeaseRetry is how often a standby tries to take a connector's
+	// lease: after the active process dies (its session, and so its lock,
+	// ends at once) a standby takes over within about this long.
+	DefaultLeaseRetry = time.Second
+	// DefaultLeaseCheck is how often the active process checks its lease's
+	// connection; a process that lost its database connection stops
+	// streaming within about this long plus the check's timeout (1 s).
+	DefaultLeaseCheck = time.Second
+	// DefaultSlotReleaseGrace is how long a process that took a
+	// connector's lease waits for the previous holder's walsender to let
+	// the replication slot go before it terminates that session (a holder
+	// cut off from the database cannot close it itself).
+	DefaultSlotReleaseGrace = 3 * time.Second
+	// DefaultReconcileInterval is how often definitions are read again from
+	// cdc_connectors, in case a notification was missed.
+	DefaultReconcileInterval = 10 * time.Second
+)
+
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
 	// Kafka configures every connector's producer.
 	Kafka kafka.Options
 	// Logger receives connector logs.
 	Logger *slog.Logger
-	// WorkerID is what status reports as worker_id (Kafka Connect's host:port).
+	// WorkerID is what status reports as worker_id (Kafka Connect's
+	// host:port) and the identity of this process's connector leases; it
+	// must differ between the processes of a cluster (see WorkerIDFor).
 	WorkerID string
 	// TopicPartitions is the partition count of topics connectors create.
 	TopicPartitions int32
 	// RetryMin and RetryMax bound the back-off between restarts of a
 	// failed connector (defaults 1 s and 30 s).
 	RetryMin, RetryMax time.Duration
+	// DirectURL reaches the TrackOps database (the one of the pool, holding
+	// cdc_connectors) without a transaction pooler: each connector's lease
+	// and the LISTEN for definition changes hold sessions on it. Default:
+	// the pool's own connection string.
+	DirectURL string
+	// LeaseRetry and LeaseCheck tune the connector leases (defaults
+	// DefaultLeaseRetry, DefaultLeaseCheck).
+	LeaseRetry, LeaseCheck time.Duration
+	// SlotReleaseGrace: see DefaultSlotReleaseGrace.
+	SlotReleaseGrace time.Duration
+	// ReconcileInterval: see DefaultReconcileInterval.
+	ReconcileInterval time.Duration
 }
 
-// Manager owns the running connectors: definitions created through the
-// REST API persist in cdc_connectors and start again with the process; the
-// built-in connector of the cdc strategy runs without being persisted.
+// Manager owns the connectors of one process. Definitions live in
+// cdc_connectors, shared by every process of the cdc role: a change made
+// through any process's REST API (create, new configuration, pause,
+// resume, restart, delete) is written there with a new generation and
+// announced with NOTIFY, and every process applies it at once; a periodic
+// reconcile catches a missed notification. The built-in connector of the
+// cdc strategy is defined by each process's configuration (RunBuiltin) and
+// shares its row's pause, restart and configuration overrides.
+//
+// Every process runs every connector's lease (a PostgreSQL advisory lock
+// per connector name, on DirectURL): the holder streams the connector, the
+// others stand by (StateStandby) and take over within about LeaseRetry of
+// its death, resuming from the replication slot's confirmed position (no
+// change lost; the unconfirmed tail is sent again). The slot itself admits
+// one reader at a time, so even a brief overlap of two holders cannot
+// stream twice.
 //
 // A connector that fails is reported FAILED with its error and restarted
-// with back-off; configuration errors are not retried.
+// with back-off, keeping its lease; configuration errors are not retried.
 type Manager struct {
-	pool *pgxpool.Pool
-	opts ManagerOptions
-	log  *slog.Logger
+	pool      *pgxpool.Pool
+	opts      ManagerOptions
+	log       *slog.Logger
+	directURL string
 
-	mu      sync.Mutex
-	ctx     context.Context
-	entries map[string]*entry
-	closed  bool
+	mu       sync.Mutex
+	ctx      context.Context
+	entries  map[string]*entry
+	builtins map[string]builtinDef
+	closed   bool
+
+	// changed carries connector names announced by NOTIFY to the reconcile
+	// loop ("" means: every connector).
+	changed   chan string
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
-// entry is one connector the Manager knows.
+// builtinDef is a connector this process defines from its configuration.
+type builtinDef struct {
+	raw       map[string]string
+	transform TxTransform
+}
+
+// entry is one connector the Manager runs (or stands by for, or holds
+// paused): one generation of its definition.
 type entry struct {
-	name       string
-	raw        map[string]string
-	persistent bool
-	paused     bool
+	name    string
+	raw     map[string]string
+	builtin bool
+	paused  bool
+	gen     int64
 	// transform is the built-in connector's TxTransform, kept across
 	// restarts and reconfigurations through the REST API.
 	transform TxTransform
@@ -75,12 +146,18 @@ type entry struct {
 	state     string
 	trace     string
 	connector *Connector
-	// eventsBefore are the events of this entry's earlier runs (before a
-	// pause, restart or failure): each run is a new Connector, and
-	// events_total must keep counting as trackops_cdc_events_total does.
+	// eventsBefore are the events of this connector's earlier runs here
+	// (before a pause, restart, failure or new generation): each run is a
+	// new Connector, and events_total must keep counting as
+	// trackops_cdc_events_total does.
 	eventsBefore uint64
-	cancel       context.CancelFunc
-	done         chan struct{}
+	lease        *lease.Lease
+	// cancel stops the lease (and done closes when it has stopped);
+	// stopJob and jobDone do the same for the run under the lease.
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopJob context.CancelFunc
+	jobDone chan struct{}
 }
 
 // Info is a connector's definition as the REST API returns it.
@@ -111,85 +188,103 @@ func NewManager(pool *pgxpool.Pool, opts ManagerOptions) *Manager {
 	if opts.WorkerID == "" {
 		opts.WorkerID = "trackops"
 	}
-	return &Manager{pool: pool, opts: opts, log: opts.Logger.With("component", "cdc"), entries: map[string]*entry{}, ctx: context.Background()}
+	if opts.LeaseRetry <= 0 {
+		opts.LeaseRetry = DefaultLeaseRetry
+	}
+	if opts.LeaseCheck <= 0 {
+		opts.LeaseCheck = DefaultLeaseCheck
+	}
+	if opts.SlotReleaseGrace <= 0 {
+		opts.SlotReleaseGrace = DefaultSlotReleaseGrace
+	}
+	if opts.ReconcileInterval <= 0 {
+		opts.ReconcileInterval = DefaultReconcileInterval
+	}
+	direct := opts.DirectURL
+	if direct == "" {
+		direct = pool.Config().ConnString()
+	}
+	return &Manager{pool: pool, opts: opts, log: opts.Logger.With("component", "cdc"), directURL: direct,
+		entries: map[string]*entry{}, builtins: map[string]builtinDef{}, ctx: context.Background(),
+		changed: make(chan string, 64)}
 }
 
-// Start loads the persisted connectors and starts those not paused.
-// Connectors run until Close, independent of ctx after Start returns.
+// Start loads the connector definitions, starts competing for the
+// connectors not paused, and follows later changes of the definitions
+// (NOTIFY, and a reconcile every ReconcileInterval). Connectors run until
+// Close, independent of ctx after Start returns. When the definitions
+// cannot be read now, Start says so and the reconcile loop keeps trying.
 func (m *Manager) Start(ctx context.Context) error {
-	rows, err := m.pool.Query(ctx, `SELECT name, config, paused FROM cdc_connectors ORDER BY name`)
-	if err != nil {
-		return fmt.Errorf("load connectors: %w", err)
-	}
-	type def struct {
-		name   string
-		raw    map[string]string
-		paused bool
-	}
-	var defs []def
-	for rows.Next() {
-		var d def
-		if err := rows.Scan(&d.name, &d.raw, &d.paused); err != nil {
-			rows.Close()
-			return fmt.Errorf("load connectors: %w", err)
-		}
-		defs = append(defs, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load connectors: %w", err)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, d := range defs {
-		if _, ok := m.entries[d.name]; ok {
-			m.log.Warn("persisted connector shadowed by the built-in one of the same name", "connector", d.name)
-			continue
-		}
-		e := &entry{name: d.name, raw: d.raw, persistent: true, paused: d.paused}
-		m.entries[d.name] = e
-		m.launch(e)
+	if m.closed {
+		return nil
+	}
+	if m.stopWatch == nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		m.stopWatch, m.watchDone = cancel, make(chan struct{})
+		go m.watch(wctx, m.watchDone)
+	}
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	if err := m.reconcileAllLocked(rctx); err != nil {
+		return fmt.Errorf("load connectors (retrying in the background): %w", err)
 	}
 	return nil
 }
 
 // BuiltinOption configures a connector started with RunBuiltin.
-type BuiltinOption func(*entry)
+type BuiltinOption func(*builtinDef)
 
 // WithTransform derives records from the connector's committed transactions
 // with t (see TxTransform).
-func WithTransform(t TxTransform) BuiltinOption { return func(e *entry) { e.transform = t } }
+func WithTransform(t TxTransform) BuiltinOption { return func(b *builtinDef) { b.transform = t } }
 
-// RunBuiltin starts a connector that is not persisted (TrackOps' own under
-// the cdc strategy): it is listed and controllable through the REST API but
-// is defined by the process's configuration, not by the database.
+// RunBuiltin defines a connector from this process's configuration
+// (TrackOps' own under the cdc strategy) and starts competing for it. It is
+// listed and controllable through the REST API like any other; its row in
+// cdc_connectors carries no configuration of its own, only the shared
+// pause state and generation, unless a client replaced its configuration
+// through the REST API — which then applies on every process until a
+// process starts again: start-up puts the built-in connector back to the
+// process's own configuration.
 func (m *Manager) RunBuiltin(name string, raw map[string]string, opts ...BuiltinOption) error {
 	if _, _, err := ParseConfig(name, raw); err != nil {
 		return err
 	}
+	b := builtinDef{raw: copyMap(raw)}
+	for _, o := range opts {
+		o(&b)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.entries[name]; ok {
-		m.stopLocked(old)
+	m.builtins[name] = b
+	row, err := m.registerBuiltin(ctx, name)
+	if err != nil {
+		delete(m.builtins, name)
+		return err
 	}
-	e := &entry{name: name, raw: copyMap(raw)}
-	for _, o := range opts {
-		o(e)
-	}
-	m.entries[name] = e
-	m.launch(e)
+	m.applyLocked(name, &row, true)
 	return nil
 }
 
-// Close stops every connector and waits for them to finish.
+// Close stops every connector, releasing their leases, and waits for them
+// to finish.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
+	stopWatch, watchDone := m.stopWatch, m.watchDone
 	entries := make([]*entry, 0, len(m.entries))
 	for _, e := range m.entries {
 		entries = append(entries, e)
 	}
 	m.mu.Unlock()
+	if stopWatch != nil {
+		stopWatch()
+		<-watchDone
+	}
 	for _, e := range entries {
 		e.stop()
 	}
@@ -218,8 +313,8 @@ func (m *Manager) Get(name string) (Info, error) {
 	return e.info(), nil
 }
 
-// Create defines and starts a new connector; ErrExists if the name is taken.
-// The returned warnings list unknown configuration keys.
+// Create defines and starts a new connector on every process; ErrExists if
+// the name is taken. The returned warnings list unknown configuration keys.
 func (m *Manager) Create(ctx context.Context, name string, raw map[string]string) (Info, []string, error) {
 	if name == "" {
 		return Info{}, nil, &ConfigError{Problems: []string{"connector name is required"}}
@@ -235,20 +330,20 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 	if _, ok := m.entries[name]; ok {
 		return Info{}, warnings, ErrExists
 	}
-	if err := m.save(ctx, name, raw, false); err != nil {
-		if isUnique(err) {
-			return Info{}, warnings, ErrExists
-		}
+	row, err := m.insertDef(ctx, name, raw)
+	if err != nil {
 		return Info{}, warnings, err
 	}
-	e := &entry{name: name, raw: raw, persistent: true}
-	m.entries[name] = e
-	m.launch(e)
+	m.applyLocked(name, &row, false)
+	e, ok := m.entries[name]
+	if !ok {
+		return Info{}, warnings, ErrExists
+	}
 	return e.info(), warnings, nil
 }
 
-// Put creates or reconfigures a connector (restarting it); created reports
-// which.
+// Put creates or reconfigures a connector on every process (restarting
+// it); created reports which.
 func (m *Manager) Put(ctx context.Context, name string, raw map[string]string) (Info, bool, []string, error) {
 	raw = copyMap(raw)
 	if n, ok := raw["name"]; ok && n != name {
@@ -261,45 +356,37 @@ func (m *Manager) Put(ctx context.Context, name string, raw map[string]string) (
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, exists := m.entries[name]
-	paused := exists && e.paused
-	if !exists || e.persistent {
-		if err := m.save(ctx, name, raw, paused); err != nil {
-			return Info{}, false, warnings, err
-		}
+	_, known := m.entries[name]
+	row, created, err := m.upsertDef(ctx, name, raw, known)
+	if err != nil {
+		return Info{}, false, warnings, err
 	}
-	if exists {
-		m.stopLocked(e)
+	m.applyLocked(name, &row, false)
+	e, ok := m.entries[name]
+	if !ok {
+		return Info{}, false, warnings, ErrExists
 	}
-	ne := &entry{name: name, raw: raw, persistent: !exists || e.persistent, paused: paused}
-	if exists {
-		ne.transform = e.transform
-	}
-	m.entries[name] = ne
-	m.launch(ne)
-	return ne.info(), !exists, warnings, nil
+	return e.info(), created, warnings, nil
 }
 
-// Delete stops a connector and removes its definition. Its offsets stay, as
-// Kafka Connect keeps offsets; its slot stays unless slot.drop.on.stop.
+// Delete stops a connector on every process and removes its definition.
+// Its offsets stay, as Kafka Connect keeps offsets; its slot stays unless
+// slot.drop.on.stop.
 func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[name]
-	if !ok {
+	if _, ok := m.entries[name]; !ok {
 		return ErrNotFound
 	}
-	if e.persistent {
-		if _, err := m.pool.Exec(ctx, `DELETE FROM cdc_connectors WHERE name = $1`, name); err != nil {
-			return fmt.Errorf("delete connector %s: %w", name, err)
-		}
+	if err := m.deleteDef(ctx, name); err != nil {
+		return err
 	}
-	m.stopLocked(e)
-	delete(m.entries, name)
+	m.applyLocked(name, nil, false)
 	return nil
 }
 
-// Pause stops a connector's work, keeping it defined (PAUSED).
+// Pause stops a connector's work on every process, keeping it defined
+// (PAUSED).
 func (m *Manager) Pause(ctx context.Context, name string) error {
 	return m.setPaused(ctx, name, true)
 }
@@ -312,38 +399,48 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 func (m *Manager) setPaused(ctx context.Context, name string, paused bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[name]
-	if !ok {
+	if _, ok := m.entries[name]; !ok {
 		return ErrNotFound
 	}
-	if e.paused == paused {
-		return nil
+	row, found, err := m.updateDef(ctx, name,
+		`UPDATE cdc_connectors SET paused = $2, generation = generation + 1, updated_at = now()
+		 WHERE name = $1 AND paused <> $2`, paused)
+	if err != nil {
+		return err
 	}
-	if e.persistent {
-		if _, err := m.pool.Exec(ctx, `UPDATE cdc_connectors SET paused = $2, updated_at = now() WHERE name = $1`, name, paused); err != nil {
-			return fmt.Errorf("update connector %s: %w", name, err)
-		}
+	if !found {
+		return ErrNotFound
 	}
-	m.stopLocked(e)
-	e.paused = paused
-	m.launch(e)
+	m.applyLocked(name, &row, false)
 	return nil
 }
 
-// Restart stops and starts a connector (clearing a FAILED state).
+// Restart stops and starts a connector (clearing a FAILED state) on every
+// process; whichever process takes its lease first streams it. It uses a
+// bounded background context for its database work.
 func (m *Manager) Restart(name string) error {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[name]
-	if !ok {
+	if _, ok := m.entries[name]; !ok {
 		return ErrNotFound
 	}
-	m.stopLocked(e)
-	m.launch(e)
+	row, found, err := m.updateDef(ctx, name,
+		`UPDATE cdc_connectors SET generation = generation + 1, updated_at = now() WHERE name = $1`)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return ErrNotFound
+	}
+	m.applyLocked(name, &row, false)
 	return nil
 }
 
-// ConnectorState is a connector's state and failure trace.
+// ConnectorState is the connector's state in this process and its failure
+// trace: StateStandby where another process streams it. ClusterState is
+// the state across the cluster, as the Kafka Connect API reports it.
 func (m *Manager) ConnectorState(name string) (state, trace string, err error) {
 	m.mu.Lock()
 	e, ok := m.entries[name]
@@ -372,7 +469,7 @@ func (e *entry) currentState() string {
 // WorkerID is the worker id status reports.
 func (m *Manager) WorkerID() string { return m.opts.WorkerID }
 
-// Status reports every connector's state and lag.
+// Status reports every connector's state and lag as this process sees it.
 func (m *Manager) Status(ctx context.Context) []Status {
 	var out []Status
 	for _, n := range m.Names() {
@@ -383,7 +480,10 @@ func (m *Manager) Status(ctx context.Context) []Status {
 	return out
 }
 
-// StatusOf reports one connector's state and lag.
+// StatusOf reports one connector's state and lag as this process sees it:
+// its own state (StateStandby where another process streams it), this
+// process's worker id and the active one's, and the slot's lag read from
+// the server.
 func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 	m.mu.Lock()
 	e, ok := m.entries[name]
@@ -396,10 +496,13 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 	raw, before := e.raw, e.eventsBefore
 	e.mu.Unlock()
 	var s Status
-	if c == nil {
+	if c == nil || state == StateStandby || state == StatePaused {
+		if c != nil {
+			before += c.stats.events.Load()
+		}
 		cfg, _, err := ParseConfig(name, raw)
 		if err != nil {
-			return Status{Name: name, State: state, Trace: trace}, nil
+			return Status{Name: name, State: state, Trace: trace, WorkerID: m.opts.WorkerID}, nil
 		}
 		c = NewConnector(cfg, Options{})
 		c.stats.phase.Store("stopped")
@@ -407,30 +510,57 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 	s = c.Status(ctx)
 	s.State, s.Trace = state, trace
 	s.EventsTotal += before
+	s.WorkerID = m.opts.WorkerID
+	if cs, err := m.ClusterState(ctx, name); err == nil {
+		s.ActiveWorkerID = cs.ActiveWorkerID
+	}
 	return s, nil
 }
 
-// save upserts a definition.
-func (m *Manager) save(ctx context.Context, name string, raw map[string]string, paused bool) error {
-	b, err := json.Marshal(raw)
-	if err != nil {
-		return err
+// applyLocked makes this process run row, the current definition of the
+// connector called name (nil: there is none), unless it already runs that
+// generation (force: even then, for a new RunBuiltin). Callers hold m.mu.
+func (m *Manager) applyLocked(name string, row *defRow, force bool) {
+	e, have := m.entries[name]
+	if row == nil {
+		if have {
+			e.stop()
+			delete(m.entries, name)
+			m.log.Info("connector removed", "connector", name)
+		}
+		return
 	}
-	_, err = m.pool.Exec(ctx, `
-INSERT INTO cdc_connectors (name, config, paused) VALUES ($1, $2, $3)
-ON CONFLICT (name) DO UPDATE SET config = EXCLUDED.config, paused = EXCLUDED.paused, updated_at = now()`, name, b, paused)
-	if err != nil {
-		return fmt.Errorf("save connector %s: %w", name, err)
+	raw, transform := row.config, TxTransform(nil)
+	if row.builtin {
+		b, ok := m.builtins[name]
+		if !ok {
+			// Another process's built-in connector, defined by its
+			// configuration: not run here.
+			if have {
+				e.stop()
+				delete(m.entries, name)
+			}
+			return
+		}
+		transform = b.transform
+		if len(raw) == 0 {
+			raw = b.raw
+		}
 	}
-	return nil
+	if have && e.gen == row.gen && !force {
+		return
+	}
+	ne := &entry{name: name, raw: copyMap(raw), builtin: row.builtin, paused: row.paused, gen: row.gen, transform: transform}
+	if have {
+		e.stop()
+		ne.eventsBefore = e.totalEvents()
+	}
+	m.entries[name] = ne
+	m.launch(ne)
 }
 
-func isUnique(err error) bool {
-	var pgErr interface{ SQLState() string }
-	return errors.As(err, &pgErr) && pgErr.SQLState() == "23505"
-}
-
-// launch starts e's run loop unless it is paused. Callers hold m.mu.
+// launch starts competing for e's lease unless it is paused. Callers hold
+// m.mu.
 func (m *Manager) launch(e *entry) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -443,28 +573,71 @@ func (m *Manager) launch(e *entry) {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	e.cancel, e.done = cancel, make(chan struct{})
-	e.state, e.trace = StateRunning, ""
-	go m.run(ctx, e, e.done)
+	l := lease.New(m.leaseURL(), LeaseName(e.name), lease.Options{
+		Identity:      m.opts.WorkerID,
+		RetryInterval: m.opts.LeaseRetry,
+		CheckInterval: m.opts.LeaseCheck,
+		Logger:        m.log.With("connector", e.name),
+	})
+	done := make(chan struct{})
+	e.lease, e.cancel, e.done = l, cancel, done
+	e.state, e.trace = StateStandby, ""
+	go func() {
+		defer close(done)
+		_ = l.Run(ctx, func(jctx context.Context) error { return m.run(jctx, e) })
+	}()
 }
 
-func (m *Manager) stopLocked(e *entry) { e.stop() }
-
+// stop ends e's run first and then its lease, so no other process takes
+// the connector over while this one still streams it; it waits for both.
 func (e *entry) stop() {
 	e.mu.Lock()
-	cancel, done := e.cancel, e.done
-	e.cancel, e.done = nil, nil
+	cancel, done, stopJob, jobDone := e.cancel, e.done, e.stopJob, e.jobDone
+	e.cancel, e.done, e.lease = nil, nil, nil
 	e.mu.Unlock()
+	if stopJob != nil {
+		stopJob()
+		<-jobDone
+	}
 	if cancel != nil {
 		cancel()
 		<-done
 	}
 }
 
-// run runs the connector, restarting it with back-off after failures.
-func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
-	defer close(done)
+// totalEvents is every event this entry's runs produced.
+func (e *entry) totalEvents() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := e.eventsBefore
+	if e.connector != nil {
+		n += e.connector.stats.events.Load()
+	}
+	return n
+}
+
+// run streams the connector while this process holds its lease,
+// restarting it with back-off after failures, until ctx ends (the lease is
+// lost or the connector stopped).
+func (m *Manager) run(leaseCtx context.Context, e *entry) error {
+	ctx, cancel := context.WithCancel(leaseCtx)
+	defer cancel()
+	jobDone := make(chan struct{})
+	e.mu.Lock()
+	e.stopJob, e.jobDone = cancel, jobDone
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.stopJob, e.jobDone = nil, nil
+		if e.state != StatePaused {
+			e.state, e.trace = StateStandby, ""
+		}
+		e.mu.Unlock()
+		close(jobDone)
+	}()
 	log := m.log.With("connector", e.name)
+	log.Info("connector lease taken; streaming from this process", "worker_id", m.opts.WorkerID)
+	go m.publishStatus(ctx, e)
 	wait := m.opts.RetryMin
 	for {
 		cfg, warnings, err := ParseConfig(e.name, e.raw)
@@ -474,8 +647,10 @@ func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
 		if err != nil {
 			e.setFailed(err)
 			log.Error("connector configuration invalid", "err", err)
-			return
+			<-ctx.Done() // keep the lease: another process would fail the same way
+			return nil
 		}
+		m.takeSlot(ctx, cfg, log)
 		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger,
 			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform})
 		e.mu.Lock()
@@ -488,7 +663,7 @@ func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
 		started := time.Now()
 		err = c.Run(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if err == nil {
 			err = errors.New("connector stopped unexpectedly")
@@ -500,7 +675,7 @@ func (m *Manager) run(ctx context.Context, e *entry, done chan struct{}) {
 		log.Error("connector failed; restarting", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, m.opts.RetryMax)

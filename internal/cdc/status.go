@@ -40,7 +40,8 @@ var (
 // GET /api/v1/ops/cdc and the health "cdc" component.
 type Status struct {
 	Name string `json:"name"`
-	// State is Kafka Connect's: RUNNING, PAUSED, FAILED or UNASSIGNED.
+	// State is Kafka Connect's — RUNNING, PAUSED, FAILED or UNASSIGNED —
+	// or STANDBY in a process where another process streams the connector.
 	State string `json:"state"`
 	// Trace is the failure of a FAILED connector.
 	Trace string `json:"trace,omitempty"`
@@ -68,6 +69,10 @@ type Status struct {
 	Topics            []string   `json:"topics,omitempty"`
 	// SlotError is set when the slot could not be inspected.
 	SlotError string `json:"slot_error,omitempty"`
+	// WorkerID is the process reporting; ActiveWorkerID the process
+	// streaming the connector (holding its lease), when known.
+	WorkerID       string `json:"worker_id,omitempty"`
+	ActiveWorkerID string `json:"active_worker_id,omitempty"`
 }
 
 // Health maps the status to the health component's UP, DEGRADED or DOWN:

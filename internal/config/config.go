@@ -108,6 +108,16 @@ type Config struct {
 	// Tracing is OpenTelemetry trace export (OTEL_* variables); off unless
 	// an OTLP endpoint is set.
 	Tracing Tracing
+
+	// ---- Read replica (see replica.go) ----
+
+	// DatabaseReadURL is a streaming replica of DatabaseURL's database that
+	// takes read-only queries (order and stock reads, lists, history, audit,
+	// journey); empty sends them to the primary.
+	DatabaseReadURL string
+	// DatabaseReadMaxLag is the replica lag past which reads go to the
+	// primary until the replica catches up.
+	DatabaseReadMaxLag time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -160,6 +170,7 @@ func LoadFrom(getenv func(string) string) (Config, error) {
 		c.EventStrategy = StrategyCDC
 	}
 	c.loadScaleOut(&e)
+	c.loadReplica(&e)
 	var err error
 	if c.Tracing, err = loadTracing(&e); err != nil {
 		e.errs = append(e.errs, err)
@@ -226,6 +237,7 @@ func (c Config) Validate() error {
 	if err := c.validateScaleOut(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateReplica()...)
 	if err := c.Tracing.validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -88,6 +88,15 @@ type Config struct {
 // admin API key for the test (reused when cfg's database already has one).
 func Start(t testing.TB, cfg Config, args ...string) *Process {
 	t.Helper()
+	p := Launch(t, cfg, args...)
+	p.WaitReady()
+	return p
+}
+
+// Launch runs `trackops run` with cfg and returns at once, so several
+// processes can start side by side; WaitReady waits for one.
+func Launch(t testing.TB, cfg Config, args ...string) *Process {
+	t.Helper()
 	env := append(os.Environ(),
 		"TRACKOPS_DATABASE_URL="+cfg.DatabaseURL,
 		"TRACKOPS_DATA_DIR="+cfg.DataDir,
@@ -107,14 +116,22 @@ func Start(t testing.TB, cfg Config, args ...string) *Process {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.Kill() })
-	deadline := time.Now().Add(60 * time.Second)
+	return p
+}
+
+// WaitReady waits until the process answers /health/ready with 200 and
+// creates (or reuses) the test's admin API key.
+func (p *Process) WaitReady() {
+	t := p.t
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second) // a hang guard, not a speed assertion
 	for {
 		resp, err := http.Get(p.HTTP + "/health/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				p.Token = adminKey(t, env)
-				return p
+				p.Token = adminKey(t, p.Env)
+				return
 			}
 		}
 		select {
@@ -123,9 +140,22 @@ func Start(t testing.TB, cfg Config, args ...string) *Process {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("trackops not ready after 60 s:\n%s", p.Log.String())
+			t.Fatalf("trackops not ready after 90 s:\n%s", p.Log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Alive reports whether the process is still running.
+func (p *Process) Alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
 	}
 }
 

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -32,6 +34,8 @@ type Service struct {
 	pool  *pgxpool.Pool
 	store store
 	cache Cache
+	// reads routes read-only queries to a replica (nil: the primary).
+	reads *postgres.Reads
 	now   func() time.Time
 	// retries counts transactions rerun after a serialization failure or
 	// deadlock; with rows locked in SKU order it should stay zero.
@@ -43,6 +47,12 @@ type Option func(*Service)
 
 // WithCache puts a read-through cache in front of item reads.
 func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
+
+// WithReads sends the service's read-only queries — item reads on a cache
+// miss, lists, reservations — where reads routes them (a streaming replica
+// while it keeps up); changes and the reads inside them stay on the
+// primary. See loadForRead for the cache.
+func WithReads(reads *postgres.Reads) Option { return func(s *Service) { s.reads = reads } }
 
 // NewService returns the Inventory service over pool.
 func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
@@ -81,25 +91,58 @@ func (s *Service) invalidate(ctx context.Context, versions map[string]int64) {
 
 // Get returns an item, from the cache when it holds it.
 func (s *Service) Get(ctx context.Context, sku string) (*Item, error) {
-	load := func(ctx context.Context) (*Item, error) { return s.store.get(ctx, s.pool, sku, false) }
+	load := func(ctx context.Context) (*Item, error) { return s.loadForRead(ctx, sku) }
 	if s.cache == nil {
 		return load(ctx)
 	}
 	return s.cache.Item(ctx, sku, load)
 }
 
-// List returns a page of items in SKU order and the next page's cursor.
+// readDB is where the read-only queries of ctx go.
+func (s *Service) readDB(ctx context.Context) postgres.Querier {
+	if s.reads == nil {
+		return s.pool
+	}
+	return s.reads.Pool(ctx)
+}
+
+// loadForRead reads an item for a client's read, from the replica when one
+// is in use; it reads the primary instead when the replica does not hold
+// the item yet, holds a version older than one the cache knows is
+// committed (cache.MinVersion), or cannot be reached.
+func (s *Service) loadForRead(ctx context.Context, sku string) (*Item, error) {
+	db := s.readDB(ctx)
+	it, err := s.store.get(ctx, db, sku, false)
+	if !s.reads.IsReplica(db) {
+		return it, err
+	}
+	if errors.Is(err, ErrNotFound) || postgres.IsUnavailable(err) || (err == nil && it.Version < cache.MinVersion(ctx)) {
+		return s.store.get(ctx, s.pool, sku, false)
+	}
+	return it, err
+}
+
+// List returns a page of items in SKU order and the next page's cursor
+// (from the replica when one is in use).
 func (s *Service) List(ctx context.Context, limit int, cursor string) ([]*Item, string, error) {
-	return s.store.list(ctx, s.pool, limit, cursor)
+	return s.store.list(ctx, s.readDB(ctx), limit, cursor)
 }
 
 // Reservations returns a page of a SKU's reservations, newest first; an
-// unknown SKU is ErrNotFound.
+// unknown SKU is ErrNotFound. They are read from the replica when one is in
+// use and holds the SKU, else from the primary.
 func (s *Service) Reservations(ctx context.Context, f ReservationFilter) ([]Reservation, string, error) {
-	if _, err := s.store.get(ctx, s.pool, f.SKU, false); err != nil {
-		return nil, "", err
+	db := s.readDB(ctx)
+	if _, err := s.store.get(ctx, db, f.SKU, false); err != nil {
+		if !s.reads.IsReplica(db) || !(errors.Is(err, ErrNotFound) || postgres.IsUnavailable(err)) {
+			return nil, "", err
+		}
+		db = s.pool
+		if _, err := s.store.get(ctx, db, f.SKU, false); err != nil {
+			return nil, "", err
+		}
 	}
-	return s.store.reservations(ctx, s.pool, f)
+	return s.store.reservations(ctx, db, f)
 }
 
 // Set creates the item, or sets its name and on_hand. It reports whether the

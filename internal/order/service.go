@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
@@ -36,6 +38,8 @@ type Service struct {
 	pool  *pgxpool.Pool
 	store Store
 	cache Cache
+	// reads routes read-only queries to a replica (nil: the primary).
+	reads *postgres.Reads
 	// changeStream is set under the cdc strategy: the change stream, not
 	// the outbox, carries the order events, and it alone refreshes the
 	// cache (once per change, after Kafka holds the events).
@@ -52,6 +56,13 @@ type Option func(*Service)
 
 // WithCache puts a read-through cache in front of order reads.
 func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
+
+// WithReads sends the service's read-only queries — order reads on a cache
+// miss, lists, history — where reads routes them (a streaming replica
+// while it keeps up). Writes, reads inside transactions, the idempotency
+// replay and the reads of orders this process just changed stay on the
+// primary; see loadForRead for the cache.
+func WithReads(reads *postgres.Reads) Option { return func(s *Service) { s.reads = reads } }
 
 // WithChangeStream is the cdc strategy: the service writes no order events
 // to the outbox — ChangeStream builds them from the committed rows — and
@@ -177,7 +188,7 @@ func (s *Service) replay(ctx context.Context, scope, key, hash string) (CreateRe
 // Get returns an order, from the cache when it holds it.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
 	if s.cache == nil {
-		return s.Load(ctx, id)
+		return s.loadForRead(ctx, id)
 	}
 	if s.recent.pending(id) {
 		// Written here moments ago and the change stream has not refreshed
@@ -185,7 +196,37 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*Order, error) {
 		// may still hold the older version.
 		return s.Load(ctx, id)
 	}
-	return s.cache.Order(ctx, id, func(ctx context.Context) (*Order, error) { return s.Load(ctx, id) })
+	return s.cache.Order(ctx, id, s.loadForReadFunc(id))
+}
+
+// readDB is where the read-only queries of ctx go.
+func (s *Service) readDB(ctx context.Context) postgres.Querier {
+	if s.reads == nil {
+		return s.pool
+	}
+	return s.reads.Pool(ctx)
+}
+
+func (s *Service) loadForReadFunc(id uuid.UUID) func(context.Context) (*Order, error) {
+	return func(ctx context.Context) (*Order, error) { return s.loadForRead(ctx, id) }
+}
+
+// loadForRead reads an order for a client's read, from the replica when
+// one is in use. It reads the primary instead when the replica does not
+// hold the order yet (created moments ago), holds a version older than one
+// the cache knows is committed (cache.MinVersion: the miss found that
+// version's invalidation tombstone, which also refuses to store the older
+// one), or cannot be reached.
+func (s *Service) loadForRead(ctx context.Context, id uuid.UUID) (*Order, error) {
+	db := s.readDB(ctx)
+	o, err := s.store.Get(ctx, db, id, false)
+	if !s.reads.IsReplica(db) {
+		return o, err
+	}
+	if errors.Is(err, ErrNotFound) || postgres.IsUnavailable(err) || (err == nil && int64(o.Version) < cache.MinVersion(ctx)) {
+		return s.store.Get(ctx, s.pool, id, false)
+	}
+	return o, err
 }
 
 // RefreshFromEvent refreshes the cached order an order event is about, at
@@ -224,22 +265,30 @@ func (s *Service) RefreshCached(ctx context.Context, id uuid.UUID, version int) 
 	_, _ = s.Get(ctx, id)
 }
 
-// Load reads an order from PostgreSQL, bypassing the cache.
+// Load reads an order from the primary, bypassing the cache.
 func (s *Service) Load(ctx context.Context, id uuid.UUID) (*Order, error) {
 	return s.store.Get(ctx, s.pool, id, false)
 }
 
-// List returns a page of orders.
+// List returns a page of orders (from the replica when one is in use).
 func (s *Service) List(ctx context.Context, f ListFilter) ([]*Order, string, error) {
-	return s.store.List(ctx, s.pool, f)
+	return s.store.List(ctx, s.readDB(ctx), f)
 }
 
-// History returns an order's status changes.
+// History returns an order's status changes (from the replica when one is
+// in use and holds the order; else from the primary).
 func (s *Service) History(ctx context.Context, id uuid.UUID) ([]HistoryEntry, error) {
-	if _, err := s.store.Get(ctx, s.pool, id, false); err != nil {
-		return nil, err
+	db := s.readDB(ctx)
+	if _, err := s.store.Get(ctx, db, id, false); err != nil {
+		if !s.reads.IsReplica(db) || !(errors.Is(err, ErrNotFound) || postgres.IsUnavailable(err)) {
+			return nil, err
+		}
+		db = s.pool
+		if _, err := s.store.Get(ctx, db, id, false); err != nil {
+			return nil, err
+		}
 	}
-	return s.store.History(ctx, s.pool, id)
+	return s.store.History(ctx, db, id)
 }
 
 // ChangeStatus moves an order to status to as a client asked

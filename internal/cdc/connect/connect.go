@@ -106,7 +106,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		for _, x := range expand {
 			switch x {
 			case "status":
-				if st, ok := h.statusBody(r, n); ok {
+				if st, err := h.statusBody(w, r, n); err == nil {
 					item["status"] = st
 				}
 			case "info":
@@ -242,27 +242,37 @@ type statusBody struct {
 	Type      string      `json:"type"`
 }
 
-func (h *Handler) statusBody(r *http.Request, name string) (statusBody, bool) {
-	state, trace, err := h.m.ConnectorState(name)
+// statusBody is Kafka Connect's status of a connector, the same on every
+// process of the cluster: the state on the process streaming it (the
+// holder of its lease) and that process's worker_id, for the connector and
+// its one task. A process standing by answers with the active process's
+// state and worker_id — in Kafka Connect terms the connector and its task
+// run on another worker — so stock clients read it as they read any
+// Connect cluster; Kafka Connect's states have no STANDBY. Which part the
+// answering process plays is in the X-Trackops-Worker-Id and
+// X-Trackops-Worker-Role headers and in TrackOps' own reports.
+func (h *Handler) statusBody(w http.ResponseWriter, r *http.Request, name string) (statusBody, error) {
+	cs, err := h.m.ClusterState(r.Context(), name)
 	if err != nil {
-		return statusBody{}, false
+		return statusBody{}, err
 	}
-	worker := h.m.WorkerID()
+	w.Header().Set("X-Trackops-Worker-Id", cs.WorkerID)
+	w.Header().Set("X-Trackops-Worker-Role", cs.Role)
 	// One task does the work (Debezium's tasks.max=1), so its state and
 	// failure are also the connector's.
 	return statusBody{
 		Name:      name,
-		Connector: stateBody{State: state, WorkerID: worker, Trace: trace},
-		Tasks:     []taskState{{ID: 0, State: state, WorkerID: worker, Trace: trace}},
+		Connector: stateBody{State: cs.State, WorkerID: cs.ActiveWorkerID, Trace: cs.Trace},
+		Tasks:     []taskState{{ID: 0, State: cs.State, WorkerID: cs.ActiveWorkerID, Trace: cs.Trace}},
 		Type:      "source",
-	}, true
+	}, nil
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	st, ok := h.statusBody(r, name)
-	if !ok {
-		h.writeManagerError(w, name, cdc.ErrNotFound)
+	st, err := h.statusBody(w, r, name)
+	if err != nil {
+		h.writeManagerError(w, name, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -270,9 +280,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) taskStatus(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	st, ok := h.statusBody(r, name)
-	if !ok {
-		h.writeManagerError(w, name, cdc.ErrNotFound)
+	st, err := h.statusBody(w, r, name)
+	if err != nil {
+		h.writeManagerError(w, name, err)
 		return
 	}
 	if r.PathValue("task") != "0" {
@@ -287,7 +297,7 @@ func (h *Handler) taskStatus(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) restart(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if r.URL.Query().Get("onlyFailed") == "true" {
-		if state, _, err := h.m.ConnectorState(name); err == nil && state != cdc.StateFailed {
+		if cs, err := h.m.ClusterState(r.Context(), name); err == nil && cs.State != cdc.StateFailed {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -297,7 +307,7 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Query().Get("includeTasks") == "true" {
-		st, _ := h.statusBody(r, name)
+		st, _ := h.statusBody(w, r, name)
 		writeJSON(w, http.StatusAccepted, st)
 		return
 	}

@@ -51,7 +51,7 @@ function fmtCell(v) {
 const statusClass = {
   UP: "ok", RUNNING: "ok", CONFIRMED: "ok", DELIVERED: "ok", SHIPPED: "ok", Stable: "ok", success: "ok", published: "ok",
   replayed: "ok", applied: "ok", reserved: "ok", committed: "ok", evicted: "ok",
-  DEGRADED: "warn", PAUSED: "warn", PENDING: "warn", PROCESSING: "info", UNASSIGNED: "warn", pending: "warn", new: "warn",
+  DEGRADED: "warn", PAUSED: "warn", PENDING: "warn", PROCESSING: "info", UNASSIGNED: "warn", STANDBY: "info", pending: "warn", new: "warn",
   PreparingRebalance: "warn", CompletingRebalance: "warn", rejected: "warn", released: "info", Empty: "muted", discarded: "muted",
   DOWN: "bad", FAILED: "bad", CANCELLED: "bad", failed: "bad", error: "bad", denied: "bad", Dead: "bad", blocked: "bad",
 };

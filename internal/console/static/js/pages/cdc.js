@@ -88,6 +88,8 @@ function connectorCard(ctx, name, st, info, redraw) {
     h("div", { class: "card-head" }, h("h3", null, h("a", { href: href(["cdc", name]) }, name)), h("span", { class: "connector-state", dataset: { state } }, badge(state))),
     h("dl", { class: "kv" },
       kv("Task 0", task ? badge(task.state) : "—"),
+      kv("Active worker", info?.status?.connector?.worker_id || s.active_worker_id || "—"),
+      kv("This process", s.state ? h("span", null, badge(s.state), " ", h("span", { class: "muted" }, s.worker_id || "")) : "—"),
       kv("Phase", s.phase || "—"),
       kv("Database", s.database || cfg["database.dbname"] || "—"),
       kv("Tables", cfg["table.include.list"] || "all"),
