@@ -79,7 +79,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 		created   time.Time
 		processed bool
 	)
-	if err := db.Pool.QueryRow(ctx, `SELECT processed, kafka_partition, kafka_offset, published_at, created_at FROM outbox_events WHERE id = $1`, ev.ID).
+	if err := db.Pool.QueryRow(ctx, `SELECT processed, kafka_partition, kafka_offset, published_at, created_at FROM outbox_status WHERE id = $1`, ev.ID).
 		Scan(&processed, &part, &off, &published, &created); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
 		var part int32
 		var off int64
-		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_events WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
+		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_status WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
 			t.Fatal(err)
 		}
 		if part != r.Partition || off != r.Offset {

@@ -47,14 +47,16 @@ type rowState struct {
 func readRow(t *testing.T, db postgres.Querier, id string) rowState {
 	t.Helper()
 	var s rowState
-	var next time.Time
+	var next *time.Time
 	var now time.Time
 	err := db.QueryRow(context.Background(), `SELECT processed, failed, attempts, coalesce(last_error, ''), next_attempt_at, now()
-		FROM outbox_events WHERE id = $1`, id).Scan(&s.processed, &s.failed, &s.attempts, &s.lastError, &next, &now)
+		FROM outbox_status WHERE id = $1`, id).Scan(&s.processed, &s.failed, &s.attempts, &s.lastError, &next, &now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.nextAttemptIn = next.Sub(now)
+	if next != nil {
+		s.nextAttemptIn = next.Sub(now)
+	}
 	return s
 }
 
@@ -192,7 +194,7 @@ func TestBrokerOutageKeepsRowsAndBacksOff(t *testing.T) {
 	if n, err := relay.PublishBatch(ctx); err != nil || n != 0 {
 		t.Fatalf("row claimed during its back-off: n=%d err=%v", n, err)
 	}
-	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET next_attempt_at = now()`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_retries SET next_attempt_at = now()`); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {

@@ -140,7 +140,7 @@ func TestRelaysRacingOverOneOutbox(t *testing.T) {
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 20*time.Second)
 	checkDelivery(t, recs, ids)
 	var unpublished int
-	_ = db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events WHERE NOT processed OR published_at IS NULL`).Scan(&unpublished)
+	_ = db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_status WHERE NOT processed OR published_at IS NULL`).Scan(&unpublished)
 	if unpublished != 0 {
 		t.Fatalf("%d rows not marked published", unpublished)
 	}
@@ -251,22 +251,26 @@ func TestPruneRemovesOnlyOldPublishedEvents(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
+	broker := kafkatest.New(t)
+	producer := newProducer(t, broker)
 	writeEvents(t, db.Pool, 3, 2) // 6 events
-	// Two published long ago, one published just now, three pending.
-	_, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now() - interval '2 days'
-		WHERE seq IN (SELECT seq FROM outbox_events ORDER BY seq LIMIT 2)`)
-	if err != nil {
+	// Three published, two of them long ago; three pending.
+	if n, err := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{BatchSize: 3, Logger: quiet}).PublishBatch(ctx); err != nil || n != 3 {
+		t.Fatalf("publish: n=%d err=%v", n, err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_published SET published_at = now() - interval '2 days'
+		WHERE seq IN (SELECT seq FROM outbox_published ORDER BY seq LIMIT 2)`); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now()
-		WHERE seq = (SELECT seq FROM outbox_events WHERE NOT processed ORDER BY seq LIMIT 1)`)
 	r := outbox.NewRelay(db.Pool, nil, outbox.RelayConfig{Retention: 24 * time.Hour, Logger: quiet})
 	n, err := r.Prune(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, _ := outbox.ReadStats(ctx, db.Pool)
-	if n != 2 || st.Published != 1 || st.Pending != 3 {
-		t.Fatalf("pruned %d; stats %+v; want 2 pruned, 1 published and 3 pending left", n, st)
+	var events int
+	_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&events)
+	if n != 2 || st.Published != 1 || st.Pending != 3 || events != 4 {
+		t.Fatalf("pruned %d; stats %+v; %d events left; want 2 pruned, 1 published and 3 pending left", n, st, events)
 	}
 }

@@ -1,0 +1,237 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/postgres"
+)
+
+// cursor is where the relay is in the outbox, in commit order. The outbox is
+// append-only: rows are never marked, so a row is done when the cursor has
+// passed it. A bigserial seq is taken when a row is inserted, not when its
+// transaction commits, so a transaction that took a low seq can commit after
+// rows with higher seqs were published: a cursor on seq alone would skip it.
+// The cursor therefore follows snapshots (as PgQ does): the rows of
+// transactions visible in snapshot a are done; the rows of transactions that
+// committed after a and by b (the window) are done up to seq lastSeq; every
+// other row is pending.
+//
+// Within a window rows go out in seq order. That keeps each aggregate's
+// order: a transaction that writes an aggregate's next event holds the
+// aggregate's lock, which it got after the previous event's transaction
+// committed, so its seq is higher, and its commit cannot be visible in an
+// earlier snapshot than the previous one's.
+type cursor struct {
+	a, b    string // pg_snapshot text: xmin:xmax:xip,...
+	lastSeq int64
+	// open: the window may hold rows after lastSeq. A read that returns
+	// fewer rows than asked closes it; the next read opens the window from
+	// b to the snapshot of that read.
+	open bool
+}
+
+// readSQL reads the window's next rows through the seq index: the window
+// filter needs no index, and seq order is the order the rows go out in.
+// blocked says whether the event's aggregate has rows waiting to be retried
+// (only asked while there may be such rows: it costs an index probe per row).
+const readSQL = `
+SELECT seq, id::text, aggregate_id, topic, event_data, headers, attempts, created_at, %s
+FROM outbox_events
+WHERE seq > $3 AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) AND pg_visible_in_snapshot(xid, $2::pg_snapshot)
+ORDER BY seq LIMIT $4`
+
+// openSQL opens the window from $1 to the statement's own snapshot and
+// reads its first rows. The window's lowest seq comes from the xid index:
+// rows of transactions not visible in $1 (from its xmax on, and those it
+// lists as running), as far as the statement sees them, which is exactly
+// the new snapshot. The rows are then read in seq order from there. The
+// snapshot is taken once (an InitPlan): pg_current_snapshot() per row would
+// cost more than the rest of the query.
+const openSQL = `
+WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS b),
+lo AS MATERIALIZED (
+	SELECT min(w.seq) AS lo FROM (
+		SELECT seq, xid FROM outbox_events WHERE xid >= pg_snapshot_xmax($1::pg_snapshot)
+		UNION ALL
+		SELECT seq, xid FROM outbox_events WHERE xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))
+	) w)
+SELECT (SELECT b::text FROM snap), o.seq, o.id, o.aggregate_id, o.topic, o.event_data, o.headers, o.attempts, o.created_at, o.blocked
+FROM lo LEFT JOIN LATERAL (
+	SELECT seq, id::text AS id, aggregate_id, topic, event_data, headers, attempts, created_at, %s AS blocked
+	FROM outbox_events
+	WHERE seq >= lo.lo AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
+	  AND pg_visible_in_snapshot(xid, (SELECT b FROM snap))
+	ORDER BY seq LIMIT $2) o ON true`
+
+const (
+	blockedNever = `false`
+	blockedProbe = `EXISTS (SELECT FROM outbox_retries r WHERE r.aggregate_id = outbox_events.aggregate_id)`
+)
+
+var (
+	readPlain, readProbing = fmt.Sprintf(readSQL, blockedNever), fmt.Sprintf(readSQL, blockedProbe)
+	openPlain, openProbing = fmt.Sprintf(openSQL, blockedNever), fmt.Sprintf(openSQL, blockedProbe)
+)
+
+// row is one outbox event the relay read.
+type row struct {
+	seq         int64
+	id          string
+	aggregateID string
+	topic       string
+	value       []byte
+	headers     []byte
+	attempts    int
+	createdAt   time.Time
+	// retry: read from the retry queue rather than the window.
+	retry bool
+	// blocked: the aggregate has events waiting to be retried, which must
+	// go out first; this one joins them.
+	blocked bool
+}
+
+// readWindow reads up to limit rows after c and returns them with the cursor
+// after them. probe asks whether each row's aggregate is blocked.
+func readWindow(ctx context.Context, q postgres.Querier, c cursor, limit int, probe bool) ([]row, cursor, error) {
+	if c.open {
+		sql := readPlain
+		if probe {
+			sql = readProbing
+		}
+		rows, err := q.Query(ctx, sql, c.a, c.b, c.lastSeq, limit)
+		if err != nil {
+			return nil, c, fmt.Errorf("read outbox: %w", err)
+		}
+		out, err := collectRows(rows, limit, false)
+		if err != nil {
+			return nil, c, err
+		}
+		if len(out) > 0 {
+			c.lastSeq = out[len(out)-1].seq
+		}
+		c.open = len(out) == limit
+		if len(out) > 0 {
+			return out, c, nil
+		}
+	}
+	sql := openPlain
+	if probe {
+		sql = openProbing
+	}
+	rows, err := q.Query(ctx, sql, c.b, limit)
+	if err != nil {
+		return nil, c, fmt.Errorf("read outbox: %w", err)
+	}
+	out, snap, err := collectOpened(rows, limit)
+	if err != nil {
+		return nil, c, err
+	}
+	next := cursor{a: c.b, b: snap, open: len(out) == limit}
+	if len(out) > 0 {
+		next.lastSeq = out[len(out)-1].seq
+	}
+	return out, next, nil
+}
+
+func collectRows(rows pgx.Rows, limit int, retry bool) ([]row, error) {
+	defer rows.Close()
+	out := make([]row, 0, min(limit, 64))
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.seq, &r.id, &r.aggregateID, &r.topic, &r.value, &r.headers, &r.attempts, &r.createdAt, &r.blocked); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		r.retry = retry
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// collectOpened reads openSQL's result: the new snapshot on every row, and
+// one row of NULLs when the window is empty.
+func collectOpened(rows pgx.Rows, limit int) ([]row, string, error) {
+	defer rows.Close()
+	out := make([]row, 0, min(limit, 64))
+	var snap string
+	for rows.Next() {
+		var (
+			r        row
+			seq      *int64
+			attempts *int32
+			created  *time.Time
+			id, agg  *string
+			topic    *string
+			blocked  *bool
+		)
+		if err := rows.Scan(&snap, &seq, &id, &agg, &topic, &r.value, &r.headers, &attempts, &created, &blocked); err != nil {
+			return nil, "", fmt.Errorf("read outbox: %w", err)
+		}
+		if seq == nil {
+			continue // the empty window's one row
+		}
+		r.seq, r.id, r.aggregateID, r.topic, r.attempts, r.createdAt, r.blocked = *seq, *id, *agg, *topic, int(*attempts), *created, *blocked
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("read outbox: %w", err)
+	}
+	if snap == "" {
+		return nil, "", fmt.Errorf("read outbox: no snapshot returned")
+	}
+	return out, snap, nil
+}
+
+// retrySQL reads the retry queue's due rows in seq order, leaving out those
+// behind an earlier row of their aggregate that is still backing off, and
+// those already on their way ($2).
+const retrySQL = `
+SELECT o.seq, o.id::text, o.aggregate_id, o.topic, o.event_data, o.headers, o.attempts, o.created_at, false
+FROM outbox_retries r JOIN outbox_events o ON o.seq = r.seq
+WHERE r.next_attempt_at <= now() AND r.seq <> ALL($2::bigint[])
+  AND NOT EXISTS (SELECT FROM outbox_retries e WHERE e.aggregate_id = r.aggregate_id
+                  AND e.seq < r.seq AND e.next_attempt_at > now())
+ORDER BY r.seq LIMIT $1`
+
+// retryStateSQL says whether any row waits in the retry queue and when the
+// next one that is backing off becomes due.
+const retryStateSQL = `SELECT EXISTS (SELECT FROM outbox_retries),
+	(SELECT min(next_attempt_at) FROM outbox_retries WHERE next_attempt_at > now())`
+
+func readRetries(ctx context.Context, q postgres.Querier, limit int, out []int64) (rows []row, any bool, next *time.Time, err error) {
+	if err := q.QueryRow(ctx, retryStateSQL).Scan(&any, &next); err != nil {
+		return nil, false, nil, fmt.Errorf("read outbox retries: %w", err)
+	}
+	if !any {
+		return nil, false, nil, nil
+	}
+	rs, err := q.Query(ctx, retrySQL, limit, out)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("read outbox retries: %w", err)
+	}
+	rows, err = collectRows(rs, limit, true)
+	return rows, any, next, err
+}
+
+// loadCursor takes the relay's cursor for a new owner: it bumps the epoch,
+// which fences whoever held the cursor before (their next commit finds
+// another epoch and fails), and returns the committed position.
+func loadCursor(ctx context.Context, q postgres.Querier, owner string) (int64, cursor, error) {
+	var (
+		epoch int64
+		c     cursor
+	)
+	err := q.QueryRow(ctx, `UPDATE outbox_relay SET epoch = epoch + 1, owner = $1, updated_at = now() WHERE id = 1
+		RETURNING epoch, snap_a::text, snap_b::text, last_seq`, owner).Scan(&epoch, &c.a, &c.b, &c.lastSeq)
+	if err != nil {
+		return 0, c, fmt.Errorf("take the outbox relay's cursor: %w", err)
+	}
+	c.open = true
+	return epoch, c, nil
+}
