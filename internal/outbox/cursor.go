@@ -34,6 +34,14 @@ type cursor struct {
 	open bool
 }
 
+// The relay's reads run for every batch, so they must plan once: every
+// parameter sits in a subquery ((SELECT $1)), which makes the plan's
+// estimates the same whatever the values, so PostgreSQL settles on its
+// generic plan after a few executions instead of planning each read anew
+// (a custom plan of the window read costs more than executing it). The
+// generic plans are the ones wanted here whatever the table's size: a range
+// on the xid index, and the seq index read in order under a LIMIT.
+
 // readSQL reads the window's next rows through the seq index: the window
 // filter needs no index, and seq order is the order the rows go out in.
 // blocked says whether the event's aggregate has rows waiting to be retried
@@ -41,31 +49,30 @@ type cursor struct {
 const readSQL = `
 SELECT seq, id::text, aggregate_id, topic, event_data, headers, attempts, created_at, %s
 FROM outbox_events
-WHERE seq > $3 AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) AND pg_visible_in_snapshot(xid, $2::pg_snapshot)
-ORDER BY seq LIMIT $4`
+WHERE seq > (SELECT $3::bigint) AND NOT pg_visible_in_snapshot(xid, (SELECT $1::pg_snapshot))
+  AND pg_visible_in_snapshot(xid, (SELECT $2::pg_snapshot))
+ORDER BY seq LIMIT (SELECT $4::int)`
 
 // openSQL opens the window from $1 to the statement's own snapshot and
-// reads its first rows. The window's lowest seq comes from the xid index:
-// rows of transactions not visible in $1 (from its xmax on, and those it
-// lists as running), as far as the statement sees them, which is exactly
-// the new snapshot. The rows are then read in seq order from there. The
-// snapshot is taken once (an InitPlan): pg_current_snapshot() per row would
-// cost more than the rest of the query.
+// reads its first rows; a last row with a NULL seq carries that snapshot
+// (so an empty window still returns it). The window's lowest seq comes from
+// the xid index: rows of transactions not visible in $1 (from its xmax on,
+// and those it lists as running) as far as the statement sees them, which
+// is exactly the new snapshot. The rows are then read in seq order from
+// there. Comparing with the new snapshot is needed by later reads only.
 const openSQL = `
-WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS b),
-lo AS MATERIALIZED (
-	SELECT min(w.seq) AS lo FROM (
-		SELECT seq, xid FROM outbox_events WHERE xid >= pg_snapshot_xmax($1::pg_snapshot)
-		UNION ALL
-		SELECT seq, xid FROM outbox_events WHERE xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))
-	) w)
-SELECT (SELECT b::text FROM snap), o.seq, o.id, o.aggregate_id, o.topic, o.event_data, o.headers, o.attempts, o.created_at, o.blocked
-FROM lo LEFT JOIN LATERAL (
-	SELECT seq, id::text AS id, aggregate_id, topic, event_data, headers, attempts, created_at, %s AS blocked
+SELECT * FROM (
+	SELECT NULL::text AS snapshot, seq, id::text, aggregate_id, topic, event_data, headers, attempts, created_at, %s AS blocked
 	FROM outbox_events
-	WHERE seq >= lo.lo AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
-	  AND pg_visible_in_snapshot(xid, (SELECT b FROM snap))
-	ORDER BY seq LIMIT $2) o ON true`
+	WHERE seq >= (SELECT min(w.seq) FROM (
+			SELECT seq FROM outbox_events
+			WHERE xid >= (SELECT pg_snapshot_xmax($1::pg_snapshot)) AND xid < (SELECT '18446744073709551615'::xid8)
+			UNION ALL
+			SELECT seq FROM outbox_events WHERE xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot)))) w)
+	  AND NOT pg_visible_in_snapshot(xid, (SELECT $1::pg_snapshot))
+	ORDER BY seq LIMIT (SELECT $2::int)) r
+UNION ALL
+SELECT pg_current_snapshot()::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL`
 
 const (
 	blockedNever = `false`
@@ -154,8 +161,8 @@ func collectRows(rows pgx.Rows, limit int, retry bool) ([]row, error) {
 	return out, nil
 }
 
-// collectOpened reads openSQL's result: the new snapshot on every row, and
-// one row of NULLs when the window is empty.
+// collectOpened reads openSQL's result: the window's first rows, and the
+// row with no seq that carries the new snapshot.
 func collectOpened(rows pgx.Rows, limit int) ([]row, string, error) {
 	defer rows.Close()
 	out := make([]row, 0, min(limit, 64))
@@ -163,6 +170,7 @@ func collectOpened(rows pgx.Rows, limit int) ([]row, string, error) {
 	for rows.Next() {
 		var (
 			r        row
+			snapshot *string
 			seq      *int64
 			attempts *int32
 			created  *time.Time
@@ -170,11 +178,14 @@ func collectOpened(rows pgx.Rows, limit int) ([]row, string, error) {
 			topic    *string
 			blocked  *bool
 		)
-		if err := rows.Scan(&snap, &seq, &id, &agg, &topic, &r.value, &r.headers, &attempts, &created, &blocked); err != nil {
+		if err := rows.Scan(&snapshot, &seq, &id, &agg, &topic, &r.value, &r.headers, &attempts, &created, &blocked); err != nil {
 			return nil, "", fmt.Errorf("read outbox: %w", err)
 		}
 		if seq == nil {
-			continue // the empty window's one row
+			if snapshot != nil {
+				snap = *snapshot
+			}
+			continue
 		}
 		r.seq, r.id, r.aggregateID, r.topic, r.attempts, r.createdAt, r.blocked = *seq, *id, *agg, *topic, int(*attempts), *created, *blocked
 		out = append(out, r)

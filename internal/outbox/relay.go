@@ -94,7 +94,7 @@ func (c *RelayConfig) defaults() {
 		c.RetryMax = time.Minute
 	}
 	if c.Workers <= 0 {
-		c.Workers = 1
+		c.Workers = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -261,14 +261,14 @@ func (r *Relay) publishSession(ctx context.Context) error {
 	bctx := context.WithoutCancel(ctx)
 	sctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	toCommit := make(chan *batch, r.cfg.Workers)
+	q := newCommitQueue()
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
-		r.commitLoop(bctx, s, toCommit, fail)
+		r.commitLoop(bctx, s, q, fail)
 	}()
-	err = r.publishLoop(sctx, bctx, s, toCommit)
-	close(toCommit)
+	err = r.publishLoop(sctx, bctx, s, q)
+	q.close()
 	<-committerDone
 	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
@@ -278,22 +278,26 @@ func (r *Relay) publishSession(ctx context.Context) error {
 
 // publishLoop reads and produces; it hands each resolved batch to the
 // committer in order. It returns once ctx ended and nothing is in flight.
-func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, toCommit chan<- *batch) error {
+// It reads ahead of the committer by at most a few batches' worth of rows:
+// what is published but not recorded would be published again by a
+// successor.
+func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueue) error {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
+	maxUncommitted := 4 * r.cfg.BatchSize
 	more := true // there may be rows to read
 	for {
 		if ctx.Err() != nil {
 			for len(s.inflight) > 0 {
-				toCommit <- s.resolve(bctx)
+				q.put(s.resolve(bctx))
 			}
 			return nil
 		}
-		if more && len(s.inflight) < r.cfg.Workers {
+		if more && len(s.inflight) < r.cfg.Workers && q.uncommitted() < maxUncommitted {
 			b, err := s.read(ctx, r.pool)
 			if err != nil {
 				for len(s.inflight) > 0 {
-					toCommit <- s.resolve(bctx)
+					q.put(s.resolve(bctx))
 				}
 				return err
 			}
@@ -304,14 +308,14 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, toCommit chan
 			// An aggregate's next event waits for the previous one's
 			// outcome.
 			for len(s.inflight) > 0 && s.conflicts(b) {
-				toCommit <- s.resolve(bctx)
+				q.put(s.resolve(bctx))
 			}
 			s.produce(bctx, b)
 			more = len(b.rows) >= r.cfg.BatchSize || b.cursor.open
 			continue
 		}
-		// Wait for the oldest batch's acknowledgements, new events, a
-		// retry coming due, the poll, or the end.
+		// Wait for the oldest batch's acknowledgements, the committer to
+		// catch up, new events, a retry coming due, the poll, or the end.
 		var done <-chan struct{}
 		if len(s.inflight) > 0 {
 			done = s.inflight[0].done()
@@ -319,7 +323,8 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, toCommit chan
 		poll.Reset(r.nextPoll(s))
 		select {
 		case <-done:
-			toCommit <- s.resolve(bctx)
+			q.put(s.resolve(bctx))
+		case <-q.room:
 		case <-r.wake:
 			more = true
 		case <-poll.C:
@@ -343,36 +348,96 @@ func (r *Relay) nextPoll(s *session) time.Duration {
 	return d
 }
 
-// commitLoop records resolved batches, several at a time when they queue
-// up; a failed commit ends the session (its successor resumes from the
-// committed cursor and publishes again what was not recorded).
-func (r *Relay) commitLoop(ctx context.Context, s *session, in <-chan *batch, fail context.CancelCauseFunc) {
+// commitQueue carries resolved batches from the publisher to the committer,
+// which takes everything queued at once: one barrier wait and one
+// transaction for all of it.
+type commitQueue struct {
+	mu      sync.Mutex
+	batches []*batch
+	rows    int // queued or being committed
+	closed  bool
+	ready   chan struct{} // something queued, or closed
+	room    chan struct{} // a commit finished
+}
+
+func newCommitQueue() *commitQueue {
+	return &commitQueue{ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func (q *commitQueue) put(b *batch) {
+	q.mu.Lock()
+	q.batches = append(q.batches, b)
+	q.rows += len(b.rows)
+	q.mu.Unlock()
+	notify(q.ready)
+}
+
+func (q *commitQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	notify(q.ready)
+}
+
+// take waits for batches; ok is false once the queue is closed and empty.
+func (q *commitQueue) take() (batches []*batch, ok bool) {
+	for {
+		q.mu.Lock()
+		batches, q.batches = q.batches, nil
+		closed := q.closed
+		q.mu.Unlock()
+		if len(batches) > 0 {
+			return batches, true
+		}
+		if closed {
+			return nil, false
+		}
+		<-q.ready
+	}
+}
+
+// committed frees the room batches took.
+func (q *commitQueue) committed(batches []*batch) {
+	q.mu.Lock()
+	for _, b := range batches {
+		q.rows -= len(b.rows)
+	}
+	q.mu.Unlock()
+	notify(q.room)
+}
+
+func (q *commitQueue) uncommitted() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.rows
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop records resolved batches, all those queued at once; a failed
+// commit ends the session (its successor resumes from the committed cursor
+// and publishes again what was not recorded).
+func (r *Relay) commitLoop(ctx context.Context, s *session, q *commitQueue, fail context.CancelCauseFunc) {
 	var failed error
-	for b := range in {
-		batches := []*batch{b}
-	more:
-		for len(batches) < 64 {
-			select {
-			case b, ok := <-in:
-				if !ok {
-					break more
-				}
-				batches = append(batches, b)
-			default:
-				break more
+	for {
+		batches, ok := q.take()
+		if !ok {
+			return
+		}
+		if failed == nil {
+			if err := s.commit(ctx, r.pool, batches); err != nil {
+				failed = err
+				fail(err)
+			} else if s.committed(batches) {
+				r.Wake() // rows wait in the retry queue now: read them
 			}
 		}
-		if failed != nil {
-			continue // drain: nothing more is recorded in this session
-		}
-		if err := s.commit(ctx, r.pool, batches); err != nil {
-			failed = err
-			fail(err)
-			continue
-		}
-		if s.committed(batches) {
-			r.Wake() // rows wait in the retry queue now: read them
-		}
+		q.committed(batches)
 	}
 }
 

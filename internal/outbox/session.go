@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/kafka"
@@ -296,12 +297,13 @@ func (s *session) resolve(ctx context.Context) *batch {
 }
 
 // commit records resolved batches: it waits until the broker made their
-// records durable, then, in one transaction, writes their ledger rows, the
-// rows that failed or went to the retry queue, and the cursor after the
-// last batch, provided this session still owns it. The commit does not wait
-// for PostgreSQL's WAL flush: a commit lost in a database crash only makes
-// the relay publish those events again, which at-least-once allows.
-func (s *session) commit(ctx context.Context, q postgres.TxBeginner, batches []*batch) error {
+// records durable, then, in one transaction sent in one round trip (and its
+// COMMIT), writes their ledger rows, the rows that failed or went to the
+// retry queue, and the cursor after the last batch, provided this session
+// still owns it. The commit does not wait for PostgreSQL's WAL flush: a
+// commit lost in a database crash only makes the relay publish those events
+// again, which at-least-once allows.
+func (s *session) commit(ctx context.Context, pool *pgxpool.Pool, batches []*batch) error {
 	var (
 		pub     []published
 		changes []rowChange
@@ -323,58 +325,92 @@ func (s *session) commit(ctx context.Context, q postgres.TxBeginner, batches []*
 			return fmt.Errorf("broker did not make published events durable: %w", err)
 		}
 	}
-	return postgres.WithTx(ctx, q, func(tx pgx.Tx) error { return s.write(ctx, tx, pub, changes, last) })
-}
-
-func (s *session) write(ctx context.Context, tx pgx.Tx, pub []published, changes []rowChange, last *cursor) error {
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
 		return fmt.Errorf("record published events: %w", err)
 	}
-	var epoch int64
-	if err := tx.QueryRow(ctx, `SELECT epoch FROM outbox_relay WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+	// A connection left inside a failed transaction is closed, not reused.
+	defer conn.Release()
+	qb := &pgx.Batch{}
+	qb.Queue("BEGIN")
+	s.queueWrite(qb, pub, changes, last)
+	if err := execWrite(conn.SendBatch(ctx, qb), qb.Len(), true); err != nil {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+		return err
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("record published events: %w", err)
-	}
-	if epoch != s.epoch {
-		return errFenced
-	}
-	if len(pub) > 0 {
-		src := pgx.CopyFromSlice(len(pub), func(i int) ([]any, error) {
-			p := &pub[i]
-			return []any{p.seq, p.partition, p.offset, p.ackedAt}, nil
-		})
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"outbox_published"}, []string{"seq", "kafka_partition", "kafka_offset", "acked_at"}, src); err != nil {
-			return fmt.Errorf("record published events: %w", err)
-		}
-		var retried []int64
-		for _, p := range pub {
-			if p.retry {
-				retried = append(retried, p.seq)
-			}
-		}
-		if len(retried) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM outbox_retries WHERE seq = ANY($1)`, retried); err != nil {
-				return fmt.Errorf("record published retries: %w", err)
-			}
-		}
-	}
-	if len(changes) > 0 {
-		if err := writeChanges(ctx, tx, changes); err != nil {
-			return err
-		}
-	}
-	if last != nil {
-		if _, err := tx.Exec(ctx, `UPDATE outbox_relay SET snap_a = $1, snap_b = $2, last_seq = $3, updated_at = now() WHERE id = 1`,
-			last.a, last.b, last.lastSeq); err != nil {
-			return fmt.Errorf("move the outbox cursor: %w", err)
-		}
 	}
 	return nil
 }
 
-// writeChanges records rows not published: failures count an attempt and
-// keep their error; the retry queue gains (or keeps, with a new back-off)
-// the rows to try again and loses those given up.
-func writeChanges(ctx context.Context, tx pgx.Tx, changes []rowChange) error {
+// write records pub, changes and the cursor in tx (PublishBatch's own
+// transaction).
+func (s *session) write(ctx context.Context, tx pgx.Tx, pub []published, changes []rowChange, last *cursor) error {
+	qb := &pgx.Batch{}
+	s.queueWrite(qb, pub, changes, last)
+	return execWrite(tx.SendBatch(ctx, qb), qb.Len(), false)
+}
+
+// queueWrite queues the statements of a commit. The first updates the
+// cursor (or only its time, for a batch of retries) if the epoch is still
+// this session's: the row lock it takes orders the commit against a
+// takeover, which bumps the epoch.
+func (s *session) queueWrite(qb *pgx.Batch, pub []published, changes []rowChange, last *cursor) {
+	qb.Queue(`SET LOCAL synchronous_commit = off`)
+	var a, b *string
+	var lastSeq *int64
+	if last != nil {
+		a, b, lastSeq = &last.a, &last.b, &last.lastSeq
+	}
+	qb.Queue(`UPDATE outbox_relay SET snap_a = coalesce($2::pg_snapshot, snap_a), snap_b = coalesce($3::pg_snapshot, snap_b),
+		last_seq = coalesce($4::bigint, last_seq), updated_at = now() WHERE id = 1 AND epoch = $1`, s.epoch, a, b, lastSeq)
+	if len(pub) > 0 {
+		n := len(pub)
+		seqs, parts, offs, acks := make([]int64, n), make([]int32, n), make([]int64, n), make([]time.Time, n)
+		var retried []int64
+		for i, p := range pub {
+			seqs[i], parts[i], offs[i], acks[i] = p.seq, p.partition, p.offset, p.ackedAt
+			if p.retry {
+				retried = append(retried, p.seq)
+			}
+		}
+		qb.Queue(`INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at)
+			SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::timestamptz[])`, seqs, parts, offs, acks)
+		if len(retried) > 0 {
+			qb.Queue(`DELETE FROM outbox_retries WHERE seq = ANY($1)`, retried)
+		}
+	}
+	if len(changes) > 0 {
+		queueChanges(qb, changes)
+	}
+}
+
+// execWrite reads the results of the n statements queueWrite queued (the
+// first a BEGIN when begun); errFenced when the cursor belongs to another
+// relay now.
+func execWrite(br pgx.BatchResults, n int, begun bool) error {
+	defer br.Close()
+	cursorAt := 1 // after SET LOCAL
+	if begun {
+		cursorAt = 2
+	}
+	for i := range n {
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("record published events: %w", err)
+		}
+		if i == cursorAt && tag.RowsAffected() == 0 {
+			return errFenced
+		}
+	}
+	return br.Close()
+}
+
+// queueChanges queues the record of rows not published: failures count an
+// attempt and keep their error; the retry queue gains (or keeps, with a new
+// back-off) the rows to try again and loses those given up.
+func queueChanges(qb *pgx.Batch, changes []rowChange) {
 	n := len(changes)
 	seqs, failed, errs, perm, retry, wait := make([]int64, n), make([]int32, n), make([]*string, n), make([]bool, n), make([]bool, n), make([]float64, n)
 	for i, c := range changes {
@@ -383,7 +419,7 @@ func writeChanges(ctx context.Context, tx pgx.Tx, changes []rowChange) error {
 			errs[i] = &c.err
 		}
 	}
-	_, err := tx.Exec(ctx, `WITH c AS (
+	qb.Queue(`WITH c AS (
 			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bool[], $5::bool[], $6::float8[]) AS c(seq, failed, err, perm, retry, wait)),
 		failures AS (
 			UPDATE outbox_events o SET attempts = o.attempts + c.failed, last_error = coalesce(c.err, o.last_error), failed = c.perm
@@ -394,10 +430,6 @@ func writeChanges(ctx context.Context, tx pgx.Tx, changes []rowChange) error {
 		SELECT c.seq, o.aggregate_id, now() + make_interval(secs => c.wait)
 		FROM c JOIN outbox_events o ON o.seq = c.seq WHERE c.retry
 		ON CONFLICT (seq) DO UPDATE SET next_attempt_at = excluded.next_attempt_at`, seqs, failed, errs, perm, retry, wait)
-	if err != nil {
-		return fmt.Errorf("record unpublished events: %w", err)
-	}
-	return nil
 }
 
 // committed tells the session its batches are in the database: rows it

@@ -100,12 +100,18 @@ FROM outbox_events o LEFT JOIN outbox_published p ON p.seq = o.seq LEFT JOIN out
 COMMENT ON VIEW outbox_status IS 'One row per outbox event with its publication: the ledger joined to the outbox';
 
 -- The backlog: events not yet published and not given up. New rows through
--- the xid index (those the cursor has not passed), and the retry queue.
+-- the xid index: those of transactions that started after the cursor's
+-- snapshot, and of those it saw running (a long transaction elsewhere, which
+-- holds the snapshot's xmin back, costs nothing here); then the retry queue.
 CREATE VIEW outbox_pending AS
 SELECT o.*, NULL::timestamptz AS next_attempt_at
-FROM outbox_relay c JOIN outbox_events o ON o.xid >= pg_snapshot_xmin(c.snap_a)
-WHERE NOT pg_visible_in_snapshot(o.xid, c.snap_a)
-  AND NOT (pg_visible_in_snapshot(o.xid, c.snap_b) AND o.seq <= c.last_seq)
+FROM outbox_relay c JOIN outbox_events o ON o.xid >= pg_snapshot_xmax(c.snap_a)
+WHERE NOT (pg_visible_in_snapshot(o.xid, c.snap_b) AND o.seq <= c.last_seq)
+UNION ALL
+SELECT o.*, NULL::timestamptz
+FROM outbox_relay c CROSS JOIN LATERAL unnest(ARRAY(SELECT pg_snapshot_xip(c.snap_a))) AS x(xid)
+JOIN outbox_events o ON o.xid = x.xid
+WHERE NOT (pg_visible_in_snapshot(o.xid, c.snap_b) AND o.seq <= c.last_seq)
 UNION ALL
 SELECT o.*, r.next_attempt_at FROM outbox_retries r JOIN outbox_events o ON o.seq = r.seq;
 COMMENT ON VIEW outbox_pending IS 'Outbox events the relay has yet to publish (failed ones excluded)';
