@@ -101,47 +101,115 @@ type row struct {
 	blocked bool
 }
 
-// readWindow reads up to limit rows after c and returns them with the cursor
-// after them. probe asks whether each row's aggregate is blocked.
-func readWindow(ctx context.Context, q postgres.Querier, c cursor, limit int, probe bool) ([]row, cursor, error) {
-	if c.open {
-		sql := readPlain
-		if probe {
-			sql = readProbing
+// readPlan asks for one read: the retry queue first when retries, then
+// the window after c (opening the next one when c is closed).
+type readPlan struct {
+	c       cursor
+	limit   int
+	retries bool
+	// probe asks, for each window row, whether its aggregate has retries.
+	probe bool
+	// out are retries already on their way, not to be read again.
+	out []int64
+}
+
+// readResult is what one read found.
+type readResult struct {
+	retries    []row
+	anyRetries bool       // the queue holds rows (only asked when retries)
+	nextRetry  *time.Time // when the earliest backing-off retry is due
+	window     []row
+	cursor     cursor // after window
+}
+
+// readBatch reads in one round trip: a read-only transaction (unless q is
+// one already) in which the planner may not choose a sequential scan for
+// the window's read. The relay's statements are prepared and PostgreSQL
+// caches their generic plan; one made while the outbox was nearly empty (a
+// new database) would scan the whole table on every read once it has grown,
+// until the next ANALYZE. With sequential scans priced out, the plan is the
+// index path whatever the table's size when it was made. (The retry queue is
+// small: its reads keep sequential scans.)
+func readBatch(ctx context.Context, q postgres.Querier, inTx bool, p readPlan) (readResult, error) {
+	res := readResult{cursor: p.c}
+	qb := &pgx.Batch{}
+	if !inTx {
+		qb.Queue("BEGIN READ ONLY")
+	}
+	// No JIT: these statements run in microseconds, and a plan priced with
+	// a disabled sequential scan (a small table with no index path) would
+	// look expensive enough to compile.
+	if p.retries {
+		qb.Queue(`SELECT set_config('jit', 'off', true)`)
+		qb.Queue(retryStateSQL)
+		qb.Queue(retrySQL, p.limit, p.out)
+		qb.Queue(`SELECT set_config('enable_seqscan', 'off', true)`)
+	} else {
+		qb.Queue(`SELECT set_config('jit', 'off', true), set_config('enable_seqscan', 'off', true)`)
+	}
+	read, open := readPlain, openPlain
+	if p.probe {
+		read, open = readProbing, openProbing
+	}
+	if p.c.open {
+		qb.Queue(read, p.c.a, p.c.b, p.c.lastSeq, p.limit)
+	} else {
+		qb.Queue(open, p.c.b, p.limit)
+	}
+	if !inTx {
+		qb.Queue("COMMIT")
+	}
+	br := q.SendBatch(ctx, qb)
+	defer br.Close()
+	var err error
+	if !inTx {
+		if _, err = br.Exec(); err != nil {
+			return res, fmt.Errorf("read outbox: %w", err)
 		}
-		rows, err := q.Query(ctx, sql, c.a, c.b, c.lastSeq, limit)
-		if err != nil {
-			return nil, c, fmt.Errorf("read outbox: %w", err)
+	}
+	if _, err = br.Exec(); err != nil { // settings
+		return res, fmt.Errorf("read outbox: %w", err)
+	}
+	if p.retries {
+		if err := br.QueryRow().Scan(&res.anyRetries, &res.nextRetry); err != nil {
+			return res, fmt.Errorf("read outbox retries: %w", err)
 		}
-		out, err := collectRows(rows, limit, false)
+		rows, _ := br.Query()
+		if res.retries, err = collectRows(rows, p.limit, true); err != nil {
+			return res, err
+		}
+		if _, err = br.Exec(); err != nil { // enable_seqscan
+			return res, fmt.Errorf("read outbox: %w", err)
+		}
+	}
+	rows, _ := br.Query()
+	if p.c.open {
+		out, err := collectRows(rows, p.limit, false)
 		if err != nil {
-			return nil, c, err
+			return res, err
 		}
 		if len(out) > 0 {
-			c.lastSeq = out[len(out)-1].seq
+			res.cursor.lastSeq = out[len(out)-1].seq
 		}
-		c.open = len(out) == limit
+		res.cursor.open = len(out) == p.limit
+		res.window = out
+	} else {
+		out, snap, err := collectOpened(rows, p.limit)
+		if err != nil {
+			return res, err
+		}
+		res.cursor = cursor{a: p.c.b, b: snap, open: len(out) == p.limit}
 		if len(out) > 0 {
-			return out, c, nil
+			res.cursor.lastSeq = out[len(out)-1].seq
+		}
+		res.window = out
+	}
+	if !inTx {
+		if _, err = br.Exec(); err != nil {
+			return res, fmt.Errorf("read outbox: %w", err)
 		}
 	}
-	sql := openPlain
-	if probe {
-		sql = openProbing
-	}
-	rows, err := q.Query(ctx, sql, c.b, limit)
-	if err != nil {
-		return nil, c, fmt.Errorf("read outbox: %w", err)
-	}
-	out, snap, err := collectOpened(rows, limit)
-	if err != nil {
-		return nil, c, err
-	}
-	next := cursor{a: c.b, b: snap, open: len(out) == limit}
-	if len(out) > 0 {
-		next.lastSeq = out[len(out)-1].seq
-	}
-	return out, next, nil
+	return res, br.Close()
 }
 
 func collectRows(rows pgx.Rows, limit int, retry bool) ([]row, error) {
@@ -214,21 +282,6 @@ ORDER BY r.seq LIMIT $1`
 // next one that is backing off becomes due.
 const retryStateSQL = `SELECT EXISTS (SELECT FROM outbox_retries),
 	(SELECT min(next_attempt_at) FROM outbox_retries WHERE next_attempt_at > now())`
-
-func readRetries(ctx context.Context, q postgres.Querier, limit int, out []int64) (rows []row, any bool, next *time.Time, err error) {
-	if err := q.QueryRow(ctx, retryStateSQL).Scan(&any, &next); err != nil {
-		return nil, false, nil, fmt.Errorf("read outbox retries: %w", err)
-	}
-	if !any {
-		return nil, false, nil, nil
-	}
-	rs, err := q.Query(ctx, retrySQL, limit, out)
-	if err != nil {
-		return nil, false, nil, fmt.Errorf("read outbox retries: %w", err)
-	}
-	rows, err = collectRows(rs, limit, true)
-	return rows, any, next, err
-}
 
 // loadCursor takes the relay's cursor for a new owner: it bumps the epoch,
 // which fences whoever held the cursor before (their next commit finds

@@ -294,7 +294,7 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 			return nil
 		}
 		if more && len(s.inflight) < r.cfg.Workers && q.uncommitted() < maxUncommitted {
-			b, err := s.read(ctx, r.pool)
+			b, err := s.read(ctx, r.pool, false)
 			if err != nil {
 				for len(s.inflight) > 0 {
 					q.put(s.resolve(bctx))
@@ -462,7 +462,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 			return err
 		}
 		s := newSession(r, epoch, cur)
-		b, err := s.read(bctx, tx)
+		b, err := s.read(bctx, tx, true)
 		if err != nil {
 			return err
 		}

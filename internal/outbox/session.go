@@ -112,47 +112,52 @@ func (s *session) markRetries() {
 }
 
 // read returns the next batch: due retries first, then the window's rows.
-// An empty batch means there is nothing to publish now.
-func (s *session) read(ctx context.Context, q postgres.Querier) (*batch, error) {
+// An empty batch means there is nothing to publish now. inTx: q is a
+// transaction (PublishBatch's).
+func (s *session) read(ctx context.Context, q postgres.Querier, inTx bool) (*batch, error) {
 	s.mu.Lock()
-	checkRetries := s.retries
-	b := &batch{started: time.Now(), readGen: s.gen}
-	s.mu.Unlock()
-	limit := s.r.cfg.BatchSize
-	probe := checkRetries
-	if checkRetries {
-		s.mu.Lock()
-		out := make([]int64, 0, len(s.retriesOut))
+	// While the retry queue may hold rows it is read first, and each
+	// window row's aggregate is looked up in it (an index probe per row).
+	p := readPlan{c: s.cur, limit: s.r.cfg.BatchSize, retries: s.retries, probe: s.retries}
+	if p.retries {
+		p.out = make([]int64, 0, len(s.retriesOut))
 		for seq := range s.retriesOut {
-			out = append(out, seq)
+			p.out = append(p.out, seq)
 		}
-		s.mu.Unlock()
-		rows, any, next, err := readRetries(ctx, q, limit, out)
+	}
+	b := &batch{started: time.Now(), readGen: s.gen, probed: p.retries}
+	s.mu.Unlock()
+	res, err := readBatch(ctx, q, inTx, p)
+	if err != nil {
+		return nil, err
+	}
+	if p.c.open && len(res.window) == 0 {
+		// The window ended exactly at the last read's limit: open the
+		// next one now.
+		p.c.open = false
+		p.retries = false // already asked
+		next, err := readBatch(ctx, q, inTx, p)
 		if err != nil {
 			return nil, err
 		}
+		res.window, res.cursor = next.window, next.cursor
+	}
+	b.rows = append(res.retries, res.window...)
+	if b.probed {
 		s.mu.Lock()
-		if !any && len(s.deferred) == 0 {
+		if !res.anyRetries && len(s.deferred) == 0 {
 			s.retries = false
 		}
 		s.retryDue = time.Time{}
-		if next != nil {
-			s.retryDue = *next
+		if res.nextRetry != nil {
+			s.retryDue = *res.nextRetry
 		}
 		s.mu.Unlock()
-		probe = any
-		b.rows = rows
 	}
-	b.probed = probe
-	if room := limit - len(b.rows); room > 0 {
-		rows, next, err := readWindow(ctx, q, s.cur, room, probe)
-		if err != nil {
-			return nil, err
-		}
-		b.cursor, b.advances = next, len(rows) > 0
-		s.cur = next
-		b.rows = append(b.rows, rows...)
-	}
+	// A read that took retries only up to the limit leaves the window's
+	// rows for later; the cursor moves only with window rows.
+	s.cur = res.cursor
+	b.cursor, b.advances = res.cursor, len(res.window) > 0
 	return b, nil
 }
 
@@ -357,7 +362,11 @@ func (s *session) write(ctx context.Context, tx pgx.Tx, pub []published, changes
 // this session's: the row lock it takes orders the commit against a
 // takeover, which bumps the epoch.
 func (s *session) queueWrite(qb *pgx.Batch, pub []published, changes []rowChange, last *cursor) {
-	qb.Queue(`SET LOCAL synchronous_commit = off`)
+	// No wait for the WAL flush (see commit); no sequential scan of the
+	// outbox in a plan cached while it was small, and no JIT (see
+	// readBatch).
+	qb.Queue(`SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true),
+		set_config('jit', 'off', true)`)
 	var a, b *string
 	var lastSeq *int64
 	if last != nil {
@@ -391,7 +400,7 @@ func (s *session) queueWrite(qb *pgx.Batch, pub []published, changes []rowChange
 // relay now.
 func execWrite(br pgx.BatchResults, n int, begun bool) error {
 	defer br.Close()
-	cursorAt := 1 // after SET LOCAL
+	cursorAt := 1 // after the settings
 	if begun {
 		cursorAt = 2
 	}
