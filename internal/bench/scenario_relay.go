@@ -52,14 +52,15 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	}
 	// CPU per drained event, a figure a loaded machine distorts far less
 	// than the rate: the process from its start (startup included) and the
-	// database's sessions (the relay's, and this loop's cheap polls).
+	// database's backends (the relay's sessions, this loop's cheap polls,
+	// the health check at startup, autovacuum after the backlog's inserts).
 	cpu, pg := processCPU(r.proc.cmd.Process.Pid), cpuDelta(pg0, postgresCPU(ctx, r.db))
 	drain, err := drainRate(ctx, r.db)
 	if err != nil {
 		return failed(res, err)
 	}
 	cfg.logf("relay", "drained at %.0f events/s; fixed rate %d/s for %s", drain.Throughput, relayRate, cfg.Phase)
-	drainCPU := fmt.Sprintf("backlog drain CPU per event: TrackOps process %.1f µs (embedded broker included, startup included), PostgreSQL sessions %.1f µs",
+	drainCPU := fmt.Sprintf("backlog drain CPU per event: TrackOps process %.1f µs (embedded broker and startup included), PostgreSQL backends of the database %.1f µs (the relay's sessions, the harness's polls, autovacuum)",
 		float64(cpu)*1e6/clockTicks/relayBacklog, pg*1e6/clockTicks/relayBacklog)
 
 	phaseStart := time.Now()

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,10 +16,11 @@ import (
 )
 
 // cost measures what a drain costs besides wall-clock time, which a loaded
-// machine makes meaningless: CPU of this process (relay and embedded broker)
-// and of the PostgreSQL backends of the test's database, and the WAL the
-// server wrote meanwhile (server-wide: other databases' writes count too, so
-// it is an upper bound on a shared server).
+// machine makes meaningless: CPU of this process (relay, franz-go and the
+// embedded broker), CPU of the PostgreSQL sessions named app (read from
+// /proc: the server runs on this machine in tests; COST_DEBUG=1 logs them one
+// by one), and the WAL the server wrote meanwhile (server-wide: other
+// databases' writes count too, so it is an upper bound on a shared server).
 type cost struct {
 	pool   *pgxpool.Pool
 	app    string
@@ -47,7 +47,7 @@ func (c *cost) report(b *testing.B, n int) {
 	var pg int64
 	for pid, t := range backendCPU(b, c.pool, c.app) {
 		pg += t - c.pg[pid]
-		if os.Getenv("COST_DEBUG") != "" {
+		if os.Getenv("COST_DEBUG") != "" { // which session spent what
 			var app, typ, q string
 			_ = c.pool.QueryRow(context.Background(), `SELECT coalesce(application_name,''), coalesce(backend_type,''), left(coalesce(query,''), 60) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&app, &typ, &q)
 			b.Logf("pid %d %s %s: %d µs (%q)", pid, app, typ, t-c.pg[pid], q)
@@ -56,25 +56,6 @@ func (c *cost) report(b *testing.B, n int) {
 	var wal int64
 	if err := c.pool.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint`, c.walLSN).Scan(&wal); err != nil {
 		b.Fatal(err)
-	}
-	if os.Getenv("COST_DEBUG") != "" {
-		time.Sleep(700 * time.Millisecond) // statistics are flushed every 500 ms
-		rows, _ := c.pool.Query(context.Background(), `SELECT relname, indexrelname, idx_scan, idx_tup_read, idx_tup_fetch FROM pg_stat_user_indexes WHERE relname LIKE 'outbox%' ORDER BY 1, 2`)
-		for rows.Next() {
-			var rel, idx string
-			var scans, read, fetch int64
-			_ = rows.Scan(&rel, &idx, &scans, &read, &fetch)
-			b.Logf("%s %s: %d scans, %d read, %d fetched", rel, idx, scans, read, fetch)
-		}
-		rows.Close()
-		rows, _ = c.pool.Query(context.Background(), `SELECT relname, seq_scan, seq_tup_read, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables WHERE relname LIKE 'outbox%' ORDER BY 1`)
-		for rows.Next() {
-			var rel string
-			var ss, sr, ins, upd, hot, del int64
-			_ = rows.Scan(&rel, &ss, &sr, &ins, &upd, &hot, &del)
-			b.Logf("%s: %d seq scans reading %d; %d ins, %d upd (%d hot), %d del", rel, ss, sr, ins, upd, hot, del)
-		}
-		rows.Close()
 	}
 	b.ReportMetric(float64(cpu)/float64(n), "go-cpu-µs/event")
 	b.ReportMetric(float64(pg)/float64(n), "pg-cpu-µs/event")
