@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -283,6 +284,13 @@ ORDER BY r.seq LIMIT $1`
 const retryStateSQL = `SELECT EXISTS (SELECT FROM outbox_retries),
 	(SELECT min(next_attempt_at) FROM outbox_retries WHERE next_attempt_at > now())`
 
+// ErrCursorAhead: the relay's cursor names transactions this server has
+// not reached, as after the database was restored from a dump into another
+// cluster. Events written now would count as published already; the relay
+// refuses to run until the cursor is set again (docs/fault-tolerance.md).
+var ErrCursorAhead = errors.New("the outbox cursor is ahead of this server's transaction ids (the database was restored into another cluster?); " +
+	"queue unpublished events and reset the cursor as docs/fault-tolerance.md says before starting a relay")
+
 // loadCursor takes the relay's cursor for a new owner: it bumps the epoch,
 // which fences whoever held the cursor before (their next commit finds
 // another epoch and fails), and returns the committed position.
@@ -290,11 +298,16 @@ func loadCursor(ctx context.Context, q postgres.Querier, owner string) (int64, c
 	var (
 		epoch int64
 		c     cursor
+		ahead bool
 	)
 	err := q.QueryRow(ctx, `UPDATE outbox_relay SET epoch = epoch + 1, owner = $1, updated_at = now() WHERE id = 1
-		RETURNING epoch, snap_a::text, snap_b::text, last_seq`, owner).Scan(&epoch, &c.a, &c.b, &c.lastSeq)
+		RETURNING epoch, snap_a::text, snap_b::text, last_seq,
+			pg_snapshot_xmax(snap_b) > pg_snapshot_xmax(pg_current_snapshot())`, owner).Scan(&epoch, &c.a, &c.b, &c.lastSeq, &ahead)
 	if err != nil {
 		return 0, c, fmt.Errorf("take the outbox relay's cursor: %w", err)
+	}
+	if ahead {
+		return 0, c, ErrCursorAhead
 	}
 	c.open = true
 	return epoch, c, nil

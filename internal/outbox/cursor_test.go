@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -157,4 +158,41 @@ func TestAggregateOrderFollowsCommitsNotTransactionIDs(t *testing.T) {
 	drain(t, outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{Logger: quiet}))
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, 3, 20*time.Second)
 	checkDelivery(t, recs, map[string]bool{first.ID: true, next.ID: true})
+}
+
+// TestCursorAheadOfTheServerIsRefused: a cursor naming transactions the
+// server has not reached (a database restored into another cluster) would
+// take new events for published ones; the relay refuses it, and the reset
+// docs/fault-tolerance.md gives publishes every unpublished event.
+func TestCursorAheadOfTheServerIsRefused(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	broker := kafkatest.New(t)
+	ctx := context.Background()
+	relay := outbox.NewRelay(db.Pool, newProducer(t, broker), outbox.RelayConfig{Logger: quiet})
+	ev := newEvent(t, "restored", 0)
+	if err := outbox.Write(ctx, db.Pool, ev); err != nil {
+		t.Fatal(err)
+	}
+	// As if copied from a cluster whose transaction ids ran far ahead.
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_relay SET snap_a = '9000000000:9000000000:', snap_b = '9000000000:9000000000:'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.PublishBatch(ctx); !errors.Is(err, outbox.ErrCursorAhead) {
+		t.Fatalf("PublishBatch with a cursor ahead of the server: %v, want ErrCursorAhead", err)
+	}
+	// The documented reset.
+	if _, err := db.Pool.Exec(ctx, `BEGIN;
+		INSERT INTO outbox_retries (seq, aggregate_id, next_attempt_at)
+		SELECT seq, aggregate_id, now() FROM outbox_events o
+		WHERE NOT failed AND NOT EXISTS (SELECT FROM outbox_published p WHERE p.seq = o.seq)
+		ON CONFLICT (seq) DO NOTHING;
+		UPDATE outbox_relay SET snap_a = pg_current_snapshot(), snap_b = pg_current_snapshot(), last_seq = 0;
+		COMMIT;`); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, relay)
+	if got := published(t, db.Pool); len(got) != 1 || got[0] != ev.ID {
+		t.Fatalf("published %v after the reset, want %s", got, ev.ID)
+	}
 }
