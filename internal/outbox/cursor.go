@@ -59,8 +59,11 @@ ORDER BY seq LIMIT (SELECT $4::int)`
 // (so an empty window still returns it). The window's lowest seq comes from
 // the xid index: rows of transactions not visible in $1 (from its xmax on,
 // and those it lists as running) as far as the statement sees them, which
-// is exactly the new snapshot. The rows are then read in seq order from
-// there. Comparing with the new snapshot is needed by later reads only.
+// is exactly the new snapshot. (The xid range has an upper bound that
+// excludes nothing: a range bounded on both sides is what makes the generic
+// plan's estimate small enough to use the index on a large table.) The rows
+// are then read in seq order from there. Comparing with the new snapshot is
+// needed by later reads only.
 const openSQL = `
 SELECT * FROM (
 	SELECT NULL::text AS snapshot, seq, id::text, aggregate_id, topic, event_data, headers, attempts, created_at, %s AS blocked
