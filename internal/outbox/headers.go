@@ -11,7 +11,8 @@ import (
 // Write stores it and jsonb prints it) into record headers. Plain strings
 // are cut out of the text directly, which costs a fraction of
 // encoding/json; anything else (escapes, other value types) goes through
-// encoding/json, and values that are not strings are left out as before.
+// encoding/json into a map of strings, and gives no headers when that
+// fails, as the relay always did.
 func parseHeaders(b []byte) []kgo.RecordHeader {
 	if len(b) == 0 {
 		return nil
