@@ -322,8 +322,8 @@ func (v verifier) outboxDrained(ctx context.Context) (CheckResult, error) {
 	return v.offenders(ctx, c,
 		`SELECT format('outbox id=%s type=%s aggregate=%s created_at=%s attempts=%s last_error=%s',
 			id, event_type, aggregate_id, created_at, attempts, coalesce(last_error, ''))
-		FROM outbox_events
-		WHERE NOT processed AND NOT failed AND created_at < now() - make_interval(secs => $1)
+		FROM outbox_pending
+		WHERE created_at < now() - make_interval(secs => $1)
 		ORDER BY seq`, v.opts.OutboxBound.Seconds())
 }
 

@@ -72,7 +72,7 @@ func TestOutboxEventRouterOnOutboxEvents(t *testing.T) {
 	dataB := `{"specversion":"1.0","type":"ORDER_CREATED","subject":"order-2","data":{"total":"7.00"}}`
 	insertOutbox(t, db, idB, "order-2", "ORDER_CREATED", dataB)
 	// The relay's bookkeeping updates and pruning deletes publish nothing.
-	sqlExec(t, db, `UPDATE outbox_events SET processed = true, published_at = now()`,
+	sqlExec(t, db, `UPDATE outbox_events SET attempts = attempts + 1, last_error = 'broker unavailable'`,
 		`DELETE FROM outbox_events WHERE id = '`+idA+`'`)
 	insertOutbox(t, db, idC, "order-3", "ORDER_CANCELLED", `{"data":{"reason":"x"}}`)
 	insertOutbox(t, db, idD, "order-4", "ORDER_CREATED", ``)

@@ -82,7 +82,7 @@ func waitOutboxDrained(t *testing.T, db *postgrestest.Database, timeout time.Dur
 	deadline := time.Now().Add(timeout)
 	for {
 		var pending int
-		if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events WHERE NOT processed`).Scan(&pending); err != nil {
+		if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_status WHERE NOT processed`).Scan(&pending); err != nil {
 			t.Fatal(err)
 		}
 		if pending == 0 {

@@ -89,9 +89,10 @@ func benchConfirmLatency(b *testing.B, rate int, d time.Duration) {
 	b.ReportMetric(float64(n), "orders")
 
 	// Where the time goes, median per stage: the outbox row of
-	// ORDER_CREATED waiting for the relay (published_at is the relay
-	// transaction's start), the inventory consumer deciding it, the relay
-	// again for INVENTORY_RESERVED, and the saga confirming.
+	// ORDER_CREATED waiting for the relay (published_at is when the relay
+	// recorded it, after Kafka's ack and the broker's durability), the
+	// inventory consumer deciding it, the relay again for
+	// INVENTORY_RESERVED, and the saga confirming.
 	var relay1, reserve, relay2, saga float64
 	err = p.DB.Pool.QueryRow(context.Background(), `SELECT
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.published_at - o.created_at)),
@@ -99,9 +100,9 @@ func benchConfirmLatency(b *testing.B, rate int, d time.Duration) {
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.published_at - io.created_at)),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM h.changed_at - r.published_at))
 		FROM orders o
-		JOIN outbox_events c ON c.aggregate_id = o.id::text AND c.event_type = 'ORDER_CREATED'
+		JOIN outbox_status c ON c.aggregate_id = o.id::text AND c.event_type = 'ORDER_CREATED'
 		JOIN inventory_orders io ON io.order_id = o.id
-		JOIN outbox_events r ON r.aggregate_id = o.id::text AND r.event_type = 'INVENTORY_RESERVED'
+		JOIN outbox_status r ON r.aggregate_id = o.id::text AND r.event_type = 'INVENTORY_RESERVED'
 		JOIN order_status_history h ON h.order_id = o.id AND h.to_status = 'CONFIRMED'`).Scan(&relay1, &reserve, &relay2, &saga)
 	if err != nil {
 		b.Fatal(err)

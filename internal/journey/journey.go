@@ -246,14 +246,11 @@ func (b *Builder) Build(ctx context.Context, id uuid.UUID) (*Journey, error) {
 		created_at, updated_at FROM orders WHERE id = $1`, id)
 	batch.Queue(`SELECT coalesce(from_status, ''), to_status, coalesce(reason, ''), actor, version, changed_at,
 		coalesce(correlation_id, '') FROM order_status_history WHERE order_id = $1 ORDER BY id`, id)
-	// Two halves, so each uses its partial index: the relay's for rows not
-	// yet published, the journey's for published ones.
-	cols := `seq, id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
-		failed, published_at, attempts, coalesce(last_error, ''), kafka_partition, kafka_offset`
-	batch.Queue(`SELECT * FROM (
-		SELECT `+cols+` FROM outbox_events WHERE aggregate_id = $1 AND processed
-		UNION ALL
-		SELECT `+cols+` FROM outbox_events WHERE aggregate_id = $1 AND NOT processed) o ORDER BY seq`, id.String())
+	// outbox_status joins each event to the relay's ledger (published,
+	// Kafka's position and ack) and retry queue.
+	batch.Queue(`SELECT seq, id::text, event_type, topic, coalesce(headers->>'correlation_id', ''), created_at, processed,
+		failed, published_at, attempts, coalesce(last_error, ''), kafka_partition, kafka_offset
+		FROM outbox_status WHERE aggregate_id = $1 ORDER BY seq`, id.String())
 	batch.Queue(`SELECT sku, quantity, status, created_at, updated_at FROM reservations WHERE order_id = $1 ORDER BY sku`, id)
 	br := b.db.SendBatch(ctx, batch)
 	defer br.Close()

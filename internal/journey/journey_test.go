@@ -200,8 +200,8 @@ func TestJourneyShowsDeadLettersRedrivesAndAcknowledgedPositions(t *testing.T) {
 	}
 	// The relay's record of Kafka's acknowledgement.
 	acked := time.Now().UTC().Truncate(time.Microsecond)
-	if _, err := p.DB.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = $2, kafka_partition = 2,
-		kafka_offset = 17 WHERE id = $1`, eventID, acked); err != nil {
+	if _, err := p.DB.Pool.Exec(ctx, `INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at, published_at)
+		SELECT seq, 2, 17, $2, $2 FROM outbox_events WHERE id = $1`, eventID, acked); err != nil {
 		t.Fatal(err)
 	}
 	store := dlq.NewStore(p.DB.Pool)

@@ -116,7 +116,7 @@ func (p *Pulse) Sample(ctx context.Context) Sample {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT count(*) FROM orders WHERE created_at > now() - interval '1 minute'`)
 	b.Queue(`SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-		FROM outbox_events WHERE NOT processed AND NOT failed`)
+		FROM outbox_pending`)
 	b.Queue(`SELECT (SELECT count(*) FROM dlq_messages WHERE status = 'new'), (SELECT coalesce(max(id), 0) FROM dlq_messages)`)
 	b.Queue(`SELECT max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn))::bigint FROM pg_replication_slots
 		WHERE database = current_database() AND slot_type = 'logical'`)

@@ -98,7 +98,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 	// The ORDER_CREATED event is in the outbox, written with the order.
 	var n int
 	if err := f.db.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'ORDER_CREATED' AND NOT processed`, o.ID.String()).Scan(&n); err != nil {
+		`SELECT count(*) FROM outbox_status WHERE aggregate_id = $1 AND event_type = 'ORDER_CREATED' AND NOT processed`, o.ID.String()).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {

@@ -72,15 +72,18 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	if barrier.calls.Load() != 2 {
 		t.Fatalf("barrier waited %d times, want 2 (once per batch)", barrier.calls.Load())
 	}
+	// What the order journey reads per event: created, acknowledged and
+	// published times, partition and offset.
 	var (
 		part      int32
 		off       int64
 		published time.Time
+		acked     time.Time
 		created   time.Time
 		processed bool
 	)
-	if err := db.Pool.QueryRow(ctx, `SELECT processed, kafka_partition, kafka_offset, published_at, created_at FROM outbox_events WHERE id = $1`, ev.ID).
-		Scan(&processed, &part, &off, &published, &created); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT processed, kafka_partition, kafka_offset, published_at, kafka_acked_at, created_at FROM outbox_status WHERE id = $1`, ev.ID).
+		Scan(&processed, &part, &off, &published, &acked, &created); err != nil {
 		t.Fatal(err)
 	}
 	// Two publishes (the first was acknowledged, then rolled back): the
@@ -97,6 +100,12 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	}
 	if published.Before(before.Add(-time.Second)) || !published.After(created) {
 		t.Fatalf("published_at %v is not the time of the mark (batch started %v)", published, before)
+	}
+	// The acknowledgement comes after the batch started and before the
+	// record in the ledger (both clocks are this machine's; a millisecond
+	// of slack for the database's own clock reading).
+	if acked.Before(before) || acked.After(published.Add(time.Millisecond)) {
+		t.Fatalf("kafka_acked_at %v not between the batch's start %v and published_at %v", acked, before, published)
 	}
 }
 
@@ -194,22 +203,40 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer producer.Close()
-	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: b.Barrier()})
-	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
-		t.Fatalf("republish: n=%d err=%v", n, err)
+	// The lost event's order moves on meanwhile: its next event must not
+	// overtake the one published again.
+	var lostID, lostAgg string
+	if err := db.Pool.QueryRow(ctx, `SELECT id::text, aggregate_id FROM outbox_status WHERE retrying`).Scan(&lostID, &lostAgg); err != nil {
+		t.Fatal(err)
 	}
+	next := writeEvent(t, db.Pool, events.OrderCreated, lostAgg, map[string]int{"n": total})
+	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: b.Barrier()})
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 2 {
+		t.Fatalf("republish: n=%d err=%v, want the lost event and the next one", n, err)
+	}
+	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("after the republish: n=%d err=%v, want the next event, queued behind the lost one", n, err)
+	}
+	ids[next.ID] = true
 	got := map[string]bool{}
-	for _, r := range readAll(t, addr, events.OrderCreated, total) {
+	var order []string
+	for _, r := range readAll(t, addr, events.OrderCreated, total+1) { // one lost, two more
 		env, err := events.Decode(r.Value)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got[env.ID] = true
+		if env.Subject == lostAgg {
+			order = append(order, env.ID)
+		}
 	}
 	for id := range ids {
 		if !got[id] {
-			t.Fatalf("event %s is not in Kafka after recovery (%d of %d present)", id, len(got), total)
+			t.Fatalf("event %s is not in Kafka after recovery (%d of %d present)", id, len(got), len(ids))
 		}
+	}
+	if len(order) < 2 || order[len(order)-2] != lostID || order[len(order)-1] != next.ID {
+		t.Fatalf("order %s reads %v from Kafka, want the lost event %s published again, then %s", lostAgg, order, lostID, next.ID)
 	}
 }
 
@@ -243,7 +270,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
 		var part int32
 		var off int64
-		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_events WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
+		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_status WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
 			t.Fatal(err)
 		}
 		if part != r.Partition || off != r.Offset {

@@ -37,7 +37,9 @@ type Row struct {
 	Attempts      int       `json:"attempts"`
 	LastError     string    `json:"last_error,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
-	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// NextAttemptAt is when a retried event is tried again; absent for an
+	// event the relay has not tried yet and for a failed one.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 }
 
 // ListFilter selects unpublished rows.
@@ -50,7 +52,7 @@ type ListFilter struct {
 	AfterSeq int64
 }
 
-// List returns unpublished rows (pending and/or failed), oldest first.
+// List returns unpublished rows (pending and/or failed) in seq order.
 func List(ctx context.Context, db postgres.Querier, f ListFilter) ([]Row, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -58,9 +60,10 @@ func List(ctx context.Context, db postgres.Querier, f ListFilter) ([]Row, error)
 	f.Limit = min(f.Limit, 1000)
 	rows, err := db.Query(ctx, `SELECT seq, id, aggregate_type, aggregate_id, event_type, topic, failed,
 			octet_length(event_data), attempts, coalesce(last_error, ''), created_at, next_attempt_at
-		FROM outbox_events
-		WHERE NOT processed AND seq > $1
-		  AND ($2 = '' OR ($2 = 'failed') = failed)
+		FROM (SELECT * FROM outbox_pending WHERE $2 <> 'failed'
+			UNION ALL
+			SELECT *, NULL::timestamptz FROM outbox_events WHERE failed AND $2 <> 'pending') o
+		WHERE seq > $1
 		ORDER BY seq LIMIT $3`, f.AfterSeq, f.State, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
@@ -90,11 +93,16 @@ var (
 // event is published after later events of its aggregate that went out
 // while it was failed: consumers see it out of order.
 func Requeue(ctx context.Context, db postgres.Querier, id uuid.UUID) error {
-	var failed, processed bool
+	// The retry queue takes it (the cursor passed it long ago); the
+	// notification tells the relay holding the cursor to look there.
+	var failed bool
 	err := db.QueryRow(ctx, `WITH u AS (
-			UPDATE outbox_events SET failed = false, next_attempt_at = now()
-			WHERE id = $1 AND failed AND NOT processed RETURNING true)
-		SELECT failed, processed FROM outbox_events WHERE id = $1`, id).Scan(&failed, &processed)
+			UPDATE outbox_events SET failed = false WHERE id = $1 AND failed
+			RETURNING seq, aggregate_id, pg_notify($2, $3)),
+		q AS (
+			INSERT INTO outbox_retries (seq, aggregate_id, next_attempt_at) SELECT seq, aggregate_id, now() FROM u
+			ON CONFLICT (seq) DO UPDATE SET next_attempt_at = now())
+		SELECT failed FROM outbox_events WHERE id = $1`, id, NotifyChannel, NotifyRetry).Scan(&failed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -102,7 +110,7 @@ func Requeue(ctx context.Context, db postgres.Querier, id uuid.UUID) error {
 		return fmt.Errorf("requeue outbox event: %w", err)
 	}
 	// The SELECT sees the row as it was before the UPDATE.
-	if !failed || processed {
+	if !failed {
 		return ErrNotFailed
 	}
 	return nil

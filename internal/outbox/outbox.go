@@ -63,16 +63,15 @@ type Stats struct {
 	RetryingEvents int64      `json:"retrying"`
 }
 
-// ReadStats summarises the outbox.
+// ReadStats summarises the outbox. Pending and retrying come from the
+// backlog (outbox_pending: rows past the relay's committed cursor and the
+// retry queue), failed from its partial index, published from the ledger.
 func ReadStats(ctx context.Context, db postgres.Querier) (Stats, error) {
 	var s Stats
-	err := db.QueryRow(ctx, `SELECT
-		count(*) FILTER (WHERE NOT processed AND NOT failed),
-		count(*) FILTER (WHERE failed),
-		count(*) FILTER (WHERE processed),
-		min(created_at) FILTER (WHERE NOT processed AND NOT failed),
-		count(*) FILTER (WHERE NOT processed AND NOT failed AND attempts > 0)
-		FROM outbox_events`).Scan(&s.Pending, &s.Failed, &s.Published, &s.OldestPending, &s.RetryingEvents)
+	err := db.QueryRow(ctx, `WITH p AS MATERIALIZED (SELECT created_at, attempts FROM outbox_pending)
+		SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM outbox_events WHERE failed),
+			(SELECT count(*) FROM outbox_published), (SELECT min(created_at) FROM p),
+			(SELECT count(*) FROM p WHERE attempts > 0)`).Scan(&s.Pending, &s.Failed, &s.Published, &s.OldestPending, &s.RetryingEvents)
 	if err != nil {
 		return Stats{}, fmt.Errorf("outbox stats: %w", err)
 	}
@@ -80,4 +79,14 @@ func ReadStats(ctx context.Context, db postgres.Querier) (Stats, error) {
 		s.OldestAgeSecs = time.Since(*s.OldestPending).Seconds()
 	}
 	return s, nil
+}
+
+// Drained reports whether nothing waits to be published (failed events
+// aside): cheaper than ReadStats, for a loop waiting on the relay.
+func Drained(ctx context.Context, db postgres.Querier) (bool, error) {
+	var pending bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM outbox_pending)`).Scan(&pending); err != nil {
+		return false, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return !pending, nil
 }

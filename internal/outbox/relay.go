@@ -2,14 +2,14 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +23,10 @@ import (
 
 // NotifyChannel is the LISTEN/NOTIFY channel an outbox insert signals.
 const NotifyChannel = "trackops_outbox"
+
+// NotifyRetry is the payload of a notification that the retry queue gained
+// rows from outside the relay (an operator's requeue).
+const NotifyRetry = "retry"
 
 var (
 	publishedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -40,32 +44,38 @@ var (
 	})
 	relayBatchSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "trackops_relay_batch_seconds",
-		Help:    "Time to claim, publish and mark one relay batch.",
+		Help:    "Time from reading one relay batch to recording it published (after the broker's durability barrier).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
 )
 
 // RelayConfig tunes a Relay.
 type RelayConfig struct {
-	// BatchSize is how many events one claim takes at most.
+	// BatchSize is how many events one read takes at most.
 	BatchSize int
 	// PollInterval is how often the relay looks for work when no
 	// notification woke it (the fallback when NOTIFY is lost).
 	PollInterval time.Duration
-	// Retention is how long published rows are kept before pruning; 0 keeps them.
+	// Retention is how long published events (and their ledger rows) are
+	// kept before pruning; 0 keeps them.
 	Retention time.Duration
 	// RetryInitial and RetryMax bound the back-off of a failed event.
 	RetryInitial, RetryMax time.Duration
-	// Workers is how many batches one relay publishes at once.
+	// Workers is how many batches the relay holding the cursor has in
+	// flight at once: read and produced, not yet recorded. Batches that
+	// share no aggregate are produced while earlier ones await their
+	// acknowledgement; the broker's durability barrier and the ledger
+	// commit of one batch always overlap the next.
 	Workers int
 	// Durability is the broker's durability barrier: the relay waits on
-	// it after Kafka's acknowledgement and before marking rows published,
-	// so a published row is always durable in the broker's log. nil (a
-	// real cluster with acks=all) does not wait.
+	// it after Kafka's acknowledgement and before recording events
+	// published, so a published event is always durable in the broker's
+	// log. nil (a real cluster with acks=all) does not wait.
 	Durability kafka.Barrier
-	// ListenPool holds the LISTEN connection; nil means the relay's pool.
-	// Behind a transaction pooler (PgBouncer) LISTEN needs a session of its
-	// own, so the app passes a pool on the direct database URL.
+	// ListenPool holds the relay's own session: the cursor's advisory lock
+	// and the LISTEN. nil means the relay's pool. Behind a transaction
+	// pooler (PgBouncer) both need a session of their own, so the app
+	// passes a pool on the direct database URL.
 	ListenPool *pgxpool.Pool
 	Logger     *slog.Logger
 }
@@ -84,80 +94,80 @@ func (c *RelayConfig) defaults() {
 		c.RetryMax = time.Minute
 	}
 	if c.Workers <= 0 {
-		c.Workers = 1
+		c.Workers = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
-// Relay publishes outbox events to Kafka. Any number of relays, in one
-// process or many, may run over one outbox: each claims rows with
-// FOR UPDATE SKIP LOCKED, and an event is never claimed while an earlier
-// unpublished event of the same aggregate is held elsewhere, so one
-// aggregate's events reach Kafka in the order they were written.
+// Relay publishes outbox events to Kafka, at least once and in order per
+// aggregate.
 //
-// Delivery is at least once. A row is marked published only after Kafka
-// acknowledged it and the broker made it durable (the embedded broker's
-// group commit); if the relay dies between the acknowledgement and the
-// mark, the event is published again, with the same event id, key and
-// value. The mark records the partition and offset Kafka gave the event and
-// the time of the mark (published_at), so a broker log that lost its tail
-// can be refilled (RequeueLost).
+// The outbox is append-only (see cursor): the relay reads events in commit
+// order behind a cursor and records each published one in a narrow ledger
+// (outbox_published) instead of rewriting its row. Any number of relays, in
+// one process or many, may run over one outbox: one of them holds the
+// cursor (a session-level advisory lock on its LISTEN connection) and
+// publishes; the others wait on the lock and take over the moment its
+// session ends. A relay that took over bumps the cursor's epoch, so a
+// former holder that lost its lock without noticing can no longer commit.
+//
+// Delivery is at least once. An event is recorded published only after
+// Kafka acknowledged it and the broker made it durable (the embedded
+// broker's group commit); if the relay dies in between, its successor
+// publishes the event again from the cursor, with the same event id, key
+// and value. The ledger records the partition and offset Kafka gave the
+// event, when Kafka acknowledged it and when the relay recorded it, so a
+// broker log that lost its tail can be refilled (RequeueLost).
+//
+// Per-aggregate order: within the cursor's order an aggregate's events go
+// out in the order they were written, and an event is not produced while an
+// earlier event of its aggregate is still in flight. An event that fails to
+// publish goes to the retry queue (outbox_retries) with a back-off, and
+// the later events of its aggregate follow it there; the other aggregates
+// are not held up.
 type Relay struct {
 	pool     *pgxpool.Pool
 	producer *kgo.Client
 	cfg      RelayConfig
 	wake     chan struct{}
+	owner    string
+
+	mu      sync.Mutex
+	session *session // while this relay holds the cursor
 }
 
 // NewRelay returns a relay over the outbox in pool publishing with producer.
 func NewRelay(pool *pgxpool.Pool, producer *kgo.Client, cfg RelayConfig) *Relay {
 	cfg.defaults()
-	return &Relay{pool: pool, producer: producer, cfg: cfg, wake: make(chan struct{}, 1)}
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8])
+	return &Relay{pool: pool, producer: producer, cfg: cfg, wake: make(chan struct{}, 1), owner: owner}
 }
 
-// Run publishes until ctx ends. A batch in flight when ctx ends is finished
-// (its acknowledged events marked) before Run returns.
+// lockKey is the advisory lock (per database) the relay holding the cursor
+// owns: "trackops-outbox" in ASCII.
+const lockKey int64 = 0x74726b6f75746278
+
+// Run publishes until ctx ends: it waits for the cursor's lock, then
+// publishes while it holds it. Batches in flight when ctx ends are finished
+// (their acknowledged events recorded) before Run returns.
 func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Go(func() { r.listen(ctx) })
 	if r.cfg.Retention > 0 {
 		wg.Go(func() { r.pruneLoop(ctx) })
 	}
-	for range r.cfg.Workers {
-		wg.Go(func() { r.work(ctx) })
+	for ctx.Err() == nil {
+		err := r.lead(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		r.cfg.Logger.Warn("outbox relay lost its database session; taking the cursor again", "err", err)
+		sleepCtx(ctx, time.Second)
 	}
 	wg.Wait()
 	return nil
-}
-
-func (r *Relay) work(ctx context.Context) {
-	failures := 0
-	for ctx.Err() == nil {
-		n, err := r.PublishBatch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			failures++
-			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-			r.cfg.Logger.Warn("outbox relay batch failed", "err", err, "retry_in", wait)
-			sleepCtx(ctx, wait)
-			continue
-		}
-		failures = 0
-		if n >= r.cfg.BatchSize {
-			continue // a backlog: go straight on
-		}
-		timer := time.NewTimer(r.cfg.PollInterval)
-		select {
-		case <-ctx.Done():
-		case <-r.wake:
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
 }
 
 // Wake asks the relay to look for work now.
@@ -168,20 +178,10 @@ func (r *Relay) Wake() {
 	}
 }
 
-// listen turns outbox NOTIFYs into wake-ups, reconnecting when the
-// connection drops; polling covers the gaps.
-func (r *Relay) listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := r.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		r.cfg.Logger.Warn("outbox listener lost its connection", "err", err)
-		sleepCtx(ctx, time.Second)
-	}
-}
-
-func (r *Relay) listenOnce(ctx context.Context) error {
+// lead waits for the cursor's lock on a connection of its own, listens for
+// new events on the same connection and publishes until ctx ends or the
+// connection fails (with it the lock is gone).
+func (r *Relay) lead(ctx context.Context) error {
 	pool := r.cfg.ListenPool
 	if pool == nil {
 		pool = r.pool
@@ -191,242 +191,337 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		return err
 	}
 	defer func() {
-		// A LISTENing connection must not go back to the pool.
+		// The lock and the LISTEN end with the session: this connection
+		// never goes back to the pool.
 		_ = conn.Conn().Close(context.Background())
 		conn.Release()
 	}()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
+		return fmt.Errorf("wait for the outbox cursor: %w", err)
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return err
 	}
-	r.Wake() // catch what was written while not listening
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			return err
+	r.cfg.Logger.Info("outbox relay holds the cursor", "owner", r.owner)
+	// Notifications arrive while sessions come and go; the connection's
+	// failure ends them all.
+	lctx, lost := context.WithCancelCause(ctx)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		for {
+			n, err := conn.Conn().WaitForNotification(lctx)
+			if err != nil {
+				lost(fmt.Errorf("outbox relay's lock connection: %w", err))
+				return
+			}
+			if n.Payload == NotifyRetry {
+				r.mu.Lock()
+				if r.session != nil {
+					r.session.markRetries()
+				}
+				r.mu.Unlock()
+			}
+			r.Wake()
 		}
-		r.Wake()
+	}()
+	defer func() { lost(nil); <-listening }()
+	for {
+		err := r.publishSession(lctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if lctx.Err() != nil {
+			return context.Cause(lctx)
+		}
+		r.cfg.Logger.Warn("outbox relay session failed; resuming from the committed cursor", "err", err)
+		sleepCtx(lctx, time.Second)
 	}
 }
 
-type claimed struct {
-	id          string
-	seq         int64
-	aggregateID string
-	topic       string
-	value       string
-	headers     []byte
-	attempts    int
-	createdAt   time.Time
+// publishSession loads the cursor and publishes until ctx ends or a commit
+// fails: reading and producing here, recording in a committer goroutine.
+func (r *Relay) publishSession(ctx context.Context) error {
+	epoch, cur, err := loadCursor(ctx, r.pool, r.owner)
+	if err != nil {
+		return err
+	}
+	s := newSession(r, epoch, cur)
+	r.mu.Lock()
+	r.session = s
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.session = nil
+		r.mu.Unlock()
+	}()
+
+	// Work in flight is finished even when asked to stop: records may
+	// already be on their way to Kafka.
+	bctx := context.WithoutCancel(ctx)
+	sctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	q := newCommitQueue()
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		r.commitLoop(bctx, s, q, fail)
+	}()
+	err = r.publishLoop(sctx, bctx, s, q)
+	q.close()
+	<-committerDone
+	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }
 
-// claimSQL locks the oldest publishable events; rows other relays hold are
-// skipped, not waited for.
-const claimSQL = `
-SELECT id::text, seq, aggregate_id, topic, event_data, headers, attempts, created_at
-FROM outbox_events
-WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
-ORDER BY seq
-LIMIT $1
-FOR UPDATE SKIP LOCKED`
+// publishLoop reads and produces; it hands each resolved batch to the
+// committer in order. It returns once ctx ended and nothing is in flight.
+// It reads ahead of the committer by at most a few batches' worth of rows:
+// what is published but not recorded would be published again by a
+// successor.
+func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueue) error {
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	maxUncommitted := 4 * r.cfg.BatchSize
+	more := true // there may be rows to read
+	for {
+		if ctx.Err() != nil {
+			for len(s.inflight) > 0 {
+				q.put(s.resolve(bctx))
+			}
+			return nil
+		}
+		if more && len(s.inflight) < r.cfg.Workers && q.uncommitted() < maxUncommitted {
+			b, err := s.read(ctx, r.pool, false)
+			if err != nil {
+				for len(s.inflight) > 0 {
+					q.put(s.resolve(bctx))
+				}
+				return err
+			}
+			if len(b.rows) == 0 {
+				more = false
+				continue
+			}
+			// An aggregate's next event waits for the previous one's
+			// outcome.
+			for len(s.inflight) > 0 && s.conflicts(b) {
+				q.put(s.resolve(bctx))
+			}
+			s.produce(bctx, b)
+			more = len(b.rows) >= r.cfg.BatchSize || b.cursor.open
+			continue
+		}
+		// Wait for the oldest batch's acknowledgements, the committer to
+		// catch up, new events, a retry coming due, the poll, or the end.
+		var done <-chan struct{}
+		if len(s.inflight) > 0 {
+			done = s.inflight[0].done()
+		}
+		poll.Reset(r.nextPoll(s))
+		select {
+		case <-done:
+			q.put(s.resolve(bctx))
+		case <-q.room:
+		case <-r.wake:
+			more = true
+		case <-poll.C:
+			s.markRetries()
+			more = true
+		case <-ctx.Done():
+		}
+	}
+}
 
-// pendingOfSQL lists the unpublished events of some aggregates up to a
-// sequence number, through the (aggregate_id, seq) index.
-const pendingOfSQL = `
-SELECT aggregate_id, id::text FROM outbox_events
-WHERE aggregate_id = ANY($1) AND NOT processed AND NOT failed AND seq <= $2
-ORDER BY aggregate_id, seq`
+// nextPoll is how long the relay may sleep: the poll interval, or less when
+// a retry comes due sooner.
+func (r *Relay) nextPoll(s *session) time.Duration {
+	d := r.cfg.PollInterval
+	s.mu.Lock()
+	due := s.retryDue
+	s.mu.Unlock()
+	if !due.IsZero() {
+		d = min(d, max(time.Until(due), time.Millisecond))
+	}
+	return d
+}
 
-// PublishBatch claims one batch, publishes it and records the outcome. It
-// returns how many events it claimed.
+// commitQueue carries resolved batches from the publisher to the committer,
+// which takes everything queued at once: one barrier wait and one
+// transaction for all of it.
+type commitQueue struct {
+	mu      sync.Mutex
+	batches []*batch
+	rows    int // queued or being committed
+	closed  bool
+	ready   chan struct{} // something queued, or closed
+	room    chan struct{} // a commit finished
+}
+
+func newCommitQueue() *commitQueue {
+	return &commitQueue{ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func (q *commitQueue) put(b *batch) {
+	q.mu.Lock()
+	q.batches = append(q.batches, b)
+	q.rows += len(b.rows)
+	q.mu.Unlock()
+	notify(q.ready)
+}
+
+func (q *commitQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	notify(q.ready)
+}
+
+// take waits for batches; ok is false once the queue is closed and empty.
+func (q *commitQueue) take() (batches []*batch, ok bool) {
+	for {
+		q.mu.Lock()
+		batches, q.batches = q.batches, nil
+		closed := q.closed
+		q.mu.Unlock()
+		if len(batches) > 0 {
+			return batches, true
+		}
+		if closed {
+			return nil, false
+		}
+		<-q.ready
+	}
+}
+
+// committed frees the room batches took.
+func (q *commitQueue) committed(batches []*batch) {
+	q.mu.Lock()
+	for _, b := range batches {
+		q.rows -= len(b.rows)
+	}
+	q.mu.Unlock()
+	notify(q.room)
+}
+
+func (q *commitQueue) uncommitted() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.rows
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop records resolved batches, all those queued at once; a failed
+// commit ends the session (its successor resumes from the committed cursor
+// and publishes again what was not recorded).
+func (r *Relay) commitLoop(ctx context.Context, s *session, q *commitQueue, fail context.CancelCauseFunc) {
+	var failed error
+	for {
+		batches, ok := q.take()
+		if !ok {
+			return
+		}
+		if failed == nil {
+			if err := s.commit(ctx, r.pool, batches); err != nil {
+				failed = err
+				fail(err)
+			} else if s.committed(batches) {
+				r.Wake() // rows wait in the retry queue now: read them
+			}
+		}
+		q.committed(batches)
+	}
+}
+
+// PublishBatch publishes one batch and records it before returning, in one
+// transaction that holds the cursor's lock meanwhile. It returns how many
+// events it read (0 when there is nothing to publish, or when another relay
+// holds the cursor). Run is the way to publish continuously; PublishBatch
+// serves tools and tests.
 func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
-	start := time.Now()
-	// Finish a claimed batch even when asked to stop: its records may
-	// already be on their way to Kafka.
 	bctx := context.WithoutCancel(ctx)
 	var n int
 	err := postgres.WithTx(bctx, r.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(bctx, claimSQL, r.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("claim outbox events: %w", err)
+		var locked bool
+		if err := tx.QueryRow(bctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey).Scan(&locked); err != nil {
+			return fmt.Errorf("lock the outbox cursor: %w", err)
 		}
-		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
-			var c claimed
-			err := row.Scan(&c.id, &c.seq, &c.aggregateID, &c.topic, &c.value, &c.headers, &c.attempts, &c.createdAt)
-			return c, err
-		})
-		if err != nil {
-			return fmt.Errorf("read claimed events: %w", err)
-		}
-		n = len(batch)
-		if n == 0 {
+		if !locked {
 			return nil
 		}
-		if batch, err = inOrder(bctx, tx, batch); err != nil {
+		epoch, cur, err := loadCursor(bctx, tx, r.owner)
+		if err != nil {
 			return err
 		}
-		return r.publish(bctx, tx, batch)
-	})
-	if n > 0 {
-		relayBatchSeconds.Observe(time.Since(start).Seconds())
-	}
-	return n, err
-}
-
-// inOrder drops each claimed event that has an earlier unpublished event of
-// its aggregate outside the claim — held by another relay or backing off
-// after a failure — and every later event of that aggregate, so one
-// aggregate's events reach Kafka in the order they were written. Dropped rows
-// stay locked until the batch commits, then are claimed again.
-func inOrder(ctx context.Context, tx pgx.Tx, batch []claimed) ([]claimed, error) {
-	inClaim := make(map[string]bool, len(batch))
-	aggSet := make(map[string]bool)
-	var maxSeq int64
-	for _, c := range batch {
-		inClaim[c.id] = true
-		aggSet[c.aggregateID] = true
-		maxSeq = max(maxSeq, c.seq)
-	}
-	aggs := make([]string, 0, len(aggSet))
-	for a := range aggSet {
-		aggs = append(aggs, a)
-	}
-	rows, err := tx.Query(ctx, pendingOfSQL, aggs, maxSeq)
-	if err != nil {
-		return nil, fmt.Errorf("check outbox order: %w", err)
-	}
-	blocked := make(map[string]bool) // aggregates with a gap before some claimed event
-	eligible := make(map[string]bool, len(batch))
-	var agg, id string
-	_, err = pgx.ForEachRow(rows, []any{&agg, &id}, func() error {
-		switch {
-		case blocked[agg]:
-		case inClaim[id]:
-			eligible[id] = true
-		default:
-			blocked[agg] = true
+		s := newSession(r, epoch, cur)
+		b, err := s.read(bctx, tx, true)
+		if err != nil {
+			return err
+		}
+		n = len(b.rows)
+		if n == 0 && !b.advances {
+			return nil
+		}
+		s.produce(bctx, b)
+		b = s.resolve(bctx)
+		var pub []published
+		var last *cursor
+		pub = b.published
+		if b.advances {
+			last = &b.cursor
+		}
+		if len(pub) > 0 {
+			dctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+			err := kafka.WaitDurable(dctx, r.cfg.Durability)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("broker did not make published events durable: %w", err)
+			}
+		}
+		if err := s.write(bctx, tx, pub, b.changes, last); err != nil {
+			return err
+		}
+		if len(pub) > 0 {
+			relayBatchSeconds.Observe(time.Since(b.started).Seconds())
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("check outbox order: %w", err)
-	}
-	out := batch[:0]
-	for _, c := range batch {
-		if eligible[c.id] {
-			out = append(out, c)
-		}
-	}
-	return out, nil
+	return n, err
 }
 
-func (r *Relay) publish(ctx context.Context, tx pgx.Tx, batch []claimed) error {
-	recs := make([]*kgo.Record, len(batch))
-	for i, c := range batch {
-		rec := &kgo.Record{Topic: c.topic, Key: []byte(c.aggregateID), Value: []byte(c.value)}
-		var hs map[string]string
-		if len(c.headers) > 0 && json.Unmarshal(c.headers, &hs) == nil {
-			for k, v := range hs {
-				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
-			}
-		}
-		recs[i] = rec
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	results := r.producer.ProduceSync(pctx, recs...)
-	cancel()
-	r.retryAlone(ctx, results, recs)
-	ackedAt := time.Now()
-
-	var (
-		ok         []string
-		partitions []int32
-		offsets    []int64
-	)
-	type failure struct {
-		id        string
-		err       string
-		permanent bool
-		wait      time.Duration
-	}
-	var failed []failure
-	// ProduceSync returns results in the order the broker answered, not
-	// the order of the records: find each result's row by its record.
-	rowOf := make(map[*kgo.Record]int, len(recs))
-	for i, rec := range recs {
-		rowOf[rec] = i
-	}
-	for _, res := range results {
-		c := batch[rowOf[res.Record]]
-		if res.Err == nil {
-			ok = append(ok, c.id)
-			partitions = append(partitions, res.Record.Partition)
-			offsets = append(offsets, res.Record.Offset)
-			publishedTotal.WithLabelValues(c.topic).Inc()
-			relayLatency.Observe(ackedAt.Sub(c.createdAt).Seconds())
-			continue
-		}
-		perm := permanentProduceError(res.Err)
-		publishFailures.WithLabelValues(c.topic, strconv.FormatBool(perm)).Inc()
-		failed = append(failed, failure{id: c.id, err: res.Err.Error(), permanent: perm, wait: r.backoff(c.attempts + 1)})
-	}
-	if len(ok) > 0 {
-		// Acknowledged is not yet durable on the embedded broker: wait for
-		// the group commit that covers these records. If it fails, the
-		// batch rolls back and is published again (at least once).
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := kafka.WaitDurable(dctx, r.cfg.Durability)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("broker did not make published events durable: %w", err)
-		}
-		// clock_timestamp(), not now(): now() is the start of the claim
-		// transaction, before the records were even sent. Taken once per
-		// statement (an InitPlan), so one batch shares one stamp.
-		if _, err := tx.Exec(ctx, `UPDATE outbox_events o SET processed = true, published_at = (SELECT clock_timestamp()),
-			attempts = o.attempts + 1, kafka_partition = p.part, kafka_offset = p.off
-			FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS p(id, part, off)
-			WHERE o.id = p.id`, ok, partitions, offsets); err != nil {
-			return fmt.Errorf("mark events published: %w", err)
+// retryAlone publishes again, one at a time, the records of b that failed
+// with a permanent error while sharing the batch. The broker rejects a whole
+// record batch when it is too large, so one oversized event would otherwise
+// take its innocent neighbours down with it; only a record that fails on its
+// own is given up.
+func (r *Relay) retryAlone(ctx context.Context, b *batch) {
+	produced := 0
+	for _, rec := range b.recs {
+		if rec != nil {
+			produced++
 		}
 	}
-	for _, f := range failed {
-		if f.permanent {
-			r.cfg.Logger.Error("outbox event can never be published; marked failed", "event_id", f.id, "err", f.err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, failed = $3,
-			next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1`, f.id, f.err, f.permanent, f.wait.Seconds()); err != nil {
-			return fmt.Errorf("record publish failure: %w", err)
-		}
-	}
-	if len(failed) > 0 {
-		r.cfg.Logger.Warn("outbox events not published; will retry", "failed", len(failed), "published", len(ok), "first_err", failed[0].err)
-	}
-	return nil
-}
-
-// retryAlone publishes again, one at a time, the records that failed with a
-// permanent error while sharing a batch. The broker rejects a whole record
-// batch when it is too large, so one oversized event would otherwise take its
-// innocent neighbours down with it; only a record that fails on its own is
-// given up.
-func (r *Relay) retryAlone(ctx context.Context, results kgo.ProduceResults, recs []*kgo.Record) {
-	if len(results) < 2 {
+	if produced < 2 {
 		return
 	}
-	for i, res := range results {
-		if res.Err == nil || !permanentProduceError(res.Err) {
+	for i, err := range b.results {
+		if err == nil || b.recs[i] == nil || !permanentProduceError(err) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		old := res.Record
+		old := b.recs[i]
 		rec := &kgo.Record{Topic: old.Topic, Key: old.Key, Value: old.Value, Headers: old.Headers}
-		results[i] = r.producer.ProduceSync(pctx, rec)[0]
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		b.recs[i], b.results[i] = rec, r.producer.ProduceSync(pctx, rec)[0].Err
+		b.ackedAt[i] = time.Now()
 		cancel()
-		// The caller finds each result's row by its record.
-		for j := range recs {
-			if recs[j] == old {
-				recs[j] = rec
-			}
-		}
 	}
 }
 
@@ -462,16 +557,19 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 	}
 }
 
-// Prune deletes published events older than the retention and returns how
-// many it removed.
+// Prune deletes published events older than the retention, with their
+// ledger rows, and returns how many it removed.
 func (r *Relay) Prune(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		// Oldest rows first along the seq index: published rows past the
-		// retention sit at the low end.
-		tag, err := r.pool.Exec(ctx, `DELETE FROM outbox_events WHERE id IN (
-			SELECT id FROM outbox_events WHERE processed AND published_at < now() - make_interval(secs => $1)
-			ORDER BY seq LIMIT 5000)`,
+		// Oldest first along the ledger's key: events past the retention
+		// sit at its low end.
+		tag, err := r.pool.Exec(ctx, `WITH old AS (
+				DELETE FROM outbox_published WHERE seq IN (
+					SELECT seq FROM outbox_published WHERE published_at < now() - make_interval(secs => $1)
+					ORDER BY seq LIMIT 5000)
+				RETURNING seq)
+			DELETE FROM outbox_events o USING old WHERE o.seq = old.seq`,
 			r.cfg.Retention.Seconds())
 		if err != nil {
 			return total, fmt.Errorf("prune outbox: %w", err)
@@ -501,10 +599,12 @@ var requeuedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 // offset is at or beyond the end of its partition in ends (topic →
 // end offset per partition; a topic missing from ends counts as empty): the
 // broker's log lost those records, so the relay publishes them again, with
-// the same event ids. It must run before any relay publishes to the
-// recovered broker, while recorded offsets still refer to the log that was
-// loaded. Events published before offsets were recorded cannot be checked.
-// It returns how many events it queued again, per topic.
+// the same event ids. Their ledger rows go; the events join the retry queue,
+// and later events of their aggregates wait behind them. It must run before
+// any relay publishes to the recovered broker, while recorded offsets still
+// refer to the log that was loaded. Events published before offsets were
+// recorded cannot be checked. It returns how many events it queued again,
+// per topic.
 func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int64) (map[string]int64, error) {
 	var (
 		topics []string
@@ -521,13 +621,20 @@ func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int
 	rows, err := db.Query(ctx, `WITH ends AS (
 			SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS e(topic, part, end_offset)),
 		lost AS (
-			SELECT o.id FROM outbox_events o
-			LEFT JOIN ends ON ends.topic = o.topic AND ends.part = o.kafka_partition
-			WHERE o.processed AND o.kafka_offset IS NOT NULL AND o.kafka_offset >= COALESCE(ends.end_offset, 0))
-		UPDATE outbox_events o SET processed = false, published_at = NULL, next_attempt_at = now(),
-			last_error = format('requeued: the broker''s log lost offset %s of partition %s', o.kafka_offset, o.kafka_partition),
-			kafka_partition = NULL, kafka_offset = NULL
-		FROM lost WHERE o.id = lost.id
+			SELECT p.seq FROM outbox_published p
+			JOIN outbox_events o ON o.seq = p.seq
+			LEFT JOIN ends ON ends.topic = o.topic AND ends.part = p.kafka_partition
+			WHERE p.kafka_offset IS NOT NULL AND p.kafka_offset >= COALESCE(ends.end_offset, 0)),
+		gone AS (
+			DELETE FROM outbox_published p USING lost WHERE p.seq = lost.seq
+			RETURNING p.seq, p.kafka_partition, p.kafka_offset),
+		queued AS (
+			INSERT INTO outbox_retries (seq, aggregate_id, next_attempt_at)
+			SELECT o.seq, o.aggregate_id, now() FROM gone JOIN outbox_events o ON o.seq = gone.seq
+			ON CONFLICT (seq) DO NOTHING)
+		UPDATE outbox_events o SET
+			last_error = format('requeued: the broker''s log lost offset %s of partition %s', gone.kafka_offset, gone.kafka_partition)
+		FROM gone WHERE o.seq = gone.seq
 		RETURNING o.topic`, topics, parts, offs)
 	if err != nil {
 		return nil, fmt.Errorf("requeue events the broker lost: %w", err)

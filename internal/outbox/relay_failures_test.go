@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,14 +49,16 @@ type rowState struct {
 func readRow(t *testing.T, db postgres.Querier, id string) rowState {
 	t.Helper()
 	var s rowState
-	var next time.Time
+	var next *time.Time
 	var now time.Time
 	err := db.QueryRow(context.Background(), `SELECT processed, failed, attempts, coalesce(last_error, ''), next_attempt_at, now()
-		FROM outbox_events WHERE id = $1`, id).Scan(&s.processed, &s.failed, &s.attempts, &s.lastError, &next, &now)
+		FROM outbox_status WHERE id = $1`, id).Scan(&s.processed, &s.failed, &s.attempts, &s.lastError, &next, &now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.nextAttemptIn = next.Sub(now)
+	if next != nil {
+		s.nextAttemptIn = next.Sub(now)
+	}
 	return s
 }
 
@@ -192,7 +196,7 @@ func TestBrokerOutageKeepsRowsAndBacksOff(t *testing.T) {
 	if n, err := relay.PublishBatch(ctx); err != nil || n != 0 {
 		t.Fatalf("row claimed during its back-off: n=%d err=%v", n, err)
 	}
-	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET next_attempt_at = now()`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_retries SET next_attempt_at = now()`); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := relay.PublishBatch(ctx); err != nil || n != 1 {
@@ -253,5 +257,87 @@ func post(t *testing.T, url string, want int) {
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		t.Fatalf("POST %s: status %d, want %d", url, resp.StatusCode, want)
+	}
+}
+
+// TestFailingAggregateHoldsOnlyItsOwnLaterEvents: an event that fails for a
+// while (its topic does not exist yet) goes to the retry queue with its
+// back-off; the later events of its order follow it there, untried, instead
+// of overtaking it; other orders' events go out meanwhile; and once the
+// cause is gone the order's events go out in the order they were written.
+func TestFailingAggregateHoldsOnlyItsOwnLaterEvents(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	producer, err := kafka.NewProducer(kafkatest.Options(b), kgo.RecordDeliveryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	const missing = "RELAY_TEST_NOT_YET"
+	if err := kafka.EnsureTopics(ctx, producer, 1, events.OrderStatusUpdated); err != nil {
+		t.Fatal(err)
+	}
+	relay := NewRelay(db.Pool, producer, RelayConfig{RetryInitial: time.Hour, RetryMax: 2 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	publish := func(want int) {
+		t.Helper()
+		if n, err := relay.PublishBatch(ctx); err != nil || n != want {
+			t.Fatalf("batch: n=%d err=%v, want %d events read", n, err, want)
+		}
+	}
+
+	x1 := writeEvent(t, db.Pool, missing, "order-x", map[string]int{"n": 1})
+	y1 := writeEvent(t, db.Pool, events.OrderStatusUpdated, "order-y", map[string]int{"n": 1})
+	publish(2)
+	if s := readRow(t, db.Pool, x1.ID); s.processed || s.failed || s.attempts != 1 || s.nextAttemptIn < 59*time.Minute {
+		t.Fatalf("x1 after its topic failed: %+v, want retrying in about 1 h after 1 attempt", s)
+	}
+	if s := readRow(t, db.Pool, y1.ID); !s.processed {
+		t.Fatalf("y1 held up by another order's failure: %+v", s)
+	}
+
+	x2 := writeEvent(t, db.Pool, missing, "order-x", map[string]int{"n": 2})
+	y2 := writeEvent(t, db.Pool, events.OrderStatusUpdated, "order-y", map[string]int{"n": 2})
+	publish(2)
+	if s := readRow(t, db.Pool, x2.ID); s.processed || s.failed || s.attempts != 0 || s.nextAttemptIn > time.Second {
+		t.Fatalf("x2 behind the failed x1: %+v, want queued behind it, never tried", s)
+	}
+	if s := readRow(t, db.Pool, y2.ID); !s.processed {
+		t.Fatalf("y2 held up by another order's failure: %+v", s)
+	}
+	publish(0) // x1 backs off; x2 waits behind it
+
+	if err := kafka.EnsureTopics(ctx, producer, 1, missing); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_retries SET next_attempt_at = now()
+		WHERE seq = (SELECT seq FROM outbox_events WHERE id = $1)`, x1.ID); err != nil {
+		t.Fatal(err)
+	}
+	publish(2)
+	for _, id := range []string{x1.ID, x2.ID} {
+		if s := readRow(t, db.Pool, id); !s.processed || s.failed {
+			t.Fatalf("%s after the fix: %+v, want published", id, s)
+		}
+	}
+	var order []string
+	rows, _ := db.Pool.Query(ctx, `SELECT id::text FROM outbox_status WHERE aggregate_id = 'order-x' ORDER BY kafka_acked_at, seq`)
+	order, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(order) != 2 || order[0] != x1.ID {
+		t.Fatalf("order-x acknowledged as %v (%v), want x1 then x2", order, err)
+	}
+	var queued int
+	_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_retries`).Scan(&queued)
+	st, _ := ReadStats(ctx, db.Pool)
+	if queued != 0 || st.Pending != 0 || st.Published != 4 {
+		t.Fatalf("retry queue %d, stats %+v; want empty, 4 published", queued, st)
+	}
+	if recs := kafkatest.Read(t, b, events.OrderStatusUpdated, 2, 20*time.Second); len(recs) != 2 {
+		t.Fatalf("%s holds %d records, want 2 (y1, y2)", events.OrderStatusUpdated, len(recs))
+	}
+	recs := kafkatest.Read(t, b, missing, 2, 20*time.Second)
+	if len(recs) != 2 || kafka.Header(recs[0], events.HeaderEventID) != x1.ID || kafka.Header(recs[1], events.HeaderEventID) != x2.ID {
+		t.Fatalf("%s holds %d records, want x1 then x2", missing, len(recs))
 	}
 }

@@ -140,10 +140,138 @@ func TestRelaysRacingOverOneOutbox(t *testing.T) {
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 20*time.Second)
 	checkDelivery(t, recs, ids)
 	var unpublished int
-	_ = db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events WHERE NOT processed OR published_at IS NULL`).Scan(&unpublished)
+	_ = db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_status WHERE NOT processed OR published_at IS NULL`).Scan(&unpublished)
 	if unpublished != 0 {
 		t.Fatalf("%d rows not marked published", unpublished)
 	}
+}
+
+// lockHolder returns the backend holding the relay's cursor lock, or 0.
+func lockHolder(t *testing.T, pool *pgxpool.Pool) int32 {
+	t.Helper()
+	var pid int32
+	err := pool.QueryRow(context.Background(), `SELECT coalesce((SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND classid::bigint = $1 AND objid::bigint = $2), 0)`, outbox.LockKey>>32, outbox.LockKey&0xffffffff).Scan(&pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestRelaysTakeOverWhileOrdersAreWritten: four relays over one outbox while
+// eight writers commit thousands of events concurrently (each order's events
+// in sequence, several orders per transaction); the relay holding the
+// cursor is killed twice (its lock session terminated) and another takes
+// over. Every event reaches Kafka, each order's in the order written, and
+// each is recorded published exactly once.
+func TestRelaysTakeOverWhileOrdersAreWritten(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	broker := kafkatest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var relays sync.WaitGroup
+	defer relays.Wait()
+	defer cancel()
+	for range 4 {
+		r := outbox.NewRelay(db.Pool, newProducer(t, broker), outbox.RelayConfig{BatchSize: 100, Workers: 2, PollInterval: 50 * time.Millisecond, Logger: quiet})
+		relays.Go(func() { _ = r.Run(ctx) })
+	}
+	var epoch0 int64
+	_ = db.Pool.QueryRow(ctx, `SELECT epoch FROM outbox_relay`).Scan(&epoch0)
+
+	const writers, ordersPerWriter, eventsPerOrder = 8, 10, 50 // 4,000 events
+	var (
+		mu      sync.Mutex
+		ids     = map[string]bool{}
+		written sync.WaitGroup
+		rounds  = make(chan int, writers*eventsPerOrder)
+	)
+	for w := range writers {
+		written.Go(func() {
+			for seq := range eventsPerOrder {
+				// One transaction per order and step, some with two orders.
+				for o := 0; o < ordersPerWriter; {
+					err := postgres.WithTx(ctx, db.Pool, func(tx pgx.Tx) error {
+						var evs []events.Event
+						for k := 0; k < 1+o%2 && o+k < ordersPerWriter; k++ {
+							ev, err := events.New(events.OrderStatusUpdated, events.AggregateOrder, fmt.Sprintf("w%d-o%d", w, o+k), seqData{Seq: seq}, "")
+							if err != nil {
+								return err
+							}
+							evs = append(evs, ev)
+						}
+						if err := outbox.Write(ctx, tx, evs...); err != nil {
+							return err
+						}
+						mu.Lock()
+						for _, ev := range evs {
+							ids[ev.ID] = true
+						}
+						mu.Unlock()
+						return nil
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					o += 1 + o%2
+				}
+				rounds <- seq
+			}
+		})
+	}
+	// Kill the cursor's holder after a third and after two thirds of the
+	// writing; each time another relay must take the cursor.
+	done := 0
+	for _, at := range []int{writers * eventsPerOrder / 3, 2 * writers * eventsPerOrder / 3} {
+		for done < at {
+			<-rounds
+			done++
+		}
+		holder := waitFor(t, "a relay to hold the cursor", func() int32 { return lockHolder(t, db.Pool) })
+		if _, err := db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, holder); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "another relay to take the cursor", func() int32 {
+			if pid := lockHolder(t, db.Pool); pid != holder {
+				return pid
+			}
+			return 0
+		})
+	}
+	written.Wait()
+	waitDrained(t, db.Pool, 90*time.Second)
+
+	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 30*time.Second)
+	checkDelivery(t, recs, ids)
+	var epoch, ledger, distinct int64
+	_ = db.Pool.QueryRow(ctx, `SELECT (SELECT epoch FROM outbox_relay), (SELECT count(*) FROM outbox_published),
+		(SELECT count(DISTINCT seq) FROM outbox_published)`).Scan(&epoch, &ledger, &distinct)
+	if int(ledger) != len(ids) || distinct != ledger {
+		t.Fatalf("ledger holds %d rows (%d distinct) for %d events", ledger, distinct, len(ids))
+	}
+	if epoch < epoch0+2 {
+		t.Fatalf("cursor epoch went from %d to %d: want two takeovers", epoch0, epoch)
+	}
+	t.Logf("%d events, %d records in Kafka (%d published again after a takeover), epoch %d -> %d",
+		len(ids), len(recs), len(recs)-len(ids), epoch0, epoch)
+}
+
+// waitFor polls f until it returns non-zero, for at most 30 s.
+func waitFor(t *testing.T, what string, f func() int32) int32 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if v := f(); v != 0 {
+			return v
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+	return 0
 }
 
 func TestRelayWokenByNotify(t *testing.T) {
@@ -157,15 +285,27 @@ func TestRelayWokenByNotify(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // let the first (empty) batch and LISTEN happen
-	ids := writeEvents(t, db.Pool, 1, 3)
-	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, 3, 20*time.Second)
+	// A first event, published by the relay's first look or a
+	// notification; once it is out the relay is idle, and only
+	// notifications can bring the next ones.
+	ids := writeEvents(t, db.Pool, 1, 1)
+	waitDrained(t, db.Pool, 20*time.Second)
+	for i := range 3 {
+		ev := newEvent(t, "later", i)
+		if err := outbox.Write(context.Background(), db.Pool, ev); err != nil {
+			t.Fatal(err)
+		}
+		ids[ev.ID] = true
+	}
+	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, 4, 20*time.Second)
 	checkDelivery(t, recs, ids)
 }
 
-// TestRelayDiesMidBatch kills the relay's database session while a batch is
-// published (Kafka slowed down so the batch is surely in flight): the claim
-// rolls back, and a fresh relay publishes everything, duplicates allowed.
+// TestRelayDiesMidBatch kills every database session of the relay holding
+// the cursor while a batch is on its way to Kafka (produce slowed down so it
+// surely is): a standby relay takes the cursor at once and publishes
+// everything the first had not recorded, duplicates allowed, order kept,
+// each event recorded once.
 func TestRelayDiesMidBatch(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
@@ -173,10 +313,14 @@ func TestRelayDiesMidBatch(t *testing.T) {
 	producer := newProducer(t, broker)
 	ids := writeEvents(t, db.Pool, 10, 20)
 
-	// Slow every produce down so a batch is in flight long enough to be cut.
+	// Slow every produce down so a batch is in flight long enough to be
+	// cut, and say when the first one arrives.
 	cluster := broker.Cluster()
+	inFlight := make(chan struct{})
+	var once sync.Once
 	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
+		once.Do(func() { close(inFlight) })
 		time.Sleep(100 * time.Millisecond)
 		return nil, nil, false
 	})
@@ -186,35 +330,40 @@ func TestRelayDiesMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relayPool.Close()
-	r := outbox.NewRelay(relayPool, producer, outbox.RelayConfig{BatchSize: 50, Logger: quiet})
+	var epoch0 int64
+	_ = db.Pool.QueryRow(context.Background(), `SELECT epoch FROM outbox_relay`).Scan(&epoch0)
+	doomed := outbox.NewRelay(relayPool, producer, outbox.RelayConfig{BatchSize: 50, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = r.Run(ctx); close(done) }()
-
-	// Wait until the relay holds a claim open, then terminate its sessions.
-	deadline := time.Now().Add(10 * time.Second)
-	killed := false
-	for time.Now().Before(deadline) && !killed {
-		var n int
-		_ = db.Pool.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE application_name = 'doomed-relay' AND xact_start IS NOT NULL AND datname = current_database()`).Scan(&n)
-		killed = n > 0
-	}
-	cancel()
-	<-done
-	if !killed {
-		t.Log("relay finished before it could be killed mid-batch; checking delivery anyway")
+	doomedDone := make(chan struct{})
+	go func() { _ = doomed.Run(ctx); close(doomedDone) }()
+	<-inFlight
+	if lockHolder(t, db.Pool) == 0 {
+		t.Fatal("a batch is in flight but no relay holds the cursor")
 	}
 
-	fresh := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{BatchSize: 50, PollInterval: 20 * time.Millisecond, Logger: quiet})
+	standby := outbox.NewRelay(db.Pool, newProducer(t, broker), outbox.RelayConfig{BatchSize: 50, PollInterval: 20 * time.Millisecond, Logger: quiet})
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan struct{})
-	go func() { _ = fresh.Run(ctx2); close(done2) }()
-	waitDrained(t, db.Pool, 30*time.Second)
+	standbyDone := make(chan struct{})
+	go func() { _ = standby.Run(ctx2); close(standbyDone) }()
+	var killed int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = 'doomed-relay' AND datname = current_database()`).Scan(&killed); err != nil || killed == 0 {
+		t.Fatalf("killed %d sessions of the relay (%v)", killed, err)
+	}
+	cancel() // the doomed relay must not take the cursor again
+	<-doomedDone
+	waitDrained(t, db.Pool, 60*time.Second)
 	cancel2()
-	<-done2
+	<-standbyDone
+
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 20*time.Second)
 	checkDelivery(t, recs, ids)
+	var epoch, ledger, distinct int64
+	_ = db.Pool.QueryRow(context.Background(), `SELECT (SELECT epoch FROM outbox_relay), (SELECT count(*) FROM outbox_published),
+		(SELECT count(DISTINCT seq) FROM outbox_published)`).Scan(&epoch, &ledger, &distinct)
+	if int(ledger) != len(ids) || distinct != ledger || epoch < epoch0+2 {
+		t.Fatalf("ledger %d rows (%d distinct) for %d events, epoch %d -> %d: want each event once and a takeover", ledger, distinct, len(ids), epoch0, epoch)
+	}
 }
 
 func TestWriteRollsBackWithTransaction(t *testing.T) {
@@ -251,22 +400,26 @@ func TestPruneRemovesOnlyOldPublishedEvents(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
+	broker := kafkatest.New(t)
+	producer := newProducer(t, broker)
 	writeEvents(t, db.Pool, 3, 2) // 6 events
-	// Two published long ago, one published just now, three pending.
-	_, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now() - interval '2 days'
-		WHERE seq IN (SELECT seq FROM outbox_events ORDER BY seq LIMIT 2)`)
-	if err != nil {
+	// Three published, two of them long ago; three pending.
+	if n, err := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{BatchSize: 3, Logger: quiet}).PublishBatch(ctx); err != nil || n != 3 {
+		t.Fatalf("publish: n=%d err=%v", n, err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_published SET published_at = now() - interval '2 days'
+		WHERE seq IN (SELECT seq FROM outbox_published ORDER BY seq LIMIT 2)`); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = db.Pool.Exec(ctx, `UPDATE outbox_events SET processed = true, published_at = now()
-		WHERE seq = (SELECT seq FROM outbox_events WHERE NOT processed ORDER BY seq LIMIT 1)`)
 	r := outbox.NewRelay(db.Pool, nil, outbox.RelayConfig{Retention: 24 * time.Hour, Logger: quiet})
 	n, err := r.Prune(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, _ := outbox.ReadStats(ctx, db.Pool)
-	if n != 2 || st.Published != 1 || st.Pending != 3 {
-		t.Fatalf("pruned %d; stats %+v; want 2 pruned, 1 published and 3 pending left", n, st)
+	var events int
+	_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events`).Scan(&events)
+	if n != 2 || st.Published != 1 || st.Pending != 3 || events != 4 {
+		t.Fatalf("pruned %d; stats %+v; %d events left; want 2 pruned, 1 published and 3 pending left", n, st, events)
 	}
 }

@@ -250,7 +250,7 @@ func (p *Platform) WaitSettled(t testing.TB) {
 	p.WaitFor(t, "every order decided and the outbox drained", func(ctx context.Context) (bool, error) {
 		var pending, unpublished int
 		err := p.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING'),
-			(SELECT count(*) FROM outbox_events WHERE NOT processed)`).Scan(&pending, &unpublished)
+			(SELECT count(*) FROM outbox_status WHERE NOT processed)`).Scan(&pending, &unpublished)
 		return pending == 0 && unpublished == 0, err
 	})
 }
