@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -119,8 +119,8 @@ type SetRequest struct {
 // Validate checks the fields that do not depend on the stored item.
 func (r SetRequest) Validate() error {
 	var errs validation.Errors
-	if !order.ValidSKU(r.SKU) {
-		errs.Add("sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+	if !commerce.ValidSKU(r.SKU) {
+		errs.Add("sku", commerce.SKUProblem)
 	}
 	if r.Name != nil {
 		validName(&errs, *r.Name)
@@ -154,8 +154,8 @@ type AdjustRequest struct {
 // Validate checks the request's fields.
 func (r AdjustRequest) Validate() error {
 	var errs validation.Errors
-	if !order.ValidSKU(r.SKU) {
-		errs.Add("sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+	if !commerce.ValidSKU(r.SKU) {
+		errs.Add("sku", commerce.SKUProblem)
 	}
 	if r.Delta == 0 || r.Delta < -MaxOnHand || r.Delta > MaxOnHand {
 		errs.Add("delta", "must be a non-zero whole number between %d and %d", -MaxOnHand, MaxOnHand)
@@ -212,10 +212,10 @@ func SumLines(lines []OrderLine) ([]Line, error) {
 	}
 	sums := map[string]int64{}
 	for i, l := range lines {
-		if !order.ValidSKU(l.SKU) {
+		if !commerce.ValidSKU(l.SKU) {
 			return nil, fmt.Errorf("line %d: invalid sku %q", i, l.SKU)
 		}
-		if l.Quantity < 1 || l.Quantity > order.MaxQuantity {
+		if !commerce.ValidQuantity(l.Quantity) {
 			return nil, fmt.Errorf("line %d: quantity %d out of range", i, l.Quantity)
 		}
 		sums[l.SKU] += int64(l.Quantity)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -143,8 +144,8 @@ type Item struct {
 	LineNo    int
 	SKU       string
 	Quantity  int
-	UnitPrice Money
-	LineTotal Money
+	UnitPrice commerce.Money
+	LineTotal commerce.Money
 }
 
 // Order is the order aggregate.
@@ -153,7 +154,7 @@ type Order struct {
 	CustomerID      string
 	Status          Status
 	Currency        string
-	TotalAmount     Money
+	TotalAmount     commerce.Money
 	ShippingAddress json.RawMessage
 	CancelReason    string
 	Version         int
@@ -182,30 +183,22 @@ type HistoryEntry struct {
 // Limits on what one order may hold.
 const (
 	MaxItems       = 100
-	MaxQuantity    = 10_000
-	MaxUnitPrice   = Money(100_000_000_00) // 100 million in major units
+	MaxUnitPrice   = commerce.Money(100_000_000_00) // 100 million in major units
 	MaxCustomerLen = 100
 	MaxReasonLen   = 500
 	MaxAddressLen  = 4096
 	// MaxAmount is the largest line or order total the numeric(14,2)
 	// columns hold: 999,999,999,999.99.
-	MaxAmount = Money(99_999_999_999_999)
+	MaxAmount = commerce.Money(99_999_999_999_999)
 )
 
-var (
-	skuPattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
-)
-
-// ValidSKU reports whether s is a well-formed SKU: 1–64 letters, digits,
-// dots, dashes or underscores, starting with a letter or digit.
-func ValidSKU(s string) bool { return skuPattern.MatchString(s) }
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // NewItem is one requested line of a new order.
 type NewItem struct {
 	SKU       string
 	Quantity  int
-	UnitPrice Money
+	UnitPrice commerce.Money
 }
 
 // NewOrder is a validated request to place an order.
@@ -250,14 +243,14 @@ func (n NewOrder) Validate() error {
 	case len(n.Items) > MaxItems:
 		errs.Add("items", "must hold at most %d items", MaxItems)
 	}
-	var total Money
+	var total commerce.Money
 	for i, it := range n.Items {
 		f := fmt.Sprintf("items[%d]", i)
-		if !ValidSKU(it.SKU) {
-			errs.Add(f+".sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+		if !commerce.ValidSKU(it.SKU) {
+			errs.Add(f+".sku", commerce.SKUProblem)
 		}
-		if it.Quantity < 1 || it.Quantity > MaxQuantity {
-			errs.Add(f+".quantity", "must be between 1 and %d", MaxQuantity)
+		if !commerce.ValidQuantity(it.Quantity) {
+			errs.Add(f+".quantity", "must be between 1 and %d", commerce.MaxQuantity)
 		}
 		priceOK := it.UnitPrice >= 0 && it.UnitPrice <= MaxUnitPrice
 		if !priceOK {
@@ -265,8 +258,8 @@ func (n NewOrder) Validate() error {
 		}
 		// Each factor within its limit can still make a line (or the sum
 		// of lines) too large to store: say so instead of failing the write.
-		if priceOK && it.Quantity >= 1 && it.Quantity <= MaxQuantity {
-			line := it.UnitPrice * Money(it.Quantity)
+		if priceOK && commerce.ValidQuantity(it.Quantity) {
+			line := it.UnitPrice * commerce.Money(it.Quantity)
 			if line > MaxAmount {
 				errs.Add(f, "line total %s × %d exceeds %s, the largest amount an order may hold", it.UnitPrice, it.Quantity, MaxAmount)
 			} else {
@@ -302,7 +295,7 @@ func Place(n NewOrder, now time.Time) (*Order, error) {
 		o.ShippingAddress = nil
 	}
 	for i, it := range n.Items {
-		line := it.UnitPrice * Money(it.Quantity)
+		line := it.UnitPrice * commerce.Money(it.Quantity)
 		o.Items = append(o.Items, Item{
 			ID: uuid.New(), LineNo: i + 1, SKU: it.SKU, Quantity: it.Quantity,
 			UnitPrice: it.UnitPrice, LineTotal: line,

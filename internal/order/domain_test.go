@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -60,67 +61,6 @@ func TestTransitionRecordsHistoryAndVersion(t *testing.T) {
 	}
 }
 
-func TestParseMoney(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Money
-		ok   bool
-	}{
-		{"19.99", 1999, true},
-		{"0", 0, true},
-		{"5", 500, true},
-		{"5.5", 550, true},
-		{"0.01", 1, true},
-		{"-1.25", -125, true},
-		{"1.999", 0, false},
-		{"1.", 0, false},
-		{".5", 0, false},
-		{"abc", 0, false},
-		{"1e3", 0, false},
-		{"", 0, false},
-		{"1,00", 0, false},
-		{"9999999999999", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := ParseMoney(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseMoney(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-	if s := Money(1999).String(); s != "19.99" {
-		t.Errorf("String() = %q", s)
-	}
-	if s := Money(-5).String(); s != "-0.05" {
-		t.Errorf("String() = %q", s)
-	}
-}
-
-func TestMoneyJSON(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Money
-		ok   bool
-	}{
-		{`"19.99"`, 1999, true},
-		{`1999`, 1999, true},
-		{`19.99`, 0, false}, // floats are refused
-		{`"x"`, 0, false},
-		{`true`, 0, false},
-		{`1e5`, 0, false},
-	}
-	for _, tt := range tests {
-		var m Money
-		err := json.Unmarshal([]byte(tt.in), &m)
-		if (err == nil) != tt.ok || m != tt.want {
-			t.Errorf("unmarshal %s = %v, %v; want %v ok=%v", tt.in, m, err, tt.want, tt.ok)
-		}
-	}
-	b, _ := json.Marshal(Money(250))
-	if string(b) != `"2.50"` {
-		t.Errorf("marshal = %s", b)
-	}
-}
-
 func TestNewOrderValidate(t *testing.T) {
 	good := func() NewOrder {
 		return NewOrder{CustomerID: "c-1", Items: []NewItem{{SKU: "SKU-1", Quantity: 2, UnitPrice: 1999}}}
@@ -138,7 +78,7 @@ func TestNewOrderValidate(t *testing.T) {
 		{"too many items", func(n *NewOrder) { n.Items = make([]NewItem, MaxItems+1) }, "items"},
 		{"zero quantity", func(n *NewOrder) { n.Items[0].Quantity = 0 }, "items[0].quantity"},
 		{"negative quantity", func(n *NewOrder) { n.Items[0].Quantity = -3 }, "items[0].quantity"},
-		{"huge quantity", func(n *NewOrder) { n.Items[0].Quantity = MaxQuantity + 1 }, "items[0].quantity"},
+		{"huge quantity", func(n *NewOrder) { n.Items[0].Quantity = commerce.MaxQuantity + 1 }, "items[0].quantity"},
 		{"negative price", func(n *NewOrder) { n.Items[0].UnitPrice = -1 }, "items[0].unit_price"},
 		{"bad sku", func(n *NewOrder) { n.Items[0].SKU = "a b" }, "items[0].sku"},
 		{"empty sku", func(n *NewOrder) { n.Items[0].SKU = "" }, "items[0].sku"},
@@ -231,11 +171,11 @@ func TestClientMayRequest(t *testing.T) {
 }
 
 func TestOrderTotalsMustFitTheColumns(t *testing.T) {
-	line := NewItem{SKU: "SKU-1", Quantity: MaxQuantity, UnitPrice: MaxUnitPrice}
+	line := NewItem{SKU: "SKU-1", Quantity: commerce.MaxQuantity, UnitPrice: MaxUnitPrice}
 	err := NewOrder{CustomerID: "c", Items: []NewItem{line}}.Validate()
 	var verrs validation.Errors
 	if !errors.As(err, &verrs) || len(verrs) != 1 || verrs[0].Field != "items[0]" {
-		t.Fatalf("line of %d × %s: %v, want one error on items[0]", MaxQuantity, MaxUnitPrice, err)
+		t.Fatalf("line of %d × %s: %v, want one error on items[0]", commerce.MaxQuantity, MaxUnitPrice, err)
 	}
 	// Lines each within the limit whose sum is not.
 	big := NewItem{SKU: "SKU-1", Quantity: 9_999, UnitPrice: MaxUnitPrice} // 999,900,000,000.00
