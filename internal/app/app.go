@@ -245,7 +245,9 @@ func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
 		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability()}
+		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability(),
+		// Each consumer's attempts run in a span of the record's trace.
+		WrapHandler: a.obs.tracing.Handler}
 }
 
 // durability is the embedded broker's durability barrier; nil with a real

@@ -12,19 +12,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
 // claimSQL records a claim together with where the event was handled (see
-// kafka.Delivery): one statement, so recording it costs no round trip.
+// events.Delivery): one statement, so recording it costs no round trip.
 const claimSQL = `INSERT INTO processed_events (consumer, event_id, consumer_group, topic, kafka_partition, kafka_offset,
 	record_timestamp, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
 
 // claimArgs are claimSQL's arguments; the delivery columns stay null when
-// ctx carries no kafka.Delivery (a claim made outside a consumer).
+// ctx carries no events.Delivery (a claim made outside a consumer).
 func claimArgs(ctx context.Context, consumer, eventID string) []any {
-	d, ok := kafka.DeliveryFrom(ctx)
+	d, ok := events.DeliveryFrom(ctx)
 	if !ok {
 		return []any{consumer, eventID, nil, nil, nil, nil, nil, nil}
 	}
@@ -36,7 +36,7 @@ func claimArgs(ctx context.Context, consumer, eventID string) []any {
 }
 
 // Claim records in tx that consumer has processed eventID, and where (the
-// kafka.Delivery in ctx, if any). It returns false when the event was
+// events.Delivery in ctx, if any). It returns false when the event was
 // processed before, in which case the caller must change nothing. A
 // concurrent claim of the same event waits for the first transaction and
 // then sees it, so two deliveries can never both apply.

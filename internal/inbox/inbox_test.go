@@ -7,8 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -49,14 +49,14 @@ func TestClaimRecordsWhereTheEventWasHandled(t *testing.T) {
 	db := postgrestest.New(t)
 	ctx := context.Background()
 	at := time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)
-	inKafka := kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-inv", Topic: "ORDER_CREATED", Partition: 2, Offset: 41,
+	inKafka := events.WithDelivery(ctx, events.Delivery{Group: "g-inv", Topic: "ORDER_CREATED", Partition: 2, Offset: 41,
 		Timestamp: at, Attempt: 3})
 	if first, err := inbox.Claim(inKafka, db.Pool, "inventory", "e1"); err != nil || !first {
 		t.Fatalf("claim: %v %v", first, err)
 	}
 	// The pipelined form records the same.
 	b := &pgx.Batch{}
-	inbox.QueueClaim(kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-saga", Topic: "INVENTORY_RESERVED", Offset: 7, Attempt: 1}),
+	inbox.QueueClaim(events.WithDelivery(ctx, events.Delivery{Group: "g-saga", Topic: "INVENTORY_RESERVED", Offset: 7, Attempt: 1}),
 		b, "saga", "e2")
 	br := db.Pool.SendBatch(ctx, b)
 	if first, err := inbox.Claimed(br); err != nil || !first {

@@ -15,20 +15,21 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/trackops/trackops/internal/commerce"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/validation"
 )
 
 // Status is where an order is in its life.
 type Status string
 
-// Order statuses.
+// Order statuses, named as the ORDER_* events carry them.
 const (
-	StatusPending    Status = "PENDING"
-	StatusConfirmed  Status = "CONFIRMED"
-	StatusProcessing Status = "PROCESSING"
-	StatusShipped    Status = "SHIPPED"
-	StatusDelivered  Status = "DELIVERED"
-	StatusCancelled  Status = "CANCELLED"
+	StatusPending    Status = events.StatusPending
+	StatusConfirmed  Status = events.StatusConfirmed
+	StatusProcessing Status = events.StatusProcessing
+	StatusShipped    Status = events.StatusShipped
+	StatusDelivered  Status = events.StatusDelivered
+	StatusCancelled  Status = events.StatusCancelled
 )
 
 // transitions lists, for each status, the statuses it may move to.
@@ -80,7 +81,7 @@ var (
 
 // Cancellation reasons the platform itself sets.
 const (
-	ReasonOutOfStock = "OUT_OF_STOCK"
+	ReasonOutOfStock = events.ReasonOutOfStock
 	// ReasonTimeout cancels an order the pending-order sweeper found
 	// PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT that re-driving its
 	// reservation could not confirm.
@@ -136,6 +137,66 @@ func (o *Order) ClientTransition(to Status, hold Hold, reason, actor string, now
 		return HistoryEntry{}, err
 	}
 	return o.Transition(to, reason, actor, now)
+}
+
+// InventoryOutcome is what inventory decided about an order's stock, as
+// the saga reads it from INVENTORY_RESERVED or INVENTORY_RESERVATION_FAILED.
+type InventoryOutcome struct {
+	OrderID uuid.UUID
+	// To is where the outcome moves a PENDING order: CONFIRMED when its
+	// stock is reserved, CANCELLED when it is not.
+	To Status
+	// Reason is the cancellation's reason (ReasonOutOfStock), or "".
+	Reason string
+}
+
+// ReadInventoryOutcome reads an inventory outcome event. An event of
+// another type, or one whose order id is not a UUID, fails permanently
+// (events.IsPermanent): no retry can make it readable.
+func ReadInventoryOutcome(ev events.Envelope) (InventoryOutcome, error) {
+	var (
+		out   InventoryOutcome
+		rawID string
+	)
+	switch ev.Type {
+	case events.InventoryReserved:
+		var d events.InventoryReservedData
+		if err := ev.DecodeData(&d); err != nil {
+			return InventoryOutcome{}, err
+		}
+		rawID, out.To = d.OrderID, StatusConfirmed
+	case events.InventoryReservationFailed:
+		var d events.InventoryReservationFailedData
+		if err := ev.DecodeData(&d); err != nil {
+			return InventoryOutcome{}, err
+		}
+		rawID, out.To, out.Reason = d.OrderID, StatusCancelled, ReasonOutOfStock
+	default:
+		return InventoryOutcome{}, events.Permanent(fmt.Errorf("order saga: unexpected event type %q", ev.Type))
+	}
+	if rawID == "" {
+		rawID = ev.Subject
+	}
+	id, err := uuid.Parse(rawID)
+	if err != nil {
+		return InventoryOutcome{}, events.Permanent(fmt.Errorf("%w: %s %s: order id %q is not a UUID", events.ErrMalformed, ev.Type, ev.ID, rawID))
+	}
+	out.OrderID = id
+	return out, nil
+}
+
+// ApplyInventoryOutcome moves a PENDING order as inventory decided, as
+// actor. An order no longer PENDING — cancelled, or moved on, before
+// inventory answered — is left as it is, and applied is false: inventory
+// releases what it reserved for it when it sees the cancellation.
+func (o *Order) ApplyInventoryOutcome(out InventoryOutcome, actor string, now time.Time) (applied bool, err error) {
+	if o.Status != StatusPending {
+		return false, nil
+	}
+	if _, err := o.Transition(out.To, out.Reason, actor, now); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Item is one line of an order.

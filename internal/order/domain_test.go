@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/trackops/trackops/internal/commerce"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -206,5 +209,57 @@ func TestTextFieldsRefuseNUL(t *testing.T) {
 	}
 	if err := ValidateReason("a\x00"); err == nil {
 		t.Error("reason with NUL accepted")
+	}
+}
+
+// The saga's rules are plain Go: reading inventory's answer and applying it
+// to an order need no PostgreSQL, Kafka or HTTP.
+
+func inventoryEvent(t *testing.T, typ, subject string, data any) events.Envelope {
+	t.Helper()
+	ev, err := events.New(typ, events.AggregateOrder, subject, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev.Envelope
+}
+
+func TestReadInventoryOutcome(t *testing.T) {
+	id := uuid.New()
+	out, err := ReadInventoryOutcome(inventoryEvent(t, events.InventoryReserved, id.String(), events.InventoryReservedData{OrderID: id.String()}))
+	if err != nil || out != (InventoryOutcome{OrderID: id, To: StatusConfirmed}) {
+		t.Errorf("reserved: %+v, %v", out, err)
+	}
+	out, err = ReadInventoryOutcome(inventoryEvent(t, events.InventoryReservationFailed, id.String(),
+		events.InventoryReservationFailedData{Reason: events.ReasonOutOfStock})) // the subject names the order
+	if err != nil || out != (InventoryOutcome{OrderID: id, To: StatusCancelled, Reason: ReasonOutOfStock}) {
+		t.Errorf("failed: %+v, %v", out, err)
+	}
+	for name, ev := range map[string]events.Envelope{
+		"another type":      inventoryEvent(t, events.InventoryReleased, id.String(), events.InventoryReleasedData{OrderID: id.String()}),
+		"id not a UUID":     inventoryEvent(t, events.InventoryReserved, "order-7", events.InventoryReservedData{}),
+		"data of bad shape": inventoryEvent(t, events.InventoryReserved, id.String(), map[string]int{"order_id": 1}),
+	} {
+		if _, err := ReadInventoryOutcome(ev); !events.IsPermanent(err) {
+			t.Errorf("%s: %v, want a permanent failure", name, err)
+		}
+	}
+}
+
+func TestApplyInventoryOutcomeMovesOnlyPendingOrders(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	o := &Order{Status: StatusPending, Version: 1}
+	applied, err := o.ApplyInventoryOutcome(InventoryOutcome{To: StatusCancelled, Reason: ReasonOutOfStock}, "system:order-saga", now)
+	if err != nil || !applied || o.Status != StatusCancelled || o.CancelReason != ReasonOutOfStock || o.Version != 2 {
+		t.Fatalf("pending order: applied %v err %v order %+v", applied, err, o)
+	}
+	if h := o.Changes(); len(h) != 1 || h[0].Actor != "system:order-saga" || h[0].FromStatus != StatusPending {
+		t.Errorf("history %+v", h)
+	}
+	// Cancelled before inventory answered: the late reservation changes
+	// nothing (inventory releases it on the cancellation).
+	applied, err = o.ApplyInventoryOutcome(InventoryOutcome{To: StatusConfirmed}, "system:order-saga", now)
+	if err != nil || applied || o.Status != StatusCancelled || o.Version != 2 {
+		t.Errorf("stale outcome: applied %v err %v order %+v", applied, err, o)
 	}
 }
