@@ -359,11 +359,11 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 	if err != nil || out == nil {
 		return nil, err
 	}
-	switch {
-	case s.changeStream:
+	if s.cache != nil {
+		// The cache is not touched at commit: RefreshCached refreshes it
+		// once, when the change's event has reached Kafka. Until then this
+		// process reads the order from PostgreSQL.
 		s.recent.wrote(id, out.Version)
-	case s.cache != nil:
-		s.cache.InvalidateOrder(ctx, id, out.Version)
 	}
 	return out, nil
 }
