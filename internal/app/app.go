@@ -312,27 +312,10 @@ func (a *App) buildRelay() {
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
-	a.workers = append(a.workers, worker{name: "inbox-pruning", run: a.pruneInbox})
+	// The relay prunes the outbox; the inbox is pruned beside it.
+	pruner := inbox.Pruner{DB: a.pool, Retention: a.cfg.InboxRetention, Logger: a.log.With("component", "inbox")}
+	a.workers = append(a.workers, worker{name: "inbox-pruning", run: pruner.Run})
 	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
-}
-
-// pruneInbox deletes, every hour, consumers' processed-event rows older than
-// TRACKOPS_INBOX_RETENTION; it runs with the relay, which prunes the outbox.
-func (a *App) pruneInbox(ctx context.Context) error {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if n, err := inbox.Prune(ctx, a.pool, a.cfg.InboxRetention); err != nil && ctx.Err() == nil {
-			a.log.Warn("inbox prune failed", "err", err)
-		} else if n > 0 {
-			a.log.Info("inbox pruned", "rows", n)
-		}
-	}
 }
 
 // Handler is the HTTP API with every route the process serves.

@@ -8,6 +8,7 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -90,6 +91,45 @@ func Prune(ctx context.Context, db postgres.Querier, maxAge time.Duration) (int6
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 5000 {
 			return total, nil
+		}
+	}
+}
+
+// Pruner deletes, every Interval, the inbox rows older than Retention
+// (TRACKOPS_INBOX_RETENTION). One runs beside the outbox relay, which prunes
+// the outbox the same way.
+type Pruner struct {
+	DB        postgres.Querier
+	Retention time.Duration
+	// Interval is the time between rounds; the first round runs one
+	// Interval after Run starts. Default one hour.
+	Interval time.Duration
+	// Logger receives each round's outcome. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Run prunes every Interval until ctx ends, then returns nil. A failed
+// round is logged, and the next one tries again.
+func (p Pruner) Run(ctx context.Context) error {
+	if p.Interval <= 0 {
+		p.Interval = time.Hour
+	}
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(p.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := Prune(ctx, p.DB, p.Retention); err != nil && ctx.Err() == nil {
+			log.Warn("inbox prune failed", "err", err)
+		} else if n > 0 {
+			log.Info("inbox pruned", "rows", n)
 		}
 	}
 }
