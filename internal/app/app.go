@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -107,7 +109,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.obs.tracing.QueryTracer())); err != nil {
+	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.queryTracer())); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.pool.Close)
@@ -211,6 +213,29 @@ func (a *App) build(ctx context.Context) error {
 	return a.buildCDC(a.orders)
 }
 
+// Test hooks, set only by tests before New, that see the order's path at
+// its I/O on the goroutine doing it, so a test can read the stack of each
+// handler (TestOrderPathNeverPassesThroughApp): testHookQueryTracer sees
+// every query of the main pool, testHookOrderCache wraps the order cache of
+// the orders role.
+var (
+	testHookQueryTracer pgx.QueryTracer
+	testHookOrderCache  func(order.Cache) order.Cache
+)
+
+// queryTracer is the main pool's tracer: the tracing's (nil when off), and
+// a test's hook beside it.
+func (a *App) queryTracer() pgx.QueryTracer {
+	t := a.obs.tracing.QueryTracer()
+	switch {
+	case testHookQueryTracer == nil:
+		return t
+	case t == nil:
+		return testHookQueryTracer
+	}
+	return multitracer.New(t, testHookQueryTracer)
+}
+
 // listenError turns a failed bind into one actionable line: which part,
 // which variable, what to do. The system's error stays in the chain.
 func listenError(what, variable, addr string, err error, more string) error {
@@ -287,7 +312,11 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
+	var orderCache order.Cache = order.NewRedisCache(a.stores)
+	if testHookOrderCache != nil {
+		orderCache = testHookOrderCache(orderCache)
+	}
+	opts = append(opts, order.WithCache(orderCache))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
