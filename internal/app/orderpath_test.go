@@ -17,8 +17,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/tracing/tracingtest"
 )
 
 const modulePrefix = "github.com/trackops/trackops/internal/"
@@ -57,6 +59,8 @@ type stackTracer struct {
 	// throughApp are the paths with a frame of internal/app above the
 	// transport, keyed by that frame.
 	throughApp map[string]string
+	// traced counts paths through the tracing's wrapper of a consumer.
+	traced int
 }
 
 func (st *stackTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
@@ -101,7 +105,7 @@ func (st *stackTracer) record() {
 		path    []string // leaf first, up to the transport
 		appCode []string // the frames of them written in internal/app
 	)
-	entered := false
+	entered, traced := false, false
 	for {
 		f, more := frames.Next()
 		if isHook(f.Function) {
@@ -120,6 +124,9 @@ func (st *stackTracer) record() {
 		if filepath.Dir(f.File) == appDir && !strings.HasSuffix(f.File, "_test.go") {
 			appCode = append(appCode, f.Function+" ("+filepath.Base(f.File)+")")
 		}
+		if filepath.Base(filepath.Dir(f.File)) == "tracing" && strings.HasSuffix(f.File, "instrument.go") {
+			traced = true
+		}
 	}
 	if !entered {
 		return // a worker's own loop (the relay, the sweeper), not a request or a record
@@ -135,6 +142,9 @@ func (st *stackTracer) record() {
 	}
 	for _, fn := range appCode {
 		st.throughApp[fn] = strings.Join(path, "\n\t")
+	}
+	if traced {
+		st.traced++
 	}
 }
 
@@ -153,16 +163,38 @@ func (st *stackTracer) missing() []string {
 // TestOrderPathNeverPassesThroughApp measures the order's path through the
 // running platform: every handler from POST /api/v1/orders to CONFIRMED,
 // and the cache refresh of the confirmation, reads its own stack when it
-// queries PostgreSQL. internal/app builds the parts and starts them; no
-// frame of it may sit between the transport (net/http, the Kafka consumer
-// runner) and the domain — no wrapping closure, no decoding, no cache
-// invalidation done on the domain's behalf.
+// queries PostgreSQL or touches the order cache. internal/app builds the
+// parts and starts them; no code of it may sit between the transport
+// (net/http, the Kafka consumer runner) and the domain — no wrapping
+// closure, no decoding, no cache invalidation done on the domain's behalf.
+// With tracing on, the spans wrap the handlers through the Kafka options,
+// not through app.
 func TestOrderPathNeverPassesThroughApp(t *testing.T) {
+	for _, traced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tracing off", true: "tracing on"}[traced], func(t *testing.T) {
+			var tweaks []func(*config.Config)
+			if traced {
+				col := tracingtest.NewCollector(t)
+				tweaks = append(tweaks, func(c *config.Config) { c.Tracing.Endpoint = col.URL + "/v1/traces" })
+			}
+			st := measureOrderPath(t, tweaks...)
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if traced != (st.traced > 0) {
+				t.Errorf("tracing on: %v; paths through the tracing's consumer wrapper: %d", traced, st.traced)
+			}
+		})
+	}
+}
+
+// measureOrderPath runs one order through a whole platform and fails t if
+// code of internal/app was on its path; it returns what it saw.
+func measureOrderPath(t *testing.T, tweaks ...func(*config.Config)) *stackTracer {
 	st := &stackTracer{seen: map[string]bool{}, throughApp: map[string]string{}}
 	testHookQueryTracer = st
 	testHookOrderCache = func(c order.Cache) order.Cache { return stackCache{Cache: c, st: st} }
 	t.Cleanup(func() { testHookQueryTracer, testHookOrderCache = nil, nil })
-	fa := startFullApp(t, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	fa := startFullApp(t, slog.New(slog.NewTextHandler(io.Discard, nil)), tweaks...)
 	token := fa.key(t, "order-path", httpapi.RoleOperator)
 	fa.mustDo(t, http.StatusCreated, token, http.MethodPut, "/api/v1/inventory/PATH-1", `{"name":"Widget","on_hand":10}`, nil)
 	var created struct{ ID string }
@@ -193,4 +225,5 @@ func TestOrderPathNeverPassesThroughApp(t *testing.T) {
 	for _, f := range frames {
 		t.Errorf("internal/app on a request's or record's path: %s, in\n\t%s", f, st.throughApp[f])
 	}
+	return st
 }
