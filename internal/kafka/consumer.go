@@ -197,7 +197,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	case (cfg.Events == nil) == (cfg.Handler == nil):
 		return nil, fmt.Errorf("kafka consumer %s: set exactly one of Events and Handler", cfg.Group)
 	case cfg.Events != nil:
-		cfg.Handler = EventRecords(cfg.Events)
+		cfg.Handler = eventRecords(cfg.Events)
 	}
 	if cfg.WrapHandler != nil {
 		cfg.Handler = cfg.WrapHandler(cfg.Group, cfg.Handler)
@@ -417,12 +417,12 @@ func (c *Consumer) safeHandle(ctx context.Context, rec *kgo.Record) (err error) 
 	return c.cfg.Handler(ctx, rec)
 }
 
-// EventRecords adapts an events.Handler to a record Handler: it decodes the
+// eventRecords adapts an events.Handler to a record Handler: it decodes the
 // record's CloudEvents envelope (a record that is none fails with
 // events.ErrMalformed, which dead-letters it at once), gives the handler's
 // context the event's correlation id when the record's headers carried
 // none, and hands the event over.
-func EventRecords(h events.Handler) Handler {
+func eventRecords(h events.Handler) Handler {
 	return func(ctx context.Context, rec *kgo.Record) error {
 		ev, err := events.Decode(rec.Value)
 		if err != nil {
