@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,7 +114,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.obs.tracing.QueryTracer())); err != nil {
+	if a.pool, err = connectDatabase(ctx, cfg, postgres.WithTracer(a.queryTracer())); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.pool.Close)
@@ -224,6 +226,29 @@ func (a *App) build(ctx context.Context) error {
 	return nil
 }
 
+// Test hooks, set only by tests before New, that see the order's path at
+// its I/O on the goroutine doing it, so a test can read the stack of each
+// handler (TestOrderPathNeverPassesThroughApp): testHookQueryTracer sees
+// every query of the main pool, testHookOrderCache wraps the order cache of
+// the orders role.
+var (
+	testHookQueryTracer pgx.QueryTracer
+	testHookOrderCache  func(order.Cache) order.Cache
+)
+
+// queryTracer is the main pool's tracer: the tracing's (nil when off), and
+// a test's hook beside it.
+func (a *App) queryTracer() pgx.QueryTracer {
+	t := a.obs.tracing.QueryTracer()
+	switch {
+	case testHookQueryTracer == nil:
+		return t
+	case t == nil:
+		return testHookQueryTracer
+	}
+	return multitracer.New(t, testHookQueryTracer)
+}
+
 // listenError turns a failed bind into one actionable line: which part,
 // which variable, what to do. The system's error stays in the chain.
 func listenError(what, variable, addr string, err error, more string) error {
@@ -258,7 +283,9 @@ func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
 		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability()}
+		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability(),
+		// Each consumer's attempts run in a span of the record's trace.
+		WrapHandler: a.obs.tracing.Handler}
 }
 
 // durability is the embedded broker's durability barrier; nil with a real
@@ -298,7 +325,11 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)), order.WithReads(a.reads))
+	var orderCache order.Cache = order.NewRedisCache(a.stores)
+	if testHookOrderCache != nil {
+		orderCache = testHookOrderCache(orderCache)
+	}
+	opts = append(opts, order.WithCache(orderCache), order.WithReads(a.reads))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)

@@ -271,13 +271,7 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	} else {
 		rep.Write(env.Stdout)
 	}
-	if !rep.OK() {
-		n := 0
-		for _, c := range rep.Checks {
-			if c.Status == bench.CheckFail {
-				n++
-			}
-		}
+	if n := rep.Failed(); n > 0 {
 		return errInvariants{failed: n}
 	}
 	return nil

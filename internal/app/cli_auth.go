@@ -1,12 +1,8 @@
 package app
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/trackops/trackops/internal/auth"
 	"github.com/trackops/trackops/internal/cache"
@@ -72,7 +68,7 @@ func apikeyCommand(ctx context.Context, env *Env, args []string) error {
 	return withAuth(ctx, env, func(svc *auth.Service) error {
 		key, err := svc.CreateAPIKey(ctx, *name, role)
 		if err != nil {
-			return describe(err)
+			return validation.Describe(err)
 		}
 		fmt.Fprintf(env.Stderr, "API key %q with role %s created; it is shown only once:\n", *name, role)
 		fmt.Fprintln(env.Stdout, key)
@@ -98,14 +94,14 @@ func userCommand(ctx context.Context, env *Env, args []string) error {
 	if *username == "" {
 		return fmt.Errorf("%w: --username is required", ErrUsage)
 	}
-	password, err := readPassword(env.Stdin)
+	password, err := auth.ReadPassword(env.Stdin)
 	if err != nil {
 		return err
 	}
 	return withAuth(ctx, env, func(svc *auth.Service) error {
 		u, err := svc.CreateUser(ctx, *username, password, role)
 		if err != nil {
-			return describe(err)
+			return validation.Describe(err)
 		}
 		fmt.Fprintf(env.Stdout, "user %s created with role %s\n", u.Username, role)
 		return nil
@@ -123,33 +119,4 @@ func requiredRole(s string) (httpapi.Role, error) {
 		return "", fmt.Errorf("%w: --role %q is not a role: want viewer, operator or admin", ErrUsage, s)
 	}
 	return role, nil
-}
-
-// readPassword takes the first line of stdin as the password.
-func readPassword(r io.Reader) (string, error) {
-	if r == nil {
-		return "", errors.New("the password is read from stdin; none was given")
-	}
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", errors.New("the password is read from stdin; it was empty")
-	}
-	return pw, nil
-}
-
-// describe turns validation errors into one readable line.
-func describe(err error) error {
-	var verrs validation.Errors
-	if errors.As(err, &verrs) {
-		parts := make([]string, len(verrs))
-		for i, f := range verrs {
-			parts[i] = f.Field + " " + f.Message
-		}
-		return errors.New(strings.Join(parts, "; "))
-	}
-	return err
 }

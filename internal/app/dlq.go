@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -140,33 +139,7 @@ func dlqList(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return PrintDLQ(env.Stdout, msgs)
-}
-
-// PrintDLQ writes dead letters as a table.
-func PrintDLQ(w io.Writer, msgs []dlq.Message) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTOPIC\tORIGINAL\tSTATUS\tREPLAYS\tERROR CLASS\tFINGERPRINT\tRECEIVED\tMESSAGE")
-	for _, m := range msgs {
-		orig := m.OriginalTopic
-		if m.OriginalPartition != nil && m.OriginalOffset != nil {
-			orig = fmt.Sprintf("%s[%d]@%d", m.OriginalTopic, *m.OriginalPartition, *m.OriginalOffset)
-		}
-		status := m.Status
-		if m.ReplayBlocked && m.Status == dlq.StatusNew {
-			status += " (loop guard)"
-		}
-		msg := strings.Join(strings.Fields(m.ExceptionMessage), " ")
-		if len(msg) > 80 {
-			msg = msg[:80] + "…"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Topic, orig, status, m.ReplayCount,
-			m.ExceptionClass, m.Fingerprint, m.ReceivedAt.Local().Format(time.DateTime), msg)
-	}
-	if len(msgs) == 0 {
-		fmt.Fprintln(tw, "(no dead letters)")
-	}
-	return tw.Flush()
+	return dlq.WriteTable(env.Stdout, msgs)
 }
 
 func dlqReplay(ctx context.Context, env *Env, args []string) error {
@@ -222,19 +195,7 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTO TOPIC\tOUTCOME\tREPLAY COUNT\tREASON")
-	for _, it := range res.Items {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", it.ID, it.OriginalTopic, it.Outcome, it.ReplayCount, it.Reason)
-	}
-	_ = tw.Flush()
-	verb := "replayed"
-	if res.DryRun {
-		verb = "would replay (dry run, nothing changed)"
-	}
-	fmt.Fprintf(env.Stdout, "matched %d, %s %d, blocked by the loop guard %d, skipped %d\n",
-		res.Matched, verb, res.Replayed, res.Blocked, res.Skipped)
-	return nil
+	return res.WriteTable(env.Stdout)
 }
 
 func openDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {

@@ -19,7 +19,7 @@ func (a *App) buildInventory() error {
 		Options: a.kafkaOptions("trackops-inventory"),
 		Group:   inventory.ConsumerGroup,
 		Topics:  inventory.ConsumedTopics,
-		Handler: a.traceHandler(inventory.ConsumerGroup, svc.Handler(inventory.ConsumerGroup)),
+		Events:  svc.Handler(inventory.ConsumerGroup),
 		Logger:  a.log.With("component", "inventory"),
 	})
 	if err != nil {
@@ -36,7 +36,7 @@ func (a *App) buildSaga(svc *order.Service) error {
 		Options: a.kafkaOptions("trackops-order-saga"),
 		Group:   order.SagaGroup,
 		Topics:  order.SagaTopics,
-		Handler: a.traceHandler(order.SagaGroup, order.NewSaga(svc).Handler(order.SagaGroup)),
+		Events:  order.NewSaga(svc).Handler(order.SagaGroup),
 		Logger:  a.log.With("component", "order-saga"),
 	})
 	if err != nil {

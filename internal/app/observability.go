@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/health"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/tracing"
 )
@@ -53,12 +52,6 @@ func (a *App) startTracing(ctx context.Context) error {
 // and, with tracing on, producer and consumer spans.
 func (a *App) kafkaClientOpts() []kgo.Opt {
 	return append([]kgo.Opt{metrics.ProduceHooks()}, a.obs.tracing.KafkaOpts()...)
-}
-
-// traceHandler wraps a consumer's handler in a consumer span that continues
-// the trace of the record; every consumer the app builds should use it.
-func (a *App) traceHandler(group string, h kafka.Handler) kafka.Handler {
-	return a.obs.tracing.Handler(group, h)
 }
 
 // embeddedHealth feeds the embedded broker's durability and last log check

@@ -116,8 +116,8 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A consumer as the inventory service will have: its own logger,
-	// handler wrapped by the app's tracing.
+	// A consumer as the inventory service will have: its own logger, the
+	// app's Kafka options (whose tracing wraps every consumer's handler).
 	consumerLog := &syncBuffer{}
 	clog := slog.New(tracing.LogHandler(logging.New(consumerLog, "json", "info").Handler()))
 	handled := make(chan string, 16)
@@ -127,15 +127,11 @@ func TestObservabilityEndToEnd(t *testing.T) {
 		Group:   group,
 		Topics:  []string{events.OrderCreated},
 		Logger:  clog,
-		Handler: a.traceHandler(group, func(ctx context.Context, rec *kgo.Record) error {
-			env, err := events.Decode(rec.Value)
-			if err != nil {
-				return err
-			}
+		Events: func(ctx context.Context, env events.Envelope) error {
 			clog.InfoContext(ctx, "reserving stock", "order_id", env.Subject)
 			handled <- env.Subject
 			return nil
-		}),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

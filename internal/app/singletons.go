@@ -15,14 +15,6 @@ import (
 	"github.com/trackops/trackops/internal/postgres"
 )
 
-// Names of the cluster-wide leases of singleton jobs (the sweeper's is
-// SweeperLease; each CDC connector has its own, cdc.LeaseName).
-const (
-	DLQAlertsLease     = "dlq-alerts"
-	OutboxPruningLease = "outbox-pruning"
-	InboxPruningLease  = "inbox-pruning"
-)
-
 // Intervals of the pruning jobs: the outbox grows with every event, the
 // inbox far more slowly.
 const (
@@ -79,7 +71,7 @@ func (a *App) buildPruning() {
 		// A relay that publishes nothing: only its Prune is used.
 		pruner := outbox.NewRelay(a.pool, nil, outbox.RelayConfig{Retention: a.cfg.OutboxRetention})
 		log := a.log.With("component", "outbox-pruning")
-		a.singleton(OutboxPruningLease, log, every(outboxPruneInterval, func(ctx context.Context) {
+		a.singleton(outbox.PruningLease, log, every(outboxPruneInterval, func(ctx context.Context) {
 			if n, err := pruner.Prune(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("outbox prune failed", "err", err)
 			} else if n > 0 {
@@ -88,13 +80,8 @@ func (a *App) buildPruning() {
 		}))
 	}
 	log := a.log.With("component", "inbox-pruning")
-	a.singleton(InboxPruningLease, log, every(inboxPruneInterval, func(ctx context.Context) {
-		if n, err := inbox.Prune(ctx, a.pool, a.cfg.InboxRetention); err != nil && ctx.Err() == nil {
-			log.Warn("inbox prune failed", "err", err)
-		} else if n > 0 {
-			log.Info("inbox pruned", "rows", n)
-		}
-	}))
+	pruner := inbox.Pruner{DB: a.pool, Retention: a.cfg.InboxRetention, Interval: inboxPruneInterval, Logger: log}
+	a.singleton(inbox.PruningLease, log, pruner.Run)
 }
 
 // buildDLQAlerts raises, with the relay role, the alerts of recorded dead
@@ -104,7 +91,7 @@ func (a *App) buildDLQAlerts() {
 	log := a.log.With("component", "dlq-alerts")
 	alerter := dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQAlertWebhook, Interval: a.cfg.DLQAlertInterval, Logger: log})
 	d := dlq.NewAlertDispatcher(a.pool, alerter, dlq.DispatcherConfig{Logger: log})
-	a.singleton(DLQAlertsLease, log, d.Run)
+	a.singleton(dlq.AlertsLease, log, d.Run)
 }
 
 // every runs fn at once and then every d until ctx ends.

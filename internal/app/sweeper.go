@@ -12,10 +12,6 @@ import (
 	"github.com/trackops/trackops/internal/order"
 )
 
-// SweeperLease is the name of the cluster-wide lease under which one
-// process of the orders role runs the pending-order sweeper.
-const SweeperLease = "order-sweeper"
-
 // buildSweeper runs the pending-order sweeper of the orders role: every
 // process of the role competes for the lease, and the one holding it sweeps
 // orders PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT. Its metrics go on the
@@ -30,7 +26,7 @@ func (a *App) buildSweeper() error {
 	// database whichever process holds the inventory role.
 	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
 	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
-	ls := lease.New(a.leaseURL(), SweeperLease, lease.Options{
+	ls := lease.New(a.leaseURL(), order.SweeperLease, lease.Options{
 		Identity: leaseIdentity(),
 		OnChange: sw.SetActive,
 		Logger:   log,

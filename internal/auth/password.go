@@ -1,11 +1,13 @@
 package auth
 
 import (
+	"bufio"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -94,4 +96,22 @@ func decodeHash(encoded string) (PasswordParams, []byte, []byte, error) {
 	}
 	p.SaltLen, p.KeyLen = uint32(len(salt)), uint32(len(key))
 	return p, salt, key, nil
+}
+
+// ReadPassword reads a password given on r (stdin of `trackops user
+// create`): the first line, without its line ending. A password is never a
+// command-line argument, which other users of the machine could read.
+func ReadPassword(r io.Reader) (string, error) {
+	if r == nil {
+		return "", errors.New("the password is read from stdin; none was given")
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", errors.New("the password is read from stdin; it was empty")
+	}
+	return pw, nil
 }

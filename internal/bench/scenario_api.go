@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
@@ -113,7 +114,7 @@ func orderRequest(i int64, skus int) ([]byte, order.NewOrder) {
 			b.WriteByte(',')
 		}
 		fmt.Fprintf(&b, `{"sku":%q,"quantity":%d,"unit_price":"19.99"}`, sku, 1+l)
-		n.Items = append(n.Items, order.NewItem{SKU: sku, Quantity: 1 + l, UnitPrice: order.Money(1999)})
+		n.Items = append(n.Items, order.NewItem{SKU: sku, Quantity: 1 + l, UnitPrice: commerce.Money(1999)})
 	}
 	fmt.Fprintf(&b, `],"shipping_address":%s}`, n.ShippingAddress)
 	return b.Bytes(), n

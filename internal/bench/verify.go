@@ -56,13 +56,17 @@ type Report struct {
 }
 
 // OK reports whether no check failed.
-func (r Report) OK() bool {
+func (r Report) OK() bool { return r.Failed() == 0 }
+
+// Failed counts the checks that failed.
+func (r Report) Failed() int {
+	n := 0
 	for _, c := range r.Checks {
 		if c.Status == CheckFail {
-			return false
+			n++
 		}
 	}
-	return true
+	return n
 }
 
 // Write prints the report as one line per check, then the offending rows.

@@ -162,6 +162,9 @@ func TestVerifyFindsBrokenInvariants(t *testing.T) {
 			if rep.OK() {
 				t.Fatal("verify passed on a broken database")
 			}
+			if n := rep.Failed(); n != 1 {
+				t.Errorf("%d checks failed, want the one broken (%s)", n, tc.check)
+			}
 			c := check(t, rep, tc.check)
 			if c.Status != bench.CheckFail || c.Violations != 1 || len(c.Offenders) != 1 || !strings.Contains(c.Offenders[0], want) {
 				t.Fatalf("%s: status %s, %d violations %q; want one offender mentioning %q", tc.check, c.Status, c.Violations, c.Offenders, want)

@@ -12,6 +12,10 @@ import (
 	"github.com/trackops/trackops/internal/postgres"
 )
 
+// AlertsLease is the name of the cluster-wide lease under which one process
+// raises the alerts of recorded dead letters.
+const AlertsLease = "dlq-alerts"
+
 // DispatcherConfig describes an AlertDispatcher.
 type DispatcherConfig struct {
 	// Interval is how often recorded dead letters are looked for (default 1 s).

@@ -19,13 +19,15 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/trackops/trackops/internal/app"
 	"github.com/trackops/trackops/internal/bench"
 	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/cdc"
+	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/lease"
 	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -335,8 +337,8 @@ func (c *cluster) checkEventOrder() int {
 // after the kills each job still runs somewhere).
 func (c *cluster) checkSingletons() {
 	c.t.Helper()
-	want := map[string]string{app.SweeperLease: "orders", app.OutboxPruningLease: "relay", app.InboxPruningLease: "relay",
-		app.DLQAlertsLease: "relay"}
+	want := map[string]string{order.SweeperLease: "orders", outbox.PruningLease: "relay", inbox.PruningLease: "relay",
+		dlq.AlertsLease: "relay"}
 	if c.strategy == "cdc" {
 		want[cdc.LeaseName(order.ConnectorName)] = "cdc"
 	}

@@ -1,5 +1,8 @@
-// Package events defines TrackOps' application events: their types, the
-// Kafka topics they travel on, and their CloudEvents 1.0 JSON encoding.
+// Package events is the contract the parts of TrackOps talk through: the
+// application events' types, the Kafka topics they travel on, their
+// CloudEvents 1.0 JSON encoding and payloads, and what a handler of them is
+// (Handler) and how it says a failure is permanent (Permanent). It names no
+// transport: the Kafka consumer runner adapts records to it.
 //
 // Every event is published to the topic named like its type, keyed by its
 // aggregate id, so all events of one order land on one partition in order.

@@ -2,6 +2,23 @@ package events
 
 import "time"
 
+// Order statuses as the ORDER_* events carry them (status, old_status,
+// new_status, previous_status). The order domain's statuses are these
+// values, so a consumer such as inventory reads them without importing the
+// order service.
+const (
+	StatusPending    = "PENDING"
+	StatusConfirmed  = "CONFIRMED"
+	StatusProcessing = "PROCESSING"
+	StatusShipped    = "SHIPPED"
+	StatusDelivered  = "DELIVERED"
+	StatusCancelled  = "CANCELLED"
+)
+
+// ReasonOutOfStock is the reason of INVENTORY_RESERVATION_FAILED, and the
+// reason the order saga cancels such an order with.
+const ReasonOutOfStock = "OUT_OF_STOCK"
+
 // OrderItem is one line of an order as events carry it.
 type OrderItem struct {
 	SKU       string `json:"sku"`
@@ -65,7 +82,7 @@ type InventoryReservedData struct {
 // InventoryReservationFailedData is the data of INVENTORY_RESERVATION_FAILED.
 type InventoryReservationFailedData struct {
 	OrderID string      `json:"order_id"`
-	Reason  string      `json:"reason"` // OUT_OF_STOCK
+	Reason  string      `json:"reason"` // ReasonOutOfStock
 	Short   []ShortLine `json:"short"`
 }
 

@@ -8,23 +8,28 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
+// PruningLease is the name of the cluster-wide lease under which one
+// process prunes consumers' processed-event rows.
+const PruningLease = "inbox-pruning"
+
 // claimSQL records a claim together with where the event was handled (see
-// kafka.Delivery): one statement, so recording it costs no round trip.
+// events.Delivery): one statement, so recording it costs no round trip.
 const claimSQL = `INSERT INTO processed_events (consumer, event_id, consumer_group, topic, kafka_partition, kafka_offset,
 	record_timestamp, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
 
 // claimArgs are claimSQL's arguments; the delivery columns stay null when
-// ctx carries no kafka.Delivery (a claim made outside a consumer).
+// ctx carries no events.Delivery (a claim made outside a consumer).
 func claimArgs(ctx context.Context, consumer, eventID string) []any {
-	d, ok := kafka.DeliveryFrom(ctx)
+	d, ok := events.DeliveryFrom(ctx)
 	if !ok {
 		return []any{consumer, eventID, nil, nil, nil, nil, nil, nil}
 	}
@@ -36,7 +41,7 @@ func claimArgs(ctx context.Context, consumer, eventID string) []any {
 }
 
 // Claim records in tx that consumer has processed eventID, and where (the
-// kafka.Delivery in ctx, if any). It returns false when the event was
+// events.Delivery in ctx, if any). It returns false when the event was
 // processed before, in which case the caller must change nothing. A
 // concurrent claim of the same event waits for the first transaction and
 // then sees it, so two deliveries can never both apply.
@@ -90,6 +95,45 @@ func Prune(ctx context.Context, db postgres.Querier, maxAge time.Duration) (int6
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 5000 {
 			return total, nil
+		}
+	}
+}
+
+// Pruner deletes, every Interval, the inbox rows older than Retention
+// (TRACKOPS_INBOX_RETENTION). One runs beside the outbox relay, which prunes
+// the outbox the same way.
+type Pruner struct {
+	DB        postgres.Querier
+	Retention time.Duration
+	// Interval is the time between rounds; the first round runs one
+	// Interval after Run starts. Default one hour.
+	Interval time.Duration
+	// Logger receives each round's outcome. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Run prunes every Interval until ctx ends, then returns nil. A failed
+// round is logged, and the next one tries again.
+func (p Pruner) Run(ctx context.Context) error {
+	if p.Interval <= 0 {
+		p.Interval = time.Hour
+	}
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(p.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := Prune(ctx, p.DB, p.Retention); err != nil && ctx.Err() == nil {
+			log.Warn("inbox prune failed", "err", err)
+		} else if n > 0 {
+			log.Info("inbox pruned", "rows", n)
 		}
 	}
 }

@@ -7,8 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -49,14 +49,14 @@ func TestClaimRecordsWhereTheEventWasHandled(t *testing.T) {
 	db := postgrestest.New(t)
 	ctx := context.Background()
 	at := time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)
-	inKafka := kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-inv", Topic: "ORDER_CREATED", Partition: 2, Offset: 41,
+	inKafka := events.WithDelivery(ctx, events.Delivery{Group: "g-inv", Topic: "ORDER_CREATED", Partition: 2, Offset: 41,
 		Timestamp: at, Attempt: 3})
 	if first, err := inbox.Claim(inKafka, db.Pool, "inventory", "e1"); err != nil || !first {
 		t.Fatalf("claim: %v %v", first, err)
 	}
 	// The pipelined form records the same.
 	b := &pgx.Batch{}
-	inbox.QueueClaim(kafka.WithDelivery(ctx, kafka.Delivery{Group: "g-saga", Topic: "INVENTORY_RESERVED", Offset: 7, Attempt: 1}),
+	inbox.QueueClaim(events.WithDelivery(ctx, events.Delivery{Group: "g-saga", Topic: "INVENTORY_RESERVED", Offset: 7, Attempt: 1}),
 		b, "saga", "e2")
 	br := db.Pool.SendBatch(ctx, b)
 	if first, err := inbox.Claimed(br); err != nil || !first {
@@ -94,5 +94,52 @@ func TestClaimRecordsWhereTheEventWasHandled(t *testing.T) {
 	}
 	if s := got["saga/e1"]; s.Topic != nil || s.Attempts != nil {
 		t.Errorf("a claim outside a consumer recorded a delivery: %+v", s)
+	}
+}
+
+// TestPrunerPrunesEveryInterval: the pruner run by the relay role deletes
+// old claims round after round until it is stopped.
+func TestPrunerPrunesEveryInterval(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- inbox.Pruner{DB: db.Pool, Retention: 24 * time.Hour, Interval: 10 * time.Millisecond}.Run(ctx)
+	}()
+	remaining := func() int {
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM processed_events WHERE consumer = 'old'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for round := range 2 {
+		id := "e" + string(rune('1'+round))
+		if _, err := inbox.Claim(ctx, db.Pool, "old", id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := inbox.Claim(ctx, db.Pool, "recent", id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Pool.Exec(ctx, `UPDATE processed_events SET processed_at = now() - interval '2 days' WHERE consumer = 'old'`); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second) // a deadlock guard, not a speed assertion
+		for remaining() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: old claims never pruned", round)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var recent int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM processed_events WHERE consumer = 'recent'`).Scan(&recent); err != nil || recent != 2 {
+		t.Fatalf("recent claims: %d (%v), want both kept", recent, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
 	}
 }

@@ -162,7 +162,7 @@ func benchBacklog(b *testing.B, n, skus int) {
 	}
 	var inflight, maxInflight, busyNs, calls atomic.Int64
 	h := p.Inventory.Handler(inventory.ConsumerGroup)
-	p.StartConsumer(b, inventory.ConsumerGroup, inventory.ConsumedTopics, func(ctx context.Context, rec *kgo.Record) error {
+	p.StartConsumer(b, inventory.ConsumerGroup, inventory.ConsumedTopics, func(ctx context.Context, ev events.Envelope) error {
 		n := inflight.Add(1)
 		for {
 			m := maxInflight.Load()
@@ -171,7 +171,7 @@ func benchBacklog(b *testing.B, n, skus int) {
 			}
 		}
 		t0 := time.Now()
-		err := h(ctx, rec)
+		err := h(ctx, ev)
 		busyNs.Add(int64(time.Since(t0)))
 		calls.Add(1)
 		inflight.Add(-1)

@@ -13,7 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/trackops/trackops/internal/order"
+	"github.com/google/uuid"
+
+	"github.com/trackops/trackops/internal/commerce"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -119,8 +122,8 @@ type SetRequest struct {
 // Validate checks the fields that do not depend on the stored item.
 func (r SetRequest) Validate() error {
 	var errs validation.Errors
-	if !order.ValidSKU(r.SKU) {
-		errs.Add("sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+	if !commerce.ValidSKU(r.SKU) {
+		errs.Add("sku", commerce.SKUProblem)
 	}
 	if r.Name != nil {
 		validName(&errs, *r.Name)
@@ -154,8 +157,8 @@ type AdjustRequest struct {
 // Validate checks the request's fields.
 func (r AdjustRequest) Validate() error {
 	var errs validation.Errors
-	if !order.ValidSKU(r.SKU) {
-		errs.Add("sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+	if !commerce.ValidSKU(r.SKU) {
+		errs.Add("sku", commerce.SKUProblem)
 	}
 	if r.Delta == 0 || r.Delta < -MaxOnHand || r.Delta > MaxOnHand {
 		errs.Add("delta", "must be a non-zero whole number between %d and %d", -MaxOnHand, MaxOnHand)
@@ -212,10 +215,10 @@ func SumLines(lines []OrderLine) ([]Line, error) {
 	}
 	sums := map[string]int64{}
 	for i, l := range lines {
-		if !order.ValidSKU(l.SKU) {
+		if !commerce.ValidSKU(l.SKU) {
 			return nil, fmt.Errorf("line %d: invalid sku %q", i, l.SKU)
 		}
-		if l.Quantity < 1 || l.Quantity > order.MaxQuantity {
+		if !commerce.ValidQuantity(l.Quantity) {
 			return nil, fmt.Errorf("line %d: quantity %d out of range", i, l.Quantity)
 		}
 		sums[l.SKU] += int64(l.Quantity)
@@ -263,6 +266,92 @@ func Shortfalls(lines []Line, stock map[string]Stock) []Shortfall {
 		}
 	}
 	return short
+}
+
+// Reservation requests, cancellations and shipments arrive as order
+// events; these read them. A malformed event fails permanently
+// (events.IsPermanent): no retry makes it readable.
+
+// ReservationRequest is what ORDER_CREATED asks inventory to reserve: the
+// order's lines summed per SKU, in locking order (SumLines).
+type ReservationRequest struct {
+	OrderID uuid.UUID
+	Lines   []Line
+}
+
+// ReadReservation reads ORDER_CREATED. An order whose lines no valid order
+// holds (no lines, a bad SKU, a quantity out of range) is malformed.
+func ReadReservation(ev events.Envelope) (ReservationRequest, error) {
+	var d events.OrderCreatedData
+	if err := ev.DecodeData(&d); err != nil {
+		return ReservationRequest{}, err
+	}
+	orderID, err := parseOrderID(ev, d.OrderID)
+	if err != nil {
+		return ReservationRequest{}, err
+	}
+	raw := make([]OrderLine, len(d.Items))
+	for i, it := range d.Items {
+		raw[i] = OrderLine{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	lines, err := SumLines(raw)
+	if err != nil {
+		return ReservationRequest{}, events.Permanent(fmt.Errorf("%w: ORDER_CREATED %s of order %s: %v", events.ErrMalformed, ev.ID, orderID, err))
+	}
+	return ReservationRequest{OrderID: orderID, Lines: lines}, nil
+}
+
+// Cancellation is what ORDER_CANCELLED tells inventory: which order's hold
+// to release, and why.
+type Cancellation struct {
+	OrderID uuid.UUID
+	Reason  string
+}
+
+// ReadCancellation reads ORDER_CANCELLED.
+func ReadCancellation(ev events.Envelope) (Cancellation, error) {
+	var d events.OrderCancelledData
+	if err := ev.DecodeData(&d); err != nil {
+		return Cancellation{}, err
+	}
+	orderID, err := parseOrderID(ev, d.OrderID)
+	if err != nil {
+		return Cancellation{}, err
+	}
+	return Cancellation{OrderID: orderID, Reason: d.Reason}, nil
+}
+
+// ReadShipment reads ORDER_STATUS_UPDATED: shipped is true, with the
+// order's id, when the order moved to SHIPPED — the one status change whose
+// units leave the warehouse; every other change is none of inventory's
+// business.
+func ReadShipment(ev events.Envelope) (shipped bool, orderID uuid.UUID, err error) {
+	var d events.OrderStatusUpdatedData
+	if err := ev.DecodeData(&d); err != nil {
+		return false, uuid.Nil, err
+	}
+	if d.NewStatus != events.StatusShipped {
+		return false, uuid.Nil, nil
+	}
+	orderID, err = parseOrderID(ev, d.OrderID)
+	if err != nil {
+		return false, uuid.Nil, err
+	}
+	return true, orderID, nil
+}
+
+// parseOrderID reads the order id of an event's data, or its subject when
+// the data names none.
+func parseOrderID(ev events.Envelope, fromData string) (uuid.UUID, error) {
+	raw := fromData
+	if raw == "" {
+		raw = ev.Subject
+	}
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		return uuid.Nil, events.Permanent(fmt.Errorf("%w: %s event %s: order id %q is not a UUID", events.ErrMalformed, ev.Type, ev.ID, raw))
+	}
+	return id, nil
 }
 
 func fieldError(field, message string) error {

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
 )
@@ -88,7 +88,7 @@ type adjustRequest struct {
 // pathSKU reads and checks the {sku} path segment.
 func pathSKU(w http.ResponseWriter, r *http.Request) (string, bool) {
 	sku := r.PathValue("sku")
-	if !order.ValidSKU(sku) {
+	if !commerce.ValidSKU(sku) {
 		shown := sku
 		if len(shown) > 64 {
 			shown = shown[:64] + "…"

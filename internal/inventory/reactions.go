@@ -11,13 +11,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/logging"
-	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 )
 
@@ -53,40 +50,23 @@ var (
 // broken, and the transaction is rolled back rather than oversell.
 var errOversold = errors.New("inventory: conditional reservation matched no row")
 
-// Handler returns the kafka.Handler of the inventory reactions, claiming
-// events in the inbox under inboxName (normally ConsumerGroup; a second
-// group replaying the same topics under the same name changes nothing).
-func (s *Service) Handler(inboxName string) kafka.Handler {
-	return func(ctx context.Context, rec *kgo.Record) error {
-		env, err := events.Decode(rec.Value)
-		if err != nil {
-			return err // malformed: dead-lettered at once
-		}
-		if logging.CorrelationID(ctx) == "" && env.CorrelationID != "" {
-			ctx = logging.WithCorrelationID(ctx, env.CorrelationID)
-		}
-		switch env.Type {
+// Handler returns the inventory reactions as an events.Handler for the
+// Kafka consumer runner, claiming events in the inbox under inboxName
+// (normally ConsumerGroup; a second group replaying the same topics under
+// the same name changes nothing).
+func (s *Service) Handler(inboxName string) events.Handler {
+	return func(ctx context.Context, ev events.Envelope) error {
+		switch ev.Type {
 		case events.OrderCreated:
-			return s.Reserve(ctx, inboxName, env)
+			return s.Reserve(ctx, inboxName, ev)
 		case events.OrderCancelled:
-			return s.Release(ctx, inboxName, env)
+			return s.Release(ctx, inboxName, ev)
 		case events.OrderStatusUpdated:
-			return s.Commit(ctx, inboxName, env)
+			return s.Commit(ctx, inboxName, ev)
 		}
-		return kafka.Permanent(fmt.Errorf("inventory: unexpected event type %q on topic %s", env.Type, rec.Topic))
+		d, _ := events.DeliveryFrom(ctx)
+		return events.Permanent(fmt.Errorf("inventory: unexpected event type %q on topic %s", ev.Type, d.Topic))
 	}
-}
-
-func parseOrderID(env events.Envelope, fromData string) (uuid.UUID, error) {
-	raw := fromData
-	if raw == "" {
-		raw = env.Subject
-	}
-	id, err := uuid.Parse(raw)
-	if err != nil {
-		return uuid.Nil, kafka.Permanent(fmt.Errorf("%w: %s event %s: order id %q is not a UUID", events.ErrMalformed, env.Type, env.ID, raw))
-	}
-	return id, nil
 }
 
 func count(typ string, applied bool) {
@@ -105,22 +85,11 @@ func count(typ string, applied bool) {
 // redelivered event, or an order cancelled before it was reserved, changes
 // nothing.
 func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Envelope) error {
-	var d events.OrderCreatedData
-	if err := env.DecodeData(&d); err != nil {
-		return err
-	}
-	orderID, err := parseOrderID(env, d.OrderID)
+	req, err := ReadReservation(env)
 	if err != nil {
 		return err
 	}
-	raw := make([]OrderLine, len(d.Items))
-	for i, it := range d.Items {
-		raw[i] = OrderLine{SKU: it.SKU, Quantity: it.Quantity}
-	}
-	lines, err := SumLines(raw)
-	if err != nil {
-		return kafka.Permanent(fmt.Errorf("%w: ORDER_CREATED %s of order %s: %v", events.ErrMalformed, env.ID, orderID, err))
-	}
+	orderID, lines := req.OrderID, req.Lines
 	skus := make([]string, len(lines))
 	for i, l := range lines {
 		skus[i] = l.SKU
@@ -234,7 +203,7 @@ func (s *Service) writeFailed(ctx context.Context, tx pgx.Tx, orderID uuid.UUID,
 		lines[i] = events.ShortLine{SKU: sf.SKU, Requested: int(sf.Requested), Available: int(sf.Available), Reason: sf.Reason}
 	}
 	ev, err := events.New(events.InventoryReservationFailed, events.AggregateOrder, orderID.String(),
-		events.InventoryReservationFailedData{OrderID: orderID.String(), Reason: order.ReasonOutOfStock, Short: lines},
+		events.InventoryReservationFailedData{OrderID: orderID.String(), Reason: events.ReasonOutOfStock, Short: lines},
 		logging.CorrelationID(ctx))
 	if err != nil {
 		return err
@@ -314,15 +283,11 @@ func (s *Service) settleHeld(ctx context.Context, inboxName string, env events.E
 // (reserved drops, reservations become released) and INVENTORY_RELEASED is
 // written — only when something was held. Idempotent through the inbox.
 func (s *Service) Release(ctx context.Context, inboxName string, env events.Envelope) error {
-	var d events.OrderCancelledData
-	if err := env.DecodeData(&d); err != nil {
-		return err
-	}
-	orderID, err := parseOrderID(env, d.OrderID)
+	c, err := ReadCancellation(env)
 	if err != nil {
 		return err
 	}
-	return s.release(ctx, inboxName, env, orderID, d.Reason)
+	return s.release(ctx, inboxName, env, c.OrderID, c.Reason)
 }
 
 // ReleaseOrder returns what cancelled order orderID holds to stock, as its
@@ -334,18 +299,14 @@ func (s *Service) ReleaseOrder(ctx context.Context, orderID uuid.UUID, reason st
 	return s.release(ctx, "", events.Envelope{Type: events.OrderCancelled}, orderID, reason)
 }
 
-// Redrive decides order o's reservation now if inventory has not decided
-// it yet, exactly as its ORDER_CREATED would (the event is rebuilt from the
-// order with order.CreatedEvent and claimed in the inbox under
-// RedriveInbox), writing INVENTORY_RESERVED or _FAILED. An order inventory
-// already decided, or that was cancelled first, is left as it is. The
-// pending-order sweeper calls it for an order stuck PENDING.
-func (s *Service) Redrive(ctx context.Context, o *order.Order) error {
-	ev, err := order.CreatedEvent(ctx, o)
-	if err != nil {
-		return err
-	}
-	return s.Reserve(ctx, RedriveInbox, ev.Envelope)
+// Redrive decides an order's reservation now if inventory has not decided
+// it yet, exactly as its ORDER_CREATED would: created is that event, which
+// the pending-order sweeper rebuilds from an order stuck PENDING (with the
+// same derived id); it is claimed in the inbox under RedriveInbox, and
+// INVENTORY_RESERVED or _FAILED is written. An order inventory already
+// decided, or that was cancelled first, is left as it is.
+func (s *Service) Redrive(ctx context.Context, created events.Envelope) error {
+	return s.Reserve(ctx, RedriveInbox, created)
 }
 
 // RedriveInbox is the name Redrive claims its rebuilt events under.
@@ -389,17 +350,13 @@ func (s *Service) release(ctx context.Context, inboxName string, env events.Enve
 // become committed, the ledger records each line). Other status changes are
 // ignored. Idempotent through the inbox.
 func (s *Service) Commit(ctx context.Context, inboxName string, env events.Envelope) error {
-	var d events.OrderStatusUpdatedData
-	if err := env.DecodeData(&d); err != nil {
-		return err
-	}
-	if d.NewStatus != string(order.StatusShipped) {
-		reactionsTotal.WithLabelValues(events.OrderStatusUpdated, "ignored").Inc()
-		return nil
-	}
-	orderID, err := parseOrderID(env, d.OrderID)
+	shipped, orderID, err := ReadShipment(env)
 	if err != nil {
 		return err
+	}
+	if !shipped {
+		reactionsTotal.WithLabelValues(events.OrderStatusUpdated, "ignored").Inc()
+		return nil
 	}
 	noHold := func(st orderState) {
 		if st == "" {

@@ -18,7 +18,6 @@ import (
 	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/inventory"
 	"github.com/trackops/trackops/internal/journey"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
@@ -220,7 +219,7 @@ func TestJourneyShowsDeadLettersRedrivesAndAcknowledgedPositions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The redriven record is then handled on its second delivery.
-	dctx := kafka.WithDelivery(ctx, kafka.Delivery{Group: "trackops-inventory", Topic: "ORDER_CREATED", Partition: 2, Offset: 30, Attempt: 1})
+	dctx := events.WithDelivery(ctx, events.Delivery{Group: "trackops-inventory", Topic: "ORDER_CREATED", Partition: 2, Offset: 30, Attempt: 1})
 	if _, err := inbox.Claim(dctx, p.DB.Pool, "trackops-inventory", eventID); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +260,7 @@ func TestJourneyUnderCDCFindsTheTransformersEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := order.EventID(res.Order.ID, events.OrderCreated, 1)
-	dctx := kafka.WithDelivery(ctx, kafka.Delivery{Group: "trackops-inventory", Topic: events.OrderCreated, Partition: 1, Offset: 5, Attempt: 2})
+	dctx := events.WithDelivery(ctx, events.Delivery{Group: "trackops-inventory", Topic: events.OrderCreated, Partition: 1, Offset: 5, Attempt: 2})
 	if _, err := inbox.Claim(dctx, db.Pool, "trackops-inventory", created); err != nil {
 		t.Fatal(err)
 	}

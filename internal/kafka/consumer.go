@@ -23,9 +23,15 @@ import (
 )
 
 // Handler processes one record. A nil error marks it done. Any other error is
-// retried with back-off, unless it is permanent (see Permanent), in which case
-// the record goes to the dead-letter topic at once.
-type Handler func(ctx context.Context, rec *kgo.Record) error
+// retried with back-off, unless it is permanent (IsPermanent), in which case
+// the record goes to the dead-letter topic at once. Consumers of application
+// events give an events.Handler instead (ConsumerConfig.Events), which never
+// sees the record; a record Handler is for consumers of the transport itself,
+// such as the DLQ monitor, which reads the dead letters' headers.
+//
+// It is an alias, so a wrapper written against the plain function type (the
+// tracing's) fits Options.WrapHandler as it is.
+type Handler = func(ctx context.Context, rec *kgo.Record) error
 
 // RetryPolicy is exponential back-off between attempts at one record.
 type RetryPolicy struct {
@@ -85,30 +91,16 @@ func (p RetryPolicy) Backoff(attempt int) time.Duration {
 	return time.Duration(d)
 }
 
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-// Permanent marks err as one no retry can fix (a malformed record, a schema
-// violation): the record is dead-lettered at once.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-// IsPermanent reports whether err was marked Permanent, is a malformed
-// event, or is a JSON syntax or type error (a record that does not parse
-// today will not parse tomorrow).
+// IsPermanent reports whether err is a failure no retry can fix: one the
+// handler marked events.Permanent, a malformed event (events.ErrMalformed),
+// or a JSON syntax or type error (a record that does not parse today will
+// not parse tomorrow). Such a record is dead-lettered at once.
 func IsPermanent(err error) bool {
 	var (
-		p      permanentError
 		syntax *json.SyntaxError
 		typ    *json.UnmarshalTypeError
 	)
-	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed) || errors.As(err, &syntax) || errors.As(err, &typ)
+	return events.IsPermanent(err) || errors.As(err, &syntax) || errors.As(err, &typ)
 }
 
 // Spring Kafka's DeadLetterPublishingRecoverer header names, so tools and
@@ -149,7 +141,13 @@ type ConsumerConfig struct {
 	Group string
 	// Topics are consumed; a name starting with "^" is a regular expression.
 	Topics []string
-	// Handler processes each record.
+	// Events handles each record's application event: the runner decodes
+	// the record's CloudEvents envelope and hands the event over; a record
+	// that is no event is dead-lettered at once (events.ErrMalformed).
+	// Exactly one of Events and Handler is set.
+	Events events.Handler
+	// Handler processes each record as it is, for consumers of the
+	// transport itself (the DLQ monitor).
 	Handler Handler
 	// Retry is the back-off policy; the zero value means Options.ConsumerRetry,
 	// or DefaultRetry when that is unset too.
@@ -195,6 +193,15 @@ type Consumer struct {
 // NewConsumer connects a consumer for cfg. Records of a new group are read
 // from the start of each partition.
 func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
+	switch {
+	case (cfg.Events == nil) == (cfg.Handler == nil):
+		return nil, fmt.Errorf("kafka consumer %s: set exactly one of Events and Handler", cfg.Group)
+	case cfg.Events != nil:
+		cfg.Handler = eventRecords(cfg.Events)
+	}
+	if cfg.WrapHandler != nil {
+		cfg.Handler = cfg.WrapHandler(cfg.Group, cfg.Handler)
+	}
 	if cfg.Retry.IsZero() {
 		cfg.Retry = cfg.ConsumerRetry
 	}
@@ -374,7 +381,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 	attempt := 0
 	for {
 		attempt++
-		err = c.safeHandle(WithDelivery(rctx, Delivery{Group: c.cfg.Group, Topic: rec.Topic, Partition: rec.Partition,
+		err = c.safeHandle(events.WithDelivery(rctx, events.Delivery{Group: c.cfg.Group, Topic: rec.Topic, Partition: rec.Partition,
 			Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attempt}), rec)
 		if err == nil {
 			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "ok").Inc()
@@ -404,10 +411,28 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 func (c *Consumer) safeHandle(ctx context.Context, rec *kgo.Record) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = Permanent(fmt.Errorf("handler panic: %v", r))
+			err = events.Permanent(fmt.Errorf("handler panic: %v", r))
 		}
 	}()
 	return c.cfg.Handler(ctx, rec)
+}
+
+// eventRecords adapts an events.Handler to a record Handler: it decodes the
+// record's CloudEvents envelope (a record that is none fails with
+// events.ErrMalformed, which dead-letters it at once), gives the handler's
+// context the event's correlation id when the record's headers carried
+// none, and hands the event over.
+func eventRecords(h events.Handler) Handler {
+	return func(ctx context.Context, rec *kgo.Record) error {
+		ev, err := events.Decode(rec.Value)
+		if err != nil {
+			return err
+		}
+		if logging.CorrelationID(ctx) == "" && ev.CorrelationID != "" {
+			ctx = logging.WithCorrelationID(ctx, ev.CorrelationID)
+		}
+		return h(ctx, ev)
+	}
 }
 
 // deadLetter publishes rec to its dead-letter topic, retrying until the

@@ -297,11 +297,11 @@ func TestFailTwiceThenSucceedProcessesOnce(t *testing.T) {
 		calls     callLog
 		mu        sync.Mutex
 		processed int
-		seen      []kafka.Delivery
+		seen      []events.Delivery
 	)
 	r.run(kafka.ConsumerConfig{Group: "g", Topics: []string{topic}, Retry: fastRetry,
 		Handler: func(ctx context.Context, rec *kgo.Record) error {
-			d, ok := kafka.DeliveryFrom(ctx)
+			d, ok := events.DeliveryFrom(ctx)
 			mu.Lock()
 			if ok {
 				seen = append(seen, d)
@@ -421,7 +421,7 @@ func TestMissingDeadLetterTopicIsCreated(t *testing.T) {
 	topic := "orders.nodlq"
 	r := newRig(t, topic)
 	r.run(kafka.ConsumerConfig{Group: "g", Topics: []string{topic}, Retry: fastRetry,
-		Handler: func(context.Context, *kgo.Record) error { return kafka.Permanent(errors.New("schema violation")) }})
+		Handler: func(context.Context, *kgo.Record) error { return events.Permanent(errors.New("schema violation")) }})
 	r.produce(&kgo.Record{Topic: topic, Value: []byte("x")})
 	r.waitCommitted("g", topic, 1)
 	if n := r.endOffset(topic + events.DLQSuffix); n != 1 {
@@ -439,7 +439,7 @@ func TestDisabledDeadLetterRetriesUntilSuccess(t *testing.T) {
 	r.run(kafka.ConsumerConfig{Group: "monitor", Topics: []string{`^.*\.dlq$`}, Retry: fastRetry, DisableDeadLetter: true,
 		Handler: func(_ context.Context, rec *kgo.Record) error {
 			if calls.add(rec.Offset) <= 5 {
-				return kafka.Permanent(errors.New("database down"))
+				return events.Permanent(errors.New("database down"))
 			}
 			return nil
 		}})
@@ -488,7 +488,7 @@ func TestIsPermanentAndErrorClass(t *testing.T) {
 	}{
 		{"plain", errors.New("timeout"), false, "trackops.Error"},
 		{"wrapped plain", fmt.Errorf("reserve: %w", errors.New("timeout")), false, "trackops.Error"},
-		{"permanent", kafka.Permanent(errors.New("bad sku")), true, "trackops.PermanentError"},
+		{"permanent", events.Permanent(errors.New("bad sku")), true, "trackops.PermanentError"},
 		{"malformed event", malformed, true, "trackops.MalformedEventError"},
 		{"json syntax", fmt.Errorf("decode: %w", syntaxErr), true, "encoding/json.SyntaxError"},
 		{"context", context.DeadlineExceeded, false, "context.deadlineExceededError"},
@@ -511,7 +511,7 @@ func TestDeadLetterRecordReplacesOldDeadLetterHeaders(t *testing.T) {
 			{Key: kafka.HeaderDLTOriginalOffset, Value: []byte("stale")},
 			{Key: kafka.HeaderDLTAttempts, Value: []byte("9")},
 		}}
-	dl := kafka.DeadLetterRecord(rec, "saga", kafka.Permanent(errors.New("no")), 1)
+	dl := kafka.DeadLetterRecord(rec, "saga", events.Permanent(errors.New("no")), 1)
 	if dl.Topic != "ORDER_CREATED.dlq" {
 		t.Errorf("topic %q", dl.Topic)
 	}

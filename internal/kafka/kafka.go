@@ -44,6 +44,11 @@ type Options struct {
 	// Logger receives the clients' own log lines (connection failures,
 	// group changes); nil discards them.
 	Logger *slog.Logger
+	// WrapHandler, when set, wraps the record handler of every consumer
+	// built with these options, around the decoding of events: the
+	// process's tracing gives each attempt a span of the record's trace
+	// this way. group is the consumer's group.
+	WrapHandler func(group string, h Handler) Handler
 }
 
 // logOpts routes a client's log lines to o.Logger.

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
 )
 
@@ -179,7 +180,7 @@ func TestDeadLetterTopicIsCreatedReplicated(t *testing.T) {
 	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Options: opts, Group: "g", Topics: []string{"INVENTORY_RESERVED"},
 		Retry:   kafka.RetryPolicy{Attempts: 1, Initial: time.Millisecond, Multiplier: 1, Max: time.Millisecond},
-		Handler: func(context.Context, *kgo.Record) error { return kafka.Permanent(errors.New("unreadable")) }})
+		Handler: func(context.Context, *kgo.Record) error { return events.Permanent(errors.New("unreadable")) }})
 	if err != nil {
 		t.Fatal(err)
 	}

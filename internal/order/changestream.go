@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/cdc"
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/logging"
 )
@@ -314,7 +315,7 @@ func orderFromRow(r cdc.Row) (*Order, error) {
 	currency, _ := r.Text("currency")
 	o.Currency = strings.TrimSpace(currency)
 	if total, ok := r.Text("total_amount"); ok {
-		if o.TotalAmount, err = ParseMoney(total); err != nil {
+		if o.TotalAmount, err = commerce.ParseMoney(total); err != nil {
 			return nil, fmt.Errorf("order %s total_amount %q: %w", o.ID, total, err)
 		}
 	}
@@ -350,9 +351,9 @@ func itemFromRow(r cdc.Row) (uuid.UUID, Item, error) {
 	if it.Quantity, err = intColumn(r, "quantity"); err != nil {
 		return uuid.Nil, Item{}, err
 	}
-	for col, m := range map[string]*Money{"unit_price": &it.UnitPrice, "line_total": &it.LineTotal} {
+	for col, m := range map[string]*commerce.Money{"unit_price": &it.UnitPrice, "line_total": &it.LineTotal} {
 		if v, ok := r.Text(col); ok {
-			if *m, err = ParseMoney(v); err != nil {
+			if *m, err = commerce.ParseMoney(v); err != nil {
 				return uuid.Nil, Item{}, fmt.Errorf("%s %q: %w", col, v, err)
 			}
 		}

@@ -14,20 +14,22 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/trackops/trackops/internal/commerce"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/validation"
 )
 
 // Status is where an order is in its life.
 type Status string
 
-// Order statuses.
+// Order statuses, named as the ORDER_* events carry them.
 const (
-	StatusPending    Status = "PENDING"
-	StatusConfirmed  Status = "CONFIRMED"
-	StatusProcessing Status = "PROCESSING"
-	StatusShipped    Status = "SHIPPED"
-	StatusDelivered  Status = "DELIVERED"
-	StatusCancelled  Status = "CANCELLED"
+	StatusPending    Status = events.StatusPending
+	StatusConfirmed  Status = events.StatusConfirmed
+	StatusProcessing Status = events.StatusProcessing
+	StatusShipped    Status = events.StatusShipped
+	StatusDelivered  Status = events.StatusDelivered
+	StatusCancelled  Status = events.StatusCancelled
 )
 
 // transitions lists, for each status, the statuses it may move to.
@@ -79,7 +81,7 @@ var (
 
 // Cancellation reasons the platform itself sets.
 const (
-	ReasonOutOfStock = "OUT_OF_STOCK"
+	ReasonOutOfStock = events.ReasonOutOfStock
 	// ReasonTimeout cancels an order the pending-order sweeper found
 	// PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT that re-driving its
 	// reservation could not confirm.
@@ -137,14 +139,74 @@ func (o *Order) ClientTransition(to Status, hold Hold, reason, actor string, now
 	return o.Transition(to, reason, actor, now)
 }
 
+// InventoryOutcome is what inventory decided about an order's stock, as
+// the saga reads it from INVENTORY_RESERVED or INVENTORY_RESERVATION_FAILED.
+type InventoryOutcome struct {
+	OrderID uuid.UUID
+	// To is where the outcome moves a PENDING order: CONFIRMED when its
+	// stock is reserved, CANCELLED when it is not.
+	To Status
+	// Reason is the cancellation's reason (ReasonOutOfStock), or "".
+	Reason string
+}
+
+// ReadInventoryOutcome reads an inventory outcome event. An event of
+// another type, or one whose order id is not a UUID, fails permanently
+// (events.IsPermanent): no retry can make it readable.
+func ReadInventoryOutcome(ev events.Envelope) (InventoryOutcome, error) {
+	var (
+		out   InventoryOutcome
+		rawID string
+	)
+	switch ev.Type {
+	case events.InventoryReserved:
+		var d events.InventoryReservedData
+		if err := ev.DecodeData(&d); err != nil {
+			return InventoryOutcome{}, err
+		}
+		rawID, out.To = d.OrderID, StatusConfirmed
+	case events.InventoryReservationFailed:
+		var d events.InventoryReservationFailedData
+		if err := ev.DecodeData(&d); err != nil {
+			return InventoryOutcome{}, err
+		}
+		rawID, out.To, out.Reason = d.OrderID, StatusCancelled, ReasonOutOfStock
+	default:
+		return InventoryOutcome{}, events.Permanent(fmt.Errorf("order saga: unexpected event type %q", ev.Type))
+	}
+	if rawID == "" {
+		rawID = ev.Subject
+	}
+	id, err := uuid.Parse(rawID)
+	if err != nil {
+		return InventoryOutcome{}, events.Permanent(fmt.Errorf("%w: %s %s: order id %q is not a UUID", events.ErrMalformed, ev.Type, ev.ID, rawID))
+	}
+	out.OrderID = id
+	return out, nil
+}
+
+// ApplyInventoryOutcome moves a PENDING order as inventory decided, as
+// actor. An order no longer PENDING — cancelled, or moved on, before
+// inventory answered — is left as it is, and applied is false: inventory
+// releases what it reserved for it when it sees the cancellation.
+func (o *Order) ApplyInventoryOutcome(out InventoryOutcome, actor string, now time.Time) (applied bool, err error) {
+	if o.Status != StatusPending {
+		return false, nil
+	}
+	if _, err := o.Transition(out.To, out.Reason, actor, now); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Item is one line of an order.
 type Item struct {
 	ID        uuid.UUID
 	LineNo    int
 	SKU       string
 	Quantity  int
-	UnitPrice Money
-	LineTotal Money
+	UnitPrice commerce.Money
+	LineTotal commerce.Money
 }
 
 // Order is the order aggregate.
@@ -153,7 +215,7 @@ type Order struct {
 	CustomerID      string
 	Status          Status
 	Currency        string
-	TotalAmount     Money
+	TotalAmount     commerce.Money
 	ShippingAddress json.RawMessage
 	CancelReason    string
 	Version         int
@@ -182,30 +244,22 @@ type HistoryEntry struct {
 // Limits on what one order may hold.
 const (
 	MaxItems       = 100
-	MaxQuantity    = 10_000
-	MaxUnitPrice   = Money(100_000_000_00) // 100 million in major units
+	MaxUnitPrice   = commerce.Money(100_000_000_00) // 100 million in major units
 	MaxCustomerLen = 100
 	MaxReasonLen   = 500
 	MaxAddressLen  = 4096
 	// MaxAmount is the largest line or order total the numeric(14,2)
 	// columns hold: 999,999,999,999.99.
-	MaxAmount = Money(99_999_999_999_999)
+	MaxAmount = commerce.Money(99_999_999_999_999)
 )
 
-var (
-	skuPattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
-)
-
-// ValidSKU reports whether s is a well-formed SKU: 1–64 letters, digits,
-// dots, dashes or underscores, starting with a letter or digit.
-func ValidSKU(s string) bool { return skuPattern.MatchString(s) }
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // NewItem is one requested line of a new order.
 type NewItem struct {
 	SKU       string
 	Quantity  int
-	UnitPrice Money
+	UnitPrice commerce.Money
 }
 
 // NewOrder is a validated request to place an order.
@@ -250,14 +304,14 @@ func (n NewOrder) Validate() error {
 	case len(n.Items) > MaxItems:
 		errs.Add("items", "must hold at most %d items", MaxItems)
 	}
-	var total Money
+	var total commerce.Money
 	for i, it := range n.Items {
 		f := fmt.Sprintf("items[%d]", i)
-		if !ValidSKU(it.SKU) {
-			errs.Add(f+".sku", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
+		if !commerce.ValidSKU(it.SKU) {
+			errs.Add(f+".sku", commerce.SKUProblem)
 		}
-		if it.Quantity < 1 || it.Quantity > MaxQuantity {
-			errs.Add(f+".quantity", "must be between 1 and %d", MaxQuantity)
+		if !commerce.ValidQuantity(it.Quantity) {
+			errs.Add(f+".quantity", "must be between 1 and %d", commerce.MaxQuantity)
 		}
 		priceOK := it.UnitPrice >= 0 && it.UnitPrice <= MaxUnitPrice
 		if !priceOK {
@@ -265,8 +319,8 @@ func (n NewOrder) Validate() error {
 		}
 		// Each factor within its limit can still make a line (or the sum
 		// of lines) too large to store: say so instead of failing the write.
-		if priceOK && it.Quantity >= 1 && it.Quantity <= MaxQuantity {
-			line := it.UnitPrice * Money(it.Quantity)
+		if priceOK && commerce.ValidQuantity(it.Quantity) {
+			line := it.UnitPrice * commerce.Money(it.Quantity)
 			if line > MaxAmount {
 				errs.Add(f, "line total %s × %d exceeds %s, the largest amount an order may hold", it.UnitPrice, it.Quantity, MaxAmount)
 			} else {
@@ -302,7 +356,7 @@ func Place(n NewOrder, now time.Time) (*Order, error) {
 		o.ShippingAddress = nil
 	}
 	for i, it := range n.Items {
-		line := it.UnitPrice * Money(it.Quantity)
+		line := it.UnitPrice * commerce.Money(it.Quantity)
 		o.Items = append(o.Items, Item{
 			ID: uuid.New(), LineNo: i + 1, SKU: it.SKU, Quantity: it.Quantity,
 			UnitPrice: it.UnitPrice, LineTotal: line,

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/trackops/trackops/internal/commerce"
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/validation"
 )
 
@@ -60,67 +64,6 @@ func TestTransitionRecordsHistoryAndVersion(t *testing.T) {
 	}
 }
 
-func TestParseMoney(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Money
-		ok   bool
-	}{
-		{"19.99", 1999, true},
-		{"0", 0, true},
-		{"5", 500, true},
-		{"5.5", 550, true},
-		{"0.01", 1, true},
-		{"-1.25", -125, true},
-		{"1.999", 0, false},
-		{"1.", 0, false},
-		{".5", 0, false},
-		{"abc", 0, false},
-		{"1e3", 0, false},
-		{"", 0, false},
-		{"1,00", 0, false},
-		{"9999999999999", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := ParseMoney(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("ParseMoney(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-	if s := Money(1999).String(); s != "19.99" {
-		t.Errorf("String() = %q", s)
-	}
-	if s := Money(-5).String(); s != "-0.05" {
-		t.Errorf("String() = %q", s)
-	}
-}
-
-func TestMoneyJSON(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Money
-		ok   bool
-	}{
-		{`"19.99"`, 1999, true},
-		{`1999`, 1999, true},
-		{`19.99`, 0, false}, // floats are refused
-		{`"x"`, 0, false},
-		{`true`, 0, false},
-		{`1e5`, 0, false},
-	}
-	for _, tt := range tests {
-		var m Money
-		err := json.Unmarshal([]byte(tt.in), &m)
-		if (err == nil) != tt.ok || m != tt.want {
-			t.Errorf("unmarshal %s = %v, %v; want %v ok=%v", tt.in, m, err, tt.want, tt.ok)
-		}
-	}
-	b, _ := json.Marshal(Money(250))
-	if string(b) != `"2.50"` {
-		t.Errorf("marshal = %s", b)
-	}
-}
-
 func TestNewOrderValidate(t *testing.T) {
 	good := func() NewOrder {
 		return NewOrder{CustomerID: "c-1", Items: []NewItem{{SKU: "SKU-1", Quantity: 2, UnitPrice: 1999}}}
@@ -138,7 +81,7 @@ func TestNewOrderValidate(t *testing.T) {
 		{"too many items", func(n *NewOrder) { n.Items = make([]NewItem, MaxItems+1) }, "items"},
 		{"zero quantity", func(n *NewOrder) { n.Items[0].Quantity = 0 }, "items[0].quantity"},
 		{"negative quantity", func(n *NewOrder) { n.Items[0].Quantity = -3 }, "items[0].quantity"},
-		{"huge quantity", func(n *NewOrder) { n.Items[0].Quantity = MaxQuantity + 1 }, "items[0].quantity"},
+		{"huge quantity", func(n *NewOrder) { n.Items[0].Quantity = commerce.MaxQuantity + 1 }, "items[0].quantity"},
 		{"negative price", func(n *NewOrder) { n.Items[0].UnitPrice = -1 }, "items[0].unit_price"},
 		{"bad sku", func(n *NewOrder) { n.Items[0].SKU = "a b" }, "items[0].sku"},
 		{"empty sku", func(n *NewOrder) { n.Items[0].SKU = "" }, "items[0].sku"},
@@ -231,11 +174,11 @@ func TestClientMayRequest(t *testing.T) {
 }
 
 func TestOrderTotalsMustFitTheColumns(t *testing.T) {
-	line := NewItem{SKU: "SKU-1", Quantity: MaxQuantity, UnitPrice: MaxUnitPrice}
+	line := NewItem{SKU: "SKU-1", Quantity: commerce.MaxQuantity, UnitPrice: MaxUnitPrice}
 	err := NewOrder{CustomerID: "c", Items: []NewItem{line}}.Validate()
 	var verrs validation.Errors
 	if !errors.As(err, &verrs) || len(verrs) != 1 || verrs[0].Field != "items[0]" {
-		t.Fatalf("line of %d × %s: %v, want one error on items[0]", MaxQuantity, MaxUnitPrice, err)
+		t.Fatalf("line of %d × %s: %v, want one error on items[0]", commerce.MaxQuantity, MaxUnitPrice, err)
 	}
 	// Lines each within the limit whose sum is not.
 	big := NewItem{SKU: "SKU-1", Quantity: 9_999, UnitPrice: MaxUnitPrice} // 999,900,000,000.00
@@ -266,5 +209,57 @@ func TestTextFieldsRefuseNUL(t *testing.T) {
 	}
 	if err := ValidateReason("a\x00"); err == nil {
 		t.Error("reason with NUL accepted")
+	}
+}
+
+// The saga's rules are plain Go: reading inventory's answer and applying it
+// to an order need no PostgreSQL, Kafka or HTTP.
+
+func inventoryEvent(t *testing.T, typ, subject string, data any) events.Envelope {
+	t.Helper()
+	ev, err := events.New(typ, events.AggregateOrder, subject, data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev.Envelope
+}
+
+func TestReadInventoryOutcome(t *testing.T) {
+	id := uuid.New()
+	out, err := ReadInventoryOutcome(inventoryEvent(t, events.InventoryReserved, id.String(), events.InventoryReservedData{OrderID: id.String()}))
+	if err != nil || out != (InventoryOutcome{OrderID: id, To: StatusConfirmed}) {
+		t.Errorf("reserved: %+v, %v", out, err)
+	}
+	out, err = ReadInventoryOutcome(inventoryEvent(t, events.InventoryReservationFailed, id.String(),
+		events.InventoryReservationFailedData{Reason: events.ReasonOutOfStock})) // the subject names the order
+	if err != nil || out != (InventoryOutcome{OrderID: id, To: StatusCancelled, Reason: ReasonOutOfStock}) {
+		t.Errorf("failed: %+v, %v", out, err)
+	}
+	for name, ev := range map[string]events.Envelope{
+		"another type":      inventoryEvent(t, events.InventoryReleased, id.String(), events.InventoryReleasedData{OrderID: id.String()}),
+		"id not a UUID":     inventoryEvent(t, events.InventoryReserved, "order-7", events.InventoryReservedData{}),
+		"data of bad shape": inventoryEvent(t, events.InventoryReserved, id.String(), map[string]int{"order_id": 1}),
+	} {
+		if _, err := ReadInventoryOutcome(ev); !events.IsPermanent(err) {
+			t.Errorf("%s: %v, want a permanent failure", name, err)
+		}
+	}
+}
+
+func TestApplyInventoryOutcomeMovesOnlyPendingOrders(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	o := &Order{Status: StatusPending, Version: 1}
+	applied, err := o.ApplyInventoryOutcome(InventoryOutcome{To: StatusCancelled, Reason: ReasonOutOfStock}, "system:order-saga", now)
+	if err != nil || !applied || o.Status != StatusCancelled || o.CancelReason != ReasonOutOfStock || o.Version != 2 {
+		t.Fatalf("pending order: applied %v err %v order %+v", applied, err, o)
+	}
+	if h := o.Changes(); len(h) != 1 || h[0].Actor != "system:order-saga" || h[0].FromStatus != StatusPending {
+		t.Errorf("history %+v", h)
+	}
+	// Cancelled before inventory answered: the late reservation changes
+	// nothing (inventory releases it on the cancellation).
+	applied, err = o.ApplyInventoryOutcome(InventoryOutcome{To: StatusConfirmed}, "system:order-saga", now)
+	if err != nil || applied || o.Status != StatusCancelled || o.Version != 2 {
+		t.Errorf("stale outcome: applied %v err %v order %+v", applied, err, o)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/validation"
@@ -38,11 +39,11 @@ func (h *Handlers) Routes() []httpapi.Route {
 
 // ItemJSON is an order line in API responses.
 type ItemJSON struct {
-	ID        uuid.UUID `json:"id"`
-	SKU       string    `json:"sku"`
-	Quantity  int       `json:"quantity"`
-	UnitPrice Money     `json:"unit_price"`
-	LineTotal Money     `json:"line_total"`
+	ID        uuid.UUID      `json:"id"`
+	SKU       string         `json:"sku"`
+	Quantity  int            `json:"quantity"`
+	UnitPrice commerce.Money `json:"unit_price"`
+	LineTotal commerce.Money `json:"line_total"`
 }
 
 // JSON is an order in API responses.
@@ -51,7 +52,7 @@ type JSON struct {
 	CustomerID      string          `json:"customer_id"`
 	Status          Status          `json:"status"`
 	Items           []ItemJSON      `json:"items,omitempty"`
-	TotalAmount     Money           `json:"total_amount"`
+	TotalAmount     commerce.Money  `json:"total_amount"`
 	Currency        string          `json:"currency"`
 	ShippingAddress json.RawMessage `json:"shipping_address,omitempty"`
 	CancelReason    string          `json:"cancel_reason,omitempty"`
@@ -130,7 +131,7 @@ func (req createRequest) toNewOrder() (NewOrder, validation.Errors) {
 	var verrs validation.Errors
 	n := NewOrder{CustomerID: req.CustomerID, Currency: req.Currency, ShippingAddress: req.ShippingAddress}
 	for i, it := range req.Items {
-		var price Money
+		var price commerce.Money
 		if len(it.UnitPrice) == 0 || string(it.UnitPrice) == "null" {
 			verrs.Add(fmt.Sprintf("items[%d].unit_price", i), "is required")
 		} else if err := price.UnmarshalJSON(it.UnitPrice); err != nil {

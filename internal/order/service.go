@@ -41,12 +41,12 @@ type Service struct {
 	// reads routes read-only queries to a replica (nil: the primary).
 	reads *postgres.Reads
 	// changeStream is set under the cdc strategy: the change stream, not
-	// the outbox, carries the order events, and it alone refreshes the
-	// cache (once per change, after Kafka holds the events).
+	// the outbox, carries the order events.
 	changeStream bool
-	// recent are the orders this process changed and the change stream
-	// has not refreshed yet (cdc strategy): reads of them go to PostgreSQL,
-	// so a read that follows a write here never returns an older version.
+	// recent are the orders this process changed whose cache refresh
+	// (RefreshCached, once the change's event is in Kafka) has not run
+	// yet: reads of them go to PostgreSQL, so a read that follows a write
+	// here never returns an older version.
 	recent recentWrites
 	now    func() time.Time
 }
@@ -65,9 +65,8 @@ func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
 func WithReads(reads *postgres.Reads) Option { return func(s *Service) { s.reads = reads } }
 
 // WithChangeStream is the cdc strategy: the service writes no order events
-// to the outbox — ChangeStream builds them from the committed rows — and
-// leaves the cache to ChangeStream, which refreshes it once per change
-// through RefreshCached.
+// to the outbox — ChangeStream builds them from the committed rows and
+// refreshes the cache once per change through RefreshCached.
 func WithChangeStream() Option { return func(s *Service) { s.changeStream = true } }
 
 // NewService returns the Order service over pool.
@@ -229,8 +228,20 @@ func (s *Service) loadForRead(ctx context.Context, id uuid.UUID) (*Order, error)
 	return o, err
 }
 
-// RefreshFromEvent refreshes the cached order an order event is about, at
-// the event's version (the outbox strategy's cache consumer). An event that
+// CacheGroup is the Kafka consumer group that refreshes the order cache
+// under the outbox strategy: it runs RefreshFromEvent on CacheTopics, in
+// every process with the orders role. (Under the cdc strategy the change
+// stream refreshes the cache instead.)
+const CacheGroup = "trackops-cache"
+
+// CacheTopics are the events whose order the cache refresh reloads: every
+// change of an existing order. A new order has nothing cached to refresh.
+var CacheTopics = []string{events.OrderStatusUpdated, events.OrderCancelled}
+
+// RefreshFromEvent is the order cache's events.Handler under the outbox
+// strategy: it refreshes the cached order an order event is about, at the
+// event's version (RefreshCached) — the one refresh of that change, which
+// also covers a writer that died right after its commit. An event that
 // names no order is malformed.
 func (s *Service) RefreshFromEvent(ctx context.Context, env events.Envelope) error {
 	var data struct {
@@ -249,10 +260,12 @@ func (s *Service) RefreshFromEvent(ctx context.Context, env events.Envelope) err
 }
 
 // RefreshCached invalidates the cached order at version and warms it with
-// the committed row, so the next read is a hit on fresh data. The change
-// stream calls it once per changed order after Kafka holds the events. The
-// warming read may not see the commit yet; the versioned set then refuses
-// the older row, and the next read loads it.
+// the committed row, so the next read is a hit on fresh data. It is the
+// only place the order cache is invalidated: the change stream (cdc
+// strategy) or the cache consumer (outbox strategy, RefreshFromEvent) calls
+// it once per change, after Kafka holds the events. The warming read may
+// not see the commit yet; the versioned set then refuses the older row,
+// and the next read loads it.
 func (s *Service) RefreshCached(ctx context.Context, id uuid.UUID, version int) {
 	if s.cache == nil {
 		s.recent.settled(id, version)
@@ -395,18 +408,17 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 	if err != nil || out == nil {
 		return nil, err
 	}
-	switch {
-	case s.changeStream:
+	if s.cache != nil {
+		// The cache is not touched at commit: RefreshCached refreshes it
+		// once, when the change's event has reached Kafka. Until then this
+		// process reads the order from PostgreSQL.
 		s.recent.wrote(id, out.Version)
-	case s.cache != nil:
-		s.cache.InvalidateOrder(ctx, id, out.Version)
 	}
 	return out, nil
 }
 
 // recentWrites remembers, for a short while, the versions this process
-// committed under the cdc strategy until the change stream has refreshed
-// the cache with them. It is bounded: past recentWritesMax entries the
+// committed until their event-driven refresh (RefreshCached) has run. It is bounded: past recentWritesMax entries the
 // expired ones go, and if that is not enough, all of them (a later read may
 // then briefly see an older cached version, as another process would).
 type recentWrites struct {

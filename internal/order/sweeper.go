@@ -11,17 +11,24 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trackops/trackops/internal/events"
 )
+
+// SweeperLease is the name of the cluster-wide lease under which one
+// process of the orders role runs the pending-order sweeper.
+const SweeperLease = "order-sweeper"
 
 // SweeperActor is how the pending-order sweeper appears in order histories.
 const SweeperActor = "system:order-sweeper"
 
 // Stock is what the sweeper needs of inventory (inventory.Service has it).
 type Stock interface {
-	// Redrive decides the order's reservation now if inventory has not
-	// decided it yet, as its ORDER_CREATED would; an order already decided
-	// is left as it is. Idempotent.
-	Redrive(ctx context.Context, o *Order) error
+	// Redrive decides an order's reservation now if inventory has not
+	// decided it yet, as created — its ORDER_CREATED, rebuilt with
+	// CreatedEvent — would; an order already decided is left as it is.
+	// Idempotent.
+	Redrive(ctx context.Context, created events.Envelope) error
 	// ReleaseOrder returns what a cancelled order holds to stock and
 	// closes it for inventory. Idempotent.
 	ReleaseOrder(ctx context.Context, orderID uuid.UUID, reason string) error
@@ -211,7 +218,10 @@ func (s *Sweeper) sweep(ctx context.Context, id uuid.UUID) (string, error) {
 	// Re-drive first: the reservation may never have been tried (its
 	// event lost or its consumer down). A failure here (an order inventory
 	// cannot read, say) leaves the decision to the order's own state.
-	redriveErr := s.stock.Redrive(ctx, o)
+	created, redriveErr := CreatedEvent(ctx, o)
+	if redriveErr == nil {
+		redriveErr = s.stock.Redrive(ctx, created.Envelope)
+	}
 	if redriveErr != nil {
 		s.log.Warn("re-driving a stuck order's reservation failed; deciding on what inventory holds",
 			"order_id", id, "err", redriveErr)

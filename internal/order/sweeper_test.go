@@ -135,7 +135,11 @@ func TestTwoSweepersNeverDoubleCancelOrRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Inventory.Redrive(context.Background(), o); err != nil {
+		created, err := order.CreatedEvent(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Inventory.Redrive(context.Background(), created.Envelope); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,6 +17,10 @@ import (
 	"github.com/trackops/trackops/internal/validation"
 )
 
+// PruningLease is the name of the cluster-wide lease under which one
+// process prunes published outbox rows.
+const PruningLease = "outbox-pruning"
+
 // Row states an operator can list.
 const (
 	StatePending = "pending" // not yet published, still being tried

@@ -3,6 +3,7 @@
 package validation
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -37,6 +38,22 @@ func (e Errors) Error() string {
 		parts[i] = f.Field + ": " + f.Message
 	}
 	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Describe returns err as one plain line when it holds field errors — each
+// field followed by what is wrong with it, "; " between them — for a
+// command line, which has no problem details to list them in. Any other
+// error is returned as it is.
+func Describe(err error) error {
+	var verrs Errors
+	if !errors.As(err, &verrs) {
+		return err
+	}
+	parts := make([]string, len(verrs))
+	for i, f := range verrs {
+		parts[i] = f.Field + " " + f.Message
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // TextProblem says what makes s unfit to be stored as text, or "" when it

@@ -150,12 +150,13 @@ func (p *Platform) StartSaga(t testing.TB, group, inboxName string) (stop func()
 	return p.StartConsumer(t, group, order.SagaTopics, order.NewSaga(p.Orders).Handler(inboxName))
 }
 
-// StartConsumer runs handler over topics in group on the real consumer
-// runner with the test back-off. stop ends it and waits until it left.
-func (p *Platform) StartConsumer(t testing.TB, group string, topics []string, handler kafka.Handler) (stop func()) {
+// StartConsumer runs handler over the events of topics in group on the
+// real consumer runner with the test back-off. stop ends it and waits until
+// it left.
+func (p *Platform) StartConsumer(t testing.TB, group string, topics []string, handler events.Handler) (stop func()) {
 	t.Helper()
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Options: p.Kafka, Group: group, Topics: topics, Handler: handler, Retry: Retry, Logger: p.Log,
+		Options: p.Kafka, Group: group, Topics: topics, Events: handler, Retry: Retry, Logger: p.Log,
 	})
 	if err != nil {
 		t.Fatalf("apptest: %v", err)

@@ -1,4 +1,4 @@
-package order
+package commerce
 
 import (
 	"encoding/json"

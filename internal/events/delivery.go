@@ -1,16 +1,17 @@
-package kafka
+package events
 
 import (
 	"context"
 	"time"
 )
 
-// Delivery is where and how often the record a handler is working on was
+// Delivery is where and how often the event a handler is working on was
 // delivered: its consumer group, topic, partition, offset and timestamp, and
-// which attempt this is. The Consumer puts it in the context of every
-// handler call, so what a handler writes in its own transaction (the inbox
-// row) can say where the event was handled without another round trip or a
-// change to the handler's signature.
+// which attempt this is. The Kafka consumer runner puts it in the context of
+// every handler call, so what a handler writes in its own transaction (the
+// inbox row) can say where the event was handled without another round trip
+// or a change to the handler's signature. It describes the delivery in
+// plain values, so handlers read it without knowing the transport.
 type Delivery struct {
 	Group     string
 	Topic     string
@@ -29,7 +30,7 @@ func WithDelivery(ctx context.Context, d Delivery) context.Context {
 }
 
 // DeliveryFrom returns the Delivery in ctx; ok is false outside a
-// Consumer's handler call.
+// consumer's handler call (a direct call, such as the sweeper's).
 func DeliveryFrom(ctx context.Context) (d Delivery, ok bool) {
 	d, ok = ctx.Value(deliveryKey{}).(Delivery)
 	return d, ok
