@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/cache"
@@ -30,6 +29,7 @@ import (
 	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/journey"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
@@ -57,6 +57,7 @@ type App struct {
 	// kafkaSecurity are the TLS and SASL options of every Kafka client.
 	kafkaSecurity []kgo.Opt
 	health        *health.Checker
+	metrics       *appMetrics
 	security      *security
 	obs           observability
 	cdc           *cdc.Manager
@@ -83,7 +84,7 @@ type worker struct {
 // everything acquired so far is released and the error says, in one line,
 // what failed and what to do.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (*App, error) {
-	a := &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	a := &App{cfg: cfg, roles: roles, log: log, started: time.Now(), metrics: newAppMetrics()}
 	if err := a.build(ctx); err != nil {
 		a.close()
 		return nil, err
@@ -121,7 +122,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache")}); err != nil {
+	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache}); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
@@ -136,7 +137,8 @@ func (a *App) build(ctx context.Context) error {
 			return err
 		}
 		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions,
-			kafka.WithDurability(durability, cfg.KafkaFlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka"))); err != nil {
+			kafka.WithDurability(durability, cfg.KafkaFlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka")),
+			kafka.EmbeddedMetrics(a.metrics.registry)); err != nil {
 			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr, err,
 				" (or point TRACKOPS_KAFKA_BROKERS at a running Kafka)")
 		}
@@ -245,7 +247,7 @@ func (a *App) kafkaOptions(clientID string) kafka.Options {
 	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
 		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability()}
+		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability(), Metrics: a.metrics.kafka}
 }
 
 // durability is the embedded broker's durability barrier; nil with a real
@@ -285,7 +287,7 @@ func (a *App) buildOrders() error {
 	if a.cfg.EventStrategy == config.StrategyCDC {
 		opts = append(opts, order.WithChangeStream())
 	}
-	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)))
+	opts = append(opts, order.WithCache(order.NewRedisCache(a.stores)), order.WithMetrics(a.metrics.order))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
@@ -337,7 +339,7 @@ func (a *App) pruneInbox(ctx context.Context) error {
 func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
-		Handler: promhttp.Handler().ServeHTTP})
+		Handler: metrics.Handler(a.metrics.registry).ServeHTTP})
 	// Each request gets one Redis budget for all its cache, session and
 	// rate-limit commands (docs/cache.md).
 	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
@@ -346,6 +348,7 @@ func (a *App) Handler() http.Handler {
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
+		Metrics:      a.metrics.http,
 	}, routes)))
 }
 

@@ -64,7 +64,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 	}
 	guarded := httpapi.NewRouter(httpapi.RouterConfig{
 		Logger: connectLog, Auth: auth, Limiter: a.security.limiter, Auditor: a.security.audit,
-		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes, Metrics: a.metrics.http,
 		// Kafka Connect's REST API keeps its own paths and error shape;
 		// reading needs the operator role, changing connectors the admin role.
 		Errors: connect.WriteError, Challenges: connect.Challenges,

@@ -50,7 +50,7 @@ func (a *App) buildDLQ() error {
 	// Auditing them here too left two rows for one mutation. The CLI, which
 	// has no router, audits through dlqAuditor.
 	replayer := dlq.NewReplayer(a.pool, a.producer, dlq.ReplayerConfig{
-		MaxReplays: a.cfg.DLQMaxReplays, Logger: a.log.With("component", "dlq"),
+		MaxReplays: a.cfg.DLQMaxReplays, Logger: a.log.With("component", "dlq"), Metrics: a.metrics.dlq,
 	})
 	a.routes = append(a.routes, dlq.NewHandlers(store, replayer).Routes()...)
 	if !a.roles.Has(RoleRelay) {
@@ -75,10 +75,11 @@ func (a *App) buildDLQ() error {
 	}
 	log := a.log.With("component", "dlq-monitor")
 	monitor, err := dlq.NewMonitor(store, dlq.MonitorConfig{
-		Kafka:  a.kafkaOptions("trackops-dlq-monitor"),
-		Logger: log,
+		Kafka:   a.kafkaOptions("trackops-dlq-monitor"),
+		Logger:  log,
+		Metrics: a.metrics.dlq,
 		Alerter: dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQAlertWebhook, Interval: a.cfg.DLQAlertInterval,
-			Logger: log}),
+			Logger: log, Metrics: a.metrics.dlq}),
 	})
 	if err != nil {
 		return err

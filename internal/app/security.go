@@ -22,9 +22,9 @@ func (a *App) buildSecurity() (*security, error) {
 		return nil, err
 	}
 	log := a.log.With("component", "auth")
-	s := &security{limiter: auth.NewRateLimiter(a.stores.Sessions, limits, log)}
+	s := &security{limiter: auth.NewRateLimiter(a.stores.Sessions, limits, log, a.metrics.auth)}
 	s.auth = auth.NewService(a.pool, a.stores.Sessions, auth.Options{Logger: log, Limiter: s.limiter})
-	s.audit = audit.NewWriter(a.pool, audit.WriterOptions{Logger: log})
+	s.audit = audit.NewWriter(a.pool, audit.WriterOptions{Logger: log, Metrics: a.metrics.audit})
 	a.routes = append(a.routes, s.auth.Routes()...)
 	a.routes = append(a.routes, audit.NewReader(a.pool).Routes()...)
 	return s, nil

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/inventory"
 	"github.com/trackops/trackops/internal/lease"
-	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/order"
 )
 
@@ -30,7 +27,7 @@ func (a *App) buildSweeper() error {
 	log := a.log.With("component", "order-sweeper")
 	// Re-driving a reservation is inventory's rule, run here on the same
 	// database whichever process holds the inventory role.
-	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
+	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithMetrics(a.metrics.inventory))
 	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
 	host, _ := os.Hostname()
 	// A session lock needs a real session: the direct URL, never a
@@ -40,11 +37,6 @@ func (a *App) buildSweeper() error {
 		OnChange: sw.SetActive,
 		Logger:   log,
 	})
-	unregister, err := metrics.Register(prometheus.DefaultRegisterer, sw.Collectors()...)
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, unregister)
 	a.workers = append(a.workers, worker{name: "order-sweeper", run: func(ctx context.Context) error {
 		return ls.Run(ctx, sw.Run)
 	}})

@@ -15,7 +15,6 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/cache"
 )
@@ -106,15 +105,31 @@ func ParseLimit(s string) (redis_rate.Limit, error) {
 	return redis_rate.Limit{Rate: rate, Burst: burst, Period: period}, nil
 }
 
-var rateLimitErrors = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_ratelimit_errors_total",
-	Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
-}, []string{"limiter"})
+// Metrics are the rate limiter's series: requests refused, and checks let
+// through because Redis did not answer.
+type Metrics struct {
+	errors     *prometheus.CounterVec
+	rejections *prometheus.CounterVec
+}
 
-var rateLimitRejections = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_ratelimit_rejections_total",
-	Help: "Requests refused with 429 by limiter.",
-}, []string{"limiter"})
+// NewMetrics creates the limiter's metrics and registers them on reg (nil:
+// counted, not exported).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_ratelimit_errors_total",
+			Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
+		}, []string{"limiter"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_ratelimit_rejections_total",
+			Help: "Requests refused with 429 by limiter.",
+		}, []string{"limiter"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.errors, m.rejections)
+	}
+	return m
+}
 
 // RateLimiter implements httpapi.RateLimiter with GCRA in Redis (redis_rate),
 // so every TrackOps instance shares one budget per principal and address.
@@ -135,6 +150,7 @@ type RateLimiter struct {
 	limiter  *redis_rate.Limiter
 	limits   Limits
 	log      *slog.Logger
+	metrics  *Metrics
 	lastWarn atomic.Int64
 
 	leases     sync.Map // key -> *lease
@@ -160,12 +176,16 @@ func leaseSize(limit redis_rate.Limit) int {
 	return max(1, min(maxLeaseTokens, limit.Burst/20))
 }
 
-// NewRateLimiter builds the limiter on the sessions store.
-func NewRateLimiter(sessions *cache.Store, limits Limits, logger *slog.Logger) *RateLimiter {
+// NewRateLimiter builds the limiter on the sessions store, counting in m
+// (nil: counted, not exported).
+func NewRateLimiter(sessions *cache.Store, limits Limits, logger *slog.Logger, m *Metrics) *RateLimiter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &RateLimiter{store: sessions, limiter: redis_rate.NewLimiter(sessions.Client()), limits: limits, log: logger}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &RateLimiter{store: sessions, limiter: redis_rate.NewLimiter(sessions.Client()), limits: limits, log: logger, metrics: m}
 }
 
 // Allow implements httpapi.RateLimiter. The router passes "principal:<id>"
@@ -220,7 +240,7 @@ func (l *RateLimiter) allowLeased(ctx context.Context, key string, limit redis_r
 func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_rate.Limit) (bool, time.Duration, error) {
 	res, err := l.limiter.Allow(ctx, key, limit)
 	if err != nil {
-		rateLimitErrors.WithLabelValues(name).Inc()
+		l.metrics.errors.WithLabelValues(name).Inc()
 		// One warning per 10 s is enough to notice; the metric counts all.
 		if now := time.Now().UnixNano(); now-l.lastWarn.Load() > int64(10*time.Second) {
 			l.lastWarn.Store(now)
@@ -229,7 +249,7 @@ func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_r
 		return true, 0, nil
 	}
 	if res.Allowed == 0 {
-		rateLimitRejections.WithLabelValues(name).Inc()
+		l.metrics.rejections.WithLabelValues(name).Inc()
 		return false, res.RetryAfter, nil
 	}
 	return true, 0, nil

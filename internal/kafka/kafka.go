@@ -44,6 +44,10 @@ type Options struct {
 	// Logger receives the clients' own log lines (connection failures,
 	// group changes); nil discards them.
 	Logger *slog.Logger
+	// Metrics count what consumers handle and, with kprom, what every
+	// client built with these options sends and receives; nil counts
+	// without exporting.
+	Metrics *Metrics
 }
 
 // logOpts routes a client's log lines to o.Logger.
@@ -98,6 +102,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 	}
 	opts = append(opts, o.logOpts()...)
+	opts = append(opts, o.Metrics.clientOpts(clientID(o.ClientID))...)
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
 	opts = append(opts, withTopicConfig(o.Topics))

@@ -43,8 +43,9 @@ type Service struct {
 	// recent are the orders this process changed and the change stream
 	// has not refreshed yet (cdc strategy): reads of them go to PostgreSQL,
 	// so a read that follows a write here never returns an older version.
-	recent recentWrites
-	now    func() time.Time
+	recent  recentWrites
+	now     func() time.Time
+	metrics *Metrics
 }
 
 // Option configures a Service.
@@ -64,6 +65,9 @@ func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
 	s := &Service{pool: pool, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
 	}
 	return s
 }
