@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -122,24 +121,24 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache}); err != nil {
+	if a.stores, err = cache.Open(cfg.Redis.URL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache}); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
 
-	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
+	if a.kafkaSecurity, err = tlsconfig.Kafka(cfg.Kafka.Security); err != nil {
 		return err
 	}
-	if cfg.EmbeddedKafka() {
+	if cfg.Kafka.Embedded() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		durability, err := kafka.ParseDurability(cfg.KafkaDurability)
+		durability, err := kafka.ParseDurability(cfg.Kafka.Durability)
 		if err != nil {
 			return err
 		}
-		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions,
-			kafka.WithDurability(durability, cfg.KafkaFlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka")),
+		if a.embedded, err = kafka.StartEmbedded(cfg.Kafka.EmbeddedAddr, dir, cfg.Kafka.Partitions,
+			kafka.WithDurability(durability, cfg.Kafka.FlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka")),
 			kafka.EmbeddedMetrics(a.metrics.registry)); err != nil {
-			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr, err,
+			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.Kafka.EmbeddedAddr, err,
 				" (or point TRACKOPS_KAFKA_BROKERS at a running Kafka)")
 		}
 		a.closers = append(a.closers, a.embedded.Close)
@@ -161,13 +160,13 @@ func (a *App) build(ctx context.Context) error {
 			return ctx.Err()
 		}
 		return fmt.Errorf("cannot reach Kafka at %s within %s (TRACKOPS_KAFKA_BROKERS); is it running? %w",
-			strings.Join(cfg.Brokers(), ","), brokerWait, err)
+			strings.Join(cfg.Kafka.Bootstrap(), ","), brokerWait, err)
 	}
 	topics := append([]string{}, events.AllTypes...)
 	for _, t := range events.AllTypes {
 		topics = append(topics, t+events.DLQSuffix)
 	}
-	if err := kafka.EnsureTopics(ctx, a.producer, cfg.KafkaPartitions, topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, a.producer, cfg.Kafka.Partitions, topics...); err != nil {
 		return err
 	}
 	a.warnUnderReplicated(ctx, topics)
@@ -244,10 +243,10 @@ func (e *startupError) Error() string { return e.msg }
 func (e *startupError) Unwrap() error { return e.err }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
+	return kafka.Options{Brokers: a.cfg.Kafka.Bootstrap(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
-		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability(), Metrics: a.metrics.kafka}
+		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.Kafka.ReplicationFactor), MinInsyncReplicas: a.cfg.Kafka.MinInsyncReplicas},
+		Compression: a.cfg.Kafka.Compression, Logger: a.log, Durability: a.durability(), Metrics: a.metrics.kafka}
 }
 
 // durability is the embedded broker's durability barrier; nil with a real
@@ -303,10 +302,10 @@ func (a *App) buildRelay() {
 	// The relay runs under both strategies: inventory events always go
 	// through the outbox; under cdc only order events come from the WAL.
 	relay := outbox.NewRelay(a.pool, a.producer, outbox.RelayConfig{
-		BatchSize:    a.cfg.RelayBatchSize,
-		Workers:      a.cfg.RelayWorkers,
-		PollInterval: a.cfg.RelayPollInterval,
-		Retention:    a.cfg.OutboxRetention,
+		BatchSize:    a.cfg.Relay.BatchSize,
+		Workers:      a.cfg.Relay.Workers,
+		PollInterval: a.cfg.Relay.PollInterval,
+		Retention:    a.cfg.Relay.OutboxRetention,
 		Durability:   a.durability(),
 		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
@@ -327,7 +326,7 @@ func (a *App) pruneInbox(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if n, err := inbox.Prune(ctx, a.pool, a.cfg.InboxRetention); err != nil && ctx.Err() == nil {
+		if n, err := inbox.Prune(ctx, a.pool, a.cfg.Consumer.InboxRetention); err != nil && ctx.Err() == nil {
 			a.log.Warn("inbox prune failed", "err", err)
 		} else if n > 0 {
 			a.log.Info("inbox pruned", "rows", n)
@@ -344,7 +343,7 @@ func (a *App) Handler() http.Handler {
 	// rate-limit commands (docs/cache.md).
 	return a.traceHTTP(cache.RequestBudget(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
-		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
@@ -358,9 +357,9 @@ func (a *App) Listen() (net.Addr, error) {
 	if a.listener != nil {
 		return a.listener.Addr(), nil
 	}
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {
-		return nil, listenError("the HTTP API", "TRACKOPS_HTTP_ADDR", a.cfg.HTTPAddr, err, "")
+		return nil, listenError("the HTTP API", "TRACKOPS_HTTP_ADDR", a.cfg.HTTP.Addr, err, "")
 	}
 	a.listener = ln
 	// Closed here only if New fails; once serving, Shutdown closes it.
@@ -406,8 +405,8 @@ func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if a.cfg.TLSCertFile != "" {
-			tc, tlsErr := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if a.cfg.HTTP.TLSCertFile != "" {
+			tc, tlsErr := tlsconfig.Server(a.cfg.HTTP.TLSCertFile, a.cfg.HTTP.TLSKeyFile)
 			if tlsErr != nil {
 				errc <- tlsErr
 				return
@@ -422,7 +421,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("TrackOps running", "version", Version, "roles", a.roles.String(), "http", a.listener.Addr().String(),
-		"strategy", a.cfg.EventStrategy, "kafka", a.cfg.Brokers())
+		"strategy", a.cfg.EventStrategy, "kafka", a.cfg.Kafka.Bootstrap())
 
 	var runErr error
 	select {
@@ -461,8 +460,8 @@ func (a *App) close() {
 // over the direct URL: goose's lock is a session advisory lock, which a
 // transaction pooler would not keep.
 func Migrate(ctx context.Context, cfg config.Config) error {
-	if err := postgres.EnsureDatabase(ctx, cfg.DirectDatabaseURL()); err != nil {
+	if err := postgres.EnsureDatabase(ctx, cfg.Database.Direct()); err != nil {
 		return err
 	}
-	return postgres.Migrate(ctx, cfg.DirectDatabaseURL())
+	return postgres.Migrate(ctx, cfg.Database.Direct())
 }

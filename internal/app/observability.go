@@ -84,8 +84,8 @@ func (a *App) buildObservability() error {
 			hits, misses, errs := a.stores.Counters()
 			return health.CacheCounters{Hits: hits, Misses: misses, Errors: errs}
 		})),
-		health.Kafka(a.producer, a.cfg.EmbeddedKafka(), a.embeddedHealth()...),
-		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDCSlotName, Source: a.cdcStatusSource()}),
+		health.Kafka(a.producer, a.cfg.Kafka.Embedded(), a.embeddedHealth()...),
+		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDC.SlotName, Source: a.cdcStatusSource()}),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
 

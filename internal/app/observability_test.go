@@ -93,13 +93,13 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL = db.URL
-	cfg.RedisURL = cachetest.URL()
-	cfg.KafkaBrokers = []string{broker.Addr()}
-	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Database.URL = db.URL
+	cfg.Redis.URL = cachetest.URL()
+	cfg.Kafka.Brokers = []string{broker.Addr()}
+	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	cfg.RelayPollInterval = 50 * time.Millisecond
-	cfg.LogFormat, cfg.LogLevel = "json", "info"
+	cfg.Relay.PollInterval = 50 * time.Millisecond
+	cfg.Log.Format, cfg.Log.Level = "json", "info"
 	appLog := &syncBuffer{}
 	a, err := New(ctx, cfg, Roles{RoleOrders: true, RoleRelay: true}, logging.New(appLog, "json", "info"))
 	if err != nil {

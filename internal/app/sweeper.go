@@ -28,11 +28,11 @@ func (a *App) buildSweeper() error {
 	// Re-driving a reservation is inventory's rule, run here on the same
 	// database whichever process holds the inventory role.
 	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithMetrics(a.metrics.inventory))
-	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
+	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.Sweeper.PendingTimeout, Logger: log})
 	host, _ := os.Hostname()
 	// A session lock needs a real session: the direct URL, never a
 	// transaction pooler.
-	ls := lease.New(a.cfg.DirectDatabaseURL(), SweeperLease, lease.Options{
+	ls := lease.New(a.cfg.Database.Direct(), SweeperLease, lease.Options{
 		Identity: fmt.Sprintf("trackops@%s:%d", host, os.Getpid()),
 		OnChange: sw.SetActive,
 		Logger:   log,

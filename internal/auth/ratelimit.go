@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +29,9 @@ type Limits struct {
 	Login redis_rate.Limit
 }
 
-// DefaultLimits: 1,000 requests/s (burst 2,000) per principal — API keys are
+// DefaultLimits are the configuration's defaults (config.Limits, from
+// TRACKOPS_RATE_LIMIT_*), for tests and tools that build a limiter without
+// a configuration: 1,000 requests/s (burst 2,000) per principal — API keys are
 // mostly services placing orders in bulk — 20/s (burst 40) per address for
 // unauthenticated calls, and 5 login attempts (then one every 12 s) per
 // username+address.
@@ -41,68 +41,6 @@ func DefaultLimits() Limits {
 		PerIP:        redis_rate.Limit{Rate: 20, Burst: 40, Period: time.Second},
 		Login:        redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Minute},
 	}
-}
-
-// LimitsFromEnv reads TRACKOPS_RATE_LIMIT_PRINCIPAL, TRACKOPS_RATE_LIMIT_IP
-// and TRACKOPS_RATE_LIMIT_LOGIN (each "RATE/UNIT[,BURST]", e.g. "50/s,100"
-// or "5/m"; "0" or "off" disables that limit), defaulting to DefaultLimits.
-func LimitsFromEnv(getenv func(string) string) (Limits, error) {
-	l := DefaultLimits()
-	for _, f := range []struct {
-		name string
-		dst  *redis_rate.Limit
-	}{
-		{"TRACKOPS_RATE_LIMIT_PRINCIPAL", &l.PerPrincipal},
-		{"TRACKOPS_RATE_LIMIT_IP", &l.PerIP},
-		{"TRACKOPS_RATE_LIMIT_LOGIN", &l.Login},
-	} {
-		v := getenv(f.name)
-		if v == "" {
-			continue
-		}
-		lim, err := ParseLimit(v)
-		if err != nil {
-			return Limits{}, fmt.Errorf("%s=%q: %w", f.name, v, err)
-		}
-		*f.dst = lim
-	}
-	return l, nil
-}
-
-// ParseLimit reads "RATE/UNIT[,BURST]" with UNIT s, m or h ("100/s",
-// "600/m,50"). The burst defaults to the rate. "0" or "off" is no limit.
-func ParseLimit(s string) (redis_rate.Limit, error) {
-	s = strings.TrimSpace(strings.ToLower(s))
-	if s == "0" || s == "off" {
-		return redis_rate.Limit{}, nil
-	}
-	spec, burstStr, hasBurst := strings.Cut(s, ",")
-	rateStr, unit, ok := strings.Cut(spec, "/")
-	if !ok {
-		return redis_rate.Limit{}, fmt.Errorf("want RATE/UNIT[,BURST], e.g. 50/s,100")
-	}
-	rate, err := strconv.Atoi(strings.TrimSpace(rateStr))
-	if err != nil || rate < 1 {
-		return redis_rate.Limit{}, fmt.Errorf("rate must be a positive whole number")
-	}
-	var period time.Duration
-	switch strings.TrimSpace(unit) {
-	case "s", "sec", "second":
-		period = time.Second
-	case "m", "min", "minute":
-		period = time.Minute
-	case "h", "hour":
-		period = time.Hour
-	default:
-		return redis_rate.Limit{}, fmt.Errorf("unit must be s, m or h")
-	}
-	burst := rate
-	if hasBurst {
-		if burst, err = strconv.Atoi(strings.TrimSpace(burstStr)); err != nil || burst < 1 {
-			return redis_rate.Limit{}, fmt.Errorf("burst must be a positive whole number")
-		}
-	}
-	return redis_rate.Limit{Rate: rate, Burst: burst, Period: period}, nil
 }
 
 // Metrics are the rate limiter's series: requests refused, and checks let

@@ -8,9 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trackops/trackops/internal/auth"
@@ -85,40 +83,6 @@ func TestParseBearer(t *testing.T) {
 		if err != nil && !errors.Is(err, httpapi.ErrUnauthenticated) {
 			t.Errorf("ParseBearer(%q) error %v is not ErrUnauthenticated", c.header, err)
 		}
-	}
-}
-
-func TestParseLimit(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in   string
-		want redis_rate.Limit
-		ok   bool
-	}{
-		{"50/s,100", redis_rate.Limit{Rate: 50, Burst: 100, Period: time.Second}, true},
-		{"5/m", redis_rate.Limit{Rate: 5, Burst: 5, Period: time.Minute}, true},
-		{" 1000 / h ", redis_rate.Limit{Rate: 1000, Burst: 1000, Period: time.Hour}, true},
-		{"off", redis_rate.Limit{}, true},
-		{"0", redis_rate.Limit{}, true},
-		{"5", redis_rate.Limit{}, false},
-		{"-1/s", redis_rate.Limit{}, false},
-		{"5/d", redis_rate.Limit{}, false},
-		{"5/s,0", redis_rate.Limit{}, false},
-	}
-	for _, c := range cases {
-		got, err := auth.ParseLimit(c.in)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("ParseLimit(%q) = %+v, %v", c.in, got, err)
-		}
-	}
-	env := map[string]string{"TRACKOPS_RATE_LIMIT_LOGIN": "10/m,3"}
-	l, err := auth.LimitsFromEnv(func(k string) string { return env[k] })
-	if err != nil || l.Login != (redis_rate.Limit{Rate: 10, Burst: 3, Period: time.Minute}) || l.PerIP != auth.DefaultLimits().PerIP {
-		t.Errorf("LimitsFromEnv = %+v, %v", l, err)
-	}
-	env["TRACKOPS_RATE_LIMIT_IP"] = "lots"
-	if _, err := auth.LimitsFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "TRACKOPS_RATE_LIMIT_IP") {
-		t.Errorf("bad env: %v", err)
 	}
 }
 
