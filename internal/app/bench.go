@@ -119,7 +119,7 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	// The scenarios' own lines go through the tracker, so on a terminal the
 	// bar stays below them.
 	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
-	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.Database.URL, RedisURL: env.Config.Redis.URL,
+	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.Database.URL,
 		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
 	if *sweep {
 		rates, err := parseRates(*ratesFlag)

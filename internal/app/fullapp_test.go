@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // fullApp is a whole TrackOps process (every role) inside a test: a private
@@ -170,10 +170,9 @@ func (fa *fullApp) mustDo(t testing.TB, want int, token, method, path, body stri
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testfix.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }

@@ -34,7 +34,7 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	if r.db, err = CreateDatabase(ctx, cfg.DatabaseURL, "trackops_bench_relay"); err != nil {
 		return failed(res, err)
 	}
-	if r.redis, err = StartRedis(ctx, cfg.RedisURL); err != nil {
+	if r.redis, err = StartRedis(); err != nil {
 		return failed(res, err)
 	}
 	cfg.logf("relay", "writing a backlog of %d events", relayBacklog)
