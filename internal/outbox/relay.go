@@ -109,13 +109,20 @@ type Relay struct {
 	producer *kgo.Client
 	cfg      RelayConfig
 	wake     chan struct{}
+	// listening is closed once the relay's first LISTEN succeeded.
+	listening     chan struct{}
+	listeningOnce sync.Once
 }
 
 // NewRelay returns a relay over the outbox in pool publishing with producer.
 func NewRelay(pool *pgxpool.Pool, producer *kgo.Client, cfg RelayConfig) *Relay {
 	cfg.defaults()
-	return &Relay{pool: pool, producer: producer, cfg: cfg, wake: make(chan struct{}, 1)}
+	return &Relay{pool: pool, producer: producer, cfg: cfg, wake: make(chan struct{}, 1), listening: make(chan struct{})}
 }
+
+// Listening is closed once the relay LISTENs for outbox NOTIFYs: from then
+// on, a committed outbox row wakes it without waiting for the poll.
+func (r *Relay) Listening() <-chan struct{} { return r.listening }
 
 // Run publishes until ctx ends. A batch in flight when ctx ends is finished
 // (its acknowledged events marked) before Run returns.
@@ -199,6 +206,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 		return err
 	}
 	r.Wake() // catch what was written while not listening
+	r.listeningOnce.Do(func() { close(r.listening) })
 	for {
 		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
 			return err

@@ -157,7 +157,11 @@ func TestRelayWokenByNotify(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(200 * time.Millisecond) // let the first (empty) batch and LISTEN happen
+	select {
+	case <-r.Listening():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the relay never started listening")
+	}
 	ids := writeEvents(t, db.Pool, 1, 3)
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, 3, 20*time.Second)
 	checkDelivery(t, recs, ids)
