@@ -6,9 +6,11 @@
 // on the registry the app owns (NewRegistry), never on the process-wide
 // default registry: two apps in one process (tests) each serve their own.
 // Every TrackOps series is named trackops_<subsystem>_<what>[_unit][_total]
-// (Prometheus' conventions: base units, _total on counters; TestNames
-// lints them); Go runtime and process series come from client_golang's
-// collectors, the Kafka clients' own from franz-go's kprom plugin.
+// (Prometheus' conventions: base units, _total on counters; the app's
+// TestObservabilityEndToEnd lints a running process's families with
+// promlint, promtool's rules); Go runtime and process series come from
+// client_golang's collectors, the Kafka clients' own from franz-go's kprom
+// plugin.
 package metrics
 
 import (
