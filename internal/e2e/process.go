@@ -41,6 +41,7 @@ func FreeAddr(t testing.TB) string {
 // Process is one trackops process started by a test.
 type Process struct {
 	*testfix.Process
+	t    testing.TB
 	HTTP string // base URL
 	// Token is an admin API key created for the test.
 	Token string
@@ -69,6 +70,16 @@ type Config struct {
 // The process is killed when the test ends.
 func Start(t testing.TB, cfg Config, args ...string) *Process {
 	t.Helper()
+	p := Launch(t, cfg, args...)
+	p.WaitReady()
+	return p
+}
+
+// Launch runs `trackops run` with cfg and returns at once, so several
+// processes can start side by side; WaitReady waits for one. The process
+// is killed when the test ends.
+func Launch(t testing.TB, cfg Config, args ...string) *Process {
+	t.Helper()
 	env := []string{
 		"TRACKOPS_DATABASE_URL=" + cfg.DatabaseURL,
 		"TRACKOPS_DATA_DIR=" + cfg.DataDir,
@@ -80,16 +91,24 @@ func Start(t testing.TB, cfg Config, args ...string) *Process {
 	env = append(env, cfg.Extra...)
 	base := "http://" + cfg.HTTPAddr
 	tp, err := testfix.StartProcess(context.Background(), testfix.ProcessSpec{
-		Binary: Binary(t), Args: append([]string{"run"}, args...), Env: env,
-		ReadyURL: base + "/health/ready", ReadyTimeout: 60 * time.Second, LogLimit: 64 << 20,
+		Binary: Binary(t), Args: append([]string{"run"}, args...), Env: env, LogLimit: 64 << 20,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tp.Kill)
-	p := &Process{Process: tp, HTTP: base, Log: processLog{tp}}
-	p.Token = adminKey(t, tp.Env)
-	return p
+	return &Process{Process: tp, t: t, HTTP: base, Log: processLog{tp}}
+}
+
+// WaitReady waits until the process answers /health/ready with 200 (90 s
+// at most: a hang guard, not a speed assertion) and creates (or reuses) the
+// test's admin API key.
+func (p *Process) WaitReady() {
+	p.t.Helper()
+	if err := p.Process.WaitReady(context.Background(), p.HTTP+"/health/ready", 90*time.Second); err != nil {
+		p.t.Fatal(err)
+	}
+	p.Token = adminKey(p.t, p.Env)
 }
 
 // Stop sends SIGTERM and returns the exit code; when the process has not

@@ -88,16 +88,17 @@ func StartProcess(ctx context.Context, spec ProcessSpec) (*Process, error) {
 	if spec.ReadyURL == "" {
 		return p, nil
 	}
-	if err := p.waitReady(ctx, spec.ReadyURL, spec.ReadyTimeout); err != nil {
+	if err := p.WaitReady(ctx, spec.ReadyURL, spec.ReadyTimeout); err != nil {
 		p.Kill()
 		return nil, err
 	}
 	return p, nil
 }
 
-// waitReady polls url until it answers 200, the process exits, ctx ends or
-// timeout passes.
-func (p *Process) waitReady(ctx context.Context, url string, timeout time.Duration) error {
+// WaitReady polls url until it answers 200, the process exits, ctx ends or
+// timeout (default 60 s) passes; StartProcess calls it when the spec names a
+// ReadyURL, callers starting several processes side by side call it later.
+func (p *Process) WaitReady(ctx context.Context, url string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
@@ -125,6 +126,16 @@ func (p *Process) waitReady(ctx context.Context, url string, timeout time.Durati
 
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Alive reports whether the process is still running.
+func (p *Process) Alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
