@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/cache"
@@ -32,6 +30,7 @@ import (
 	"github.com/trackops/trackops/internal/journey"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/lease"
+	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
@@ -59,6 +58,7 @@ type App struct {
 	// kafkaSecurity are the TLS and SASL options of every Kafka client.
 	kafkaSecurity []kgo.Opt
 	health        *health.Checker
+	metrics       *appMetrics
 	security      *security
 	obs           observability
 	cdc           *cdc.Manager
@@ -90,7 +90,7 @@ type worker struct {
 // everything acquired so far is released and the error says, in one line,
 // what failed and what to do.
 func New(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (*App, error) {
-	a := &App{cfg: cfg, roles: roles, log: log, started: time.Now()}
+	a := &App{cfg: cfg, roles: roles, log: log, started: time.Now(), metrics: newAppMetrics()}
 	if err := a.build(ctx); err != nil {
 		a.close()
 		return nil, err
@@ -128,7 +128,7 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if a.stores, err = cache.Open(cfg.RedisURL, cache.Options{Logger: log.With("component", "cache")}); err != nil {
+	if a.stores, err = cache.Open(cfg.Redis.URL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache}); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })
@@ -136,18 +136,19 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if a.kafkaSecurity, err = tlsconfig.Kafka(os.Getenv); err != nil {
+	if a.kafkaSecurity, err = tlsconfig.Kafka(cfg.Kafka.Security); err != nil {
 		return err
 	}
-	if cfg.EmbeddedKafka() {
+	if cfg.Kafka.Embedded() {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		durability, err := kafka.ParseDurability(cfg.KafkaDurability)
+		durability, err := kafka.ParseDurability(cfg.Kafka.Durability)
 		if err != nil {
 			return err
 		}
-		if a.embedded, err = kafka.StartEmbedded(cfg.EmbeddedKafkaAddr, dir, cfg.KafkaPartitions,
-			kafka.WithDurability(durability, cfg.KafkaFlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka"))); err != nil {
-			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr, err,
+		if a.embedded, err = kafka.StartEmbedded(cfg.Kafka.EmbeddedAddr, dir, cfg.Kafka.Partitions,
+			kafka.WithDurability(durability, cfg.Kafka.FlushInterval), kafka.EmbeddedLogger(log.With("component", "embedded-kafka")),
+			kafka.EmbeddedMetrics(a.metrics.registry)); err != nil {
+			return listenError("the embedded Kafka broker", "TRACKOPS_EMBEDDED_KAFKA_ADDR", cfg.Kafka.EmbeddedAddr, err,
 				" (or point TRACKOPS_KAFKA_BROKERS at a running Kafka)")
 		}
 		a.closers = append(a.closers, a.embedded.Close)
@@ -169,13 +170,13 @@ func (a *App) build(ctx context.Context) error {
 			return ctx.Err()
 		}
 		return fmt.Errorf("cannot reach Kafka at %s within %s (TRACKOPS_KAFKA_BROKERS); is it running? %w",
-			strings.Join(cfg.Brokers(), ","), brokerWait, err)
+			strings.Join(cfg.Kafka.Bootstrap(), ","), brokerWait, err)
 	}
 	topics := append([]string{}, events.AllTypes...)
 	for _, t := range events.AllTypes {
 		topics = append(topics, t+events.DLQSuffix)
 	}
-	if err := kafka.EnsureTopics(ctx, a.producer, cfg.KafkaPartitions, topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, a.producer, cfg.Kafka.Partitions, topics...); err != nil {
 		return err
 	}
 	a.warnUnderReplicated(ctx, topics)
@@ -280,10 +281,10 @@ func (e *startupError) Error() string { return e.msg }
 func (e *startupError) Unwrap() error { return e.err }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
-	return kafka.Options{Brokers: a.cfg.Brokers(), ClientID: clientID,
+	return kafka.Options{Brokers: a.cfg.Kafka.Bootstrap(), ClientID: clientID,
 		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
-		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.KafkaReplicationFactor), MinInsyncReplicas: a.cfg.KafkaMinInsyncReplicas},
-		Compression: a.cfg.KafkaCompression, Logger: a.log, Durability: a.durability(),
+		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.Kafka.ReplicationFactor), MinInsyncReplicas: a.cfg.Kafka.MinInsyncReplicas},
+		Compression: a.cfg.Kafka.Compression, Logger: a.log, Durability: a.durability(), Metrics: a.metrics.kafka,
 		// Each consumer's attempts run in a span of the record's trace.
 		WrapHandler: a.obs.tracing.Handler}
 }
@@ -329,7 +330,7 @@ func (a *App) buildOrders() error {
 	if testHookOrderCache != nil {
 		orderCache = testHookOrderCache(orderCache)
 	}
-	opts = append(opts, order.WithCache(orderCache), order.WithReads(a.reads))
+	opts = append(opts, order.WithCache(orderCache), order.WithReads(a.reads), order.WithMetrics(a.metrics.order))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
@@ -347,9 +348,9 @@ func (a *App) buildRelay() {
 	// Every relay process publishes (claims never overlap); pruning is a
 	// singleton job (buildPruning), so the relay itself prunes nothing.
 	relay := outbox.NewRelay(a.pool, a.producer, outbox.RelayConfig{
-		BatchSize:    a.cfg.RelayBatchSize,
-		Workers:      a.cfg.RelayWorkers,
-		PollInterval: a.cfg.RelayPollInterval,
+		BatchSize:    a.cfg.Relay.BatchSize,
+		Workers:      a.cfg.Relay.Workers,
+		PollInterval: a.cfg.Relay.PollInterval,
 		Durability:   a.durability(),
 		ListenPool:   a.direct,
 		Logger:       a.log.With("component", "relay"),
@@ -363,15 +364,16 @@ func (a *App) buildRelay() {
 func (a *App) Handler() http.Handler {
 	routes := append([]httpapi.Route{}, a.routes...)
 	routes = append(routes, httpapi.Route{Method: http.MethodGet, Pattern: "/metrics", Role: httpapi.RolePublic,
-		Handler: promhttp.Handler().ServeHTTP})
+		Handler: metrics.Handler(a.metrics.registry).ServeHTTP})
 	// Each request gets one Redis budget for all its cache, session and
 	// rate-limit commands (docs/cache.md).
 	return a.traceHTTP(cache.RequestBudget(a.readYourWrites(httpapi.NewRouter(httpapi.RouterConfig{
 		Logger:       a.log,
-		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes,
 		Auth:         a.security.auth,
 		Limiter:      a.security.limiter,
 		Auditor:      a.security.audit,
+		Metrics:      a.metrics.http,
 	}, routes))))
 }
 
@@ -381,9 +383,9 @@ func (a *App) Listen() (net.Addr, error) {
 	if a.listener != nil {
 		return a.listener.Addr(), nil
 	}
-	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {
-		return nil, listenError("the HTTP API", "TRACKOPS_HTTP_ADDR", a.cfg.HTTPAddr, err, "")
+		return nil, listenError("the HTTP API", "TRACKOPS_HTTP_ADDR", a.cfg.HTTP.Addr, err, "")
 	}
 	a.listener = ln
 	// Closed here only if New fails; once serving, Shutdown closes it.
@@ -429,8 +431,8 @@ func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if a.cfg.TLSCertFile != "" {
-			tc, tlsErr := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		if a.cfg.HTTP.TLSCertFile != "" {
+			tc, tlsErr := tlsconfig.Server(a.cfg.HTTP.TLSCertFile, a.cfg.HTTP.TLSKeyFile)
 			if tlsErr != nil {
 				errc <- tlsErr
 				return
@@ -445,7 +447,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("TrackOps running", "version", Version, "roles", a.roles.String(), "http", a.listener.Addr().String(),
-		"strategy", a.cfg.EventStrategy, "kafka", a.cfg.Brokers())
+		"strategy", a.cfg.EventStrategy, "kafka", a.cfg.Kafka.Bootstrap())
 
 	var runErr error
 	select {
@@ -484,8 +486,8 @@ func (a *App) close() {
 // over the direct URL: goose's lock is a session advisory lock, which a
 // transaction pooler would not keep.
 func Migrate(ctx context.Context, cfg config.Config) error {
-	if err := postgres.EnsureDatabase(ctx, cfg.DirectDatabaseURL()); err != nil {
+	if err := postgres.EnsureDatabase(ctx, cfg.Database.Direct()); err != nil {
 		return err
 	}
-	return postgres.Migrate(ctx, cfg.DirectDatabaseURL())
+	return postgres.Migrate(ctx, cfg.Database.Direct())
 }

@@ -22,6 +22,7 @@ import (
 // each adds exactly one row to audit_log — the request's, with who, what,
 // target, status and outcome.
 func TestEachMutationLeavesExactlyOneAuditRow(t *testing.T) {
+	t.Parallel()
 	fa := startFullApp(t, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
 	op := fa.key(t, "audit-operator", operator)

@@ -44,10 +44,10 @@ func verifyCmd() *Command {
 
 func loadgenCommand(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("loadgen", env.Stderr)
-	target := fs.String("target", "http://"+env.Config.HTTPAddr, "base URL of the TrackOps API")
+	target := fs.String("target", "http://"+env.Config.HTTP.Addr, "base URL of the TrackOps API")
 	rate := fs.Int("rate", 100, "requests per second (constant, open model)")
 	duration := fs.Duration("duration", 30*time.Second, "how long to send requests")
-	token := fs.String("token", os.Getenv("TRACKOPS_TOKEN"), "bearer token (default $TRACKOPS_TOKEN)")
+	token := fs.String("token", env.Config.CLI.Token, "bearer token (default $TRACKOPS_TOKEN)")
 	skus := fs.Int("skus", 100, "how many SKUs orders are spread over")
 	stock := fs.Int64("stock", 1_000_000, "on_hand set on each SKU before the run through the inventory API (0: leave stock alone)")
 	mixFlag := fs.String("mix", bench.DefaultMix.String(), "operation weights")
@@ -119,7 +119,7 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 	// The scenarios' own lines go through the tracker, so on a terminal the
 	// bar stays below them.
 	prog := progress.New(env.Stderr, "bench", int64(len(scenarios)))
-	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.DatabaseURL, RedisURL: env.Config.RedisURL,
+	cfg := bench.Config{Binary: binary, DatabaseURL: env.Config.Database.URL,
 		Phase: *phase, Concurrency: *concurrency, Progress: prog.Writer()}
 	if *sweep {
 		rates, err := parseRates(*ratesFlag)
@@ -236,7 +236,7 @@ func (e errInvariants) Error() string {
 func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("verify", env.Stderr)
 	outboxBound := fs.Duration("outbox-bound", time.Minute, "oldest an unpublished outbox row may be")
-	pendingBound := fs.Duration("pending-bound", env.Config.SagaPendingTimeout, "longest an order may stay PENDING")
+	pendingBound := fs.Duration("pending-bound", env.Config.Sweeper.PendingTimeout, "longest an order may stay PENDING")
 	allowFailed := fs.Bool("allow-failed", false, "accept outbox rows the relay gave up on")
 	withKafka := fs.Bool("kafka", false, "also read the topics (no consumer group, start to high watermark) and check them against the database")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -251,11 +251,11 @@ func verifyCommand(ctx context.Context, env *Env, args []string) error {
 	prog := progress.New(env.Stderr, "verify", 0)
 	opts := bench.VerifyOptions{OutboxBound: *outboxBound, PendingBound: *pendingBound, AllowFailed: *allowFailed, Progress: prog}
 	if *withKafka {
-		security, err := tlsconfig.Kafka(os.Getenv)
+		security, err := tlsconfig.Kafka(env.Config.Kafka.Security)
 		if err != nil {
 			return err
 		}
-		opts.Kafka = &bench.KafkaVerify{Brokers: env.Config.Brokers(), Extra: security, Strategy: env.Config.EventStrategy}
+		opts.Kafka = &bench.KafkaVerify{Brokers: env.Config.Kafka.Bootstrap(), Extra: security, Strategy: env.Config.EventStrategy}
 	}
 	rep, err := bench.Verify(ctx, pool, opts)
 	prog.Done()

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/order"
 )
@@ -37,10 +38,14 @@ func BenchmarkCachedOrderReads(b *testing.B) {
 	// The default per-principal budget (1,000/s) would measure the limiter,
 	// not the read path; a budget no run reaches keeps its Redis call. Set
 	// TRACKOPS_RATE_LIMIT_PRINCIPAL=off to measure without that call.
-	if os.Getenv("TRACKOPS_RATE_LIMIT_PRINCIPAL") == "" {
-		b.Setenv("TRACKOPS_RATE_LIMIT_PRINCIPAL", "10000000/s,10000000")
+	budget := config.Rate{Count: 10_000_000, Burst: 10_000_000, Period: time.Second}
+	if v := os.Getenv("TRACKOPS_RATE_LIMIT_PRINCIPAL"); v != "" {
+		var err error
+		if budget, err = config.ParseRate(v); err != nil {
+			b.Fatalf("TRACKOPS_RATE_LIMIT_PRINCIPAL=%q: %v", v, err)
+		}
 	}
-	fa := startFullApp(b, logging.New(io.Discard, "json", "info"))
+	fa := startFullApp(b, logging.New(io.Discard, "json", "info"), func(c *config.Config) { c.Limits.Principal = budget })
 	ctx := context.Background()
 	token := fa.key(b, "bench-reader", operator)
 

@@ -13,10 +13,10 @@ import (
 // can be administered without a shell. Every process does this on start;
 // the auth service makes concurrent starts safe.
 func (a *App) bootstrapAdminKey(ctx context.Context) error {
-	if a.cfg.BootstrapAdminKey == "" {
+	if a.cfg.Auth.BootstrapAdminKey == "" {
 		return nil
 	}
-	out, err := a.security.auth.EnsureBootstrapAdminKey(ctx, a.cfg.BootstrapAdminKey)
+	out, err := a.security.auth.EnsureBootstrapAdminKey(ctx, a.cfg.Auth.BootstrapAdminKey)
 	if err != nil {
 		return fmt.Errorf("TRACKOPS_BOOTSTRAP_ADMIN_KEY: %w", err)
 	}

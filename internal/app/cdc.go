@@ -50,15 +50,15 @@ func (a *App) buildCDC(orders *order.Service) error {
 	a.cdc = cdc.NewManager(a.pool, cdc.ManagerOptions{
 		Kafka:           a.kafkaOptions("trackops-cdc"),
 		Logger:          a.log.With("component", "cdc"),
-		WorkerID:        cdc.WorkerIDFor(a.cfg.ConnectAddr),
-		TopicPartitions: a.cfg.KafkaPartitions,
-		DirectURL:       a.cfg.DirectDatabaseURL(),
+		WorkerID:        cdc.WorkerIDFor(a.cfg.CDC.ConnectAddr),
+		TopicPartitions: a.cfg.Kafka.Partitions,
+		DirectURL:       a.cfg.Database.Direct(),
 	})
 	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 		Role: httpapi.RoleOperator, Handler: connect.ReportHandler(a.cdc, a.pool, a.cfg.EventStrategy)})
-	ln, err := net.Listen("tcp", a.cfg.ConnectAddr)
+	ln, err := net.Listen("tcp", a.cfg.CDC.ConnectAddr)
 	if err != nil {
-		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.ConnectAddr, err,
+		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.CDC.ConnectAddr, err,
 			" (each process of the cdc role needs its own)")
 	}
 	a.closers = append(a.closers, func() { _ = ln.Close() }) // if New fails before Run serves it
@@ -69,7 +69,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 	}
 	guarded := httpapi.NewRouter(httpapi.RouterConfig{
 		Logger: connectLog, Auth: auth, Limiter: a.security.limiter, Auditor: a.security.audit,
-		MaxBodyBytes: a.cfg.HTTPMaxBodyBytes,
+		MaxBodyBytes: a.cfg.HTTP.MaxBodyBytes, Metrics: a.metrics.http,
 		// Kafka Connect's REST API keeps its own paths and error shape;
 		// reading needs the operator role, changing connectors the admin role.
 		Errors: connect.WriteError, Challenges: connect.Challenges,
@@ -78,9 +78,9 @@ func (a *App) buildCDC(orders *order.Service) error {
 	a.routes = append(a.routes, ops.ConnectRoutes(connect.NewHandler(a.cdc, Version, connectLog))...)
 	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(connectLog.Handler(), slog.LevelWarn)}
-	if a.cfg.TLSCertFile != "" {
+	if a.cfg.HTTP.TLSCertFile != "" {
 		// Tokens and passwords cross this port too: TLS as on the main port.
-		tc, err := tlsconfig.Server(a.cfg.TLSCertFile, a.cfg.TLSKeyFile)
+		tc, err := tlsconfig.Server(a.cfg.HTTP.TLSCertFile, a.cfg.HTTP.TLSKeyFile)
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 				err = srv.Serve(ln)
 			}
 			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("Kafka Connect REST API stopped", "addr", a.cfg.ConnectAddr, "err", err)
+				a.log.Error("Kafka Connect REST API stopped", "addr", a.cfg.CDC.ConnectAddr, "err", err)
 			}
 		}()
 		if err := a.cdc.Start(ctx); err != nil {
@@ -115,11 +115,11 @@ func (a *App) buildCDC(orders *order.Service) error {
 	// committed transaction and refreshes the order cache; a process
 	// without the orders role gets a service of its own for the cache.
 	// Replication needs a session of its own: the direct URL.
-	cfg, err := order.ConnectorConfig(a.cfg.DirectDatabaseURL())
+	cfg, err := order.ConnectorConfig(a.cfg.Database.Direct())
 	if err != nil {
 		return err
 	}
-	cfg["slot.name"] = a.cfg.CDCSlotName
+	cfg["slot.name"] = a.cfg.CDC.SlotName
 	if orders == nil {
 		orders = order.NewService(a.pool, order.WithChangeStream(), order.WithCache(order.NewRedisCache(a.stores)))
 	}
@@ -178,7 +178,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	pool, err := postgres.Connect(ctx, env.Config.DatabaseURL, poolOptions(env.Config)...)
+	pool, err := postgres.Connect(ctx, env.Config.Database.URL, poolOptions(env.Config)...)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 		tw.Flush()
 	}
 	if len(slots) == 0 {
-		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDCSlotName)
+		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDC.SlotName)
 		return nil
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
@@ -264,8 +264,8 @@ func (a *App) waitForCDCSlot(ctx context.Context) error {
 	if a.cfg.EventStrategy != config.StrategyCDC || !a.roles.Has(RoleOrders) {
 		return nil
 	}
-	err := cdc.WaitForSlot(ctx, a.pool, a.cfg.CDCSlotName, 2*time.Minute, func() {
-		a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDCSlotName)
+	err := cdc.WaitForSlot(ctx, a.pool, a.cfg.CDC.SlotName, 2*time.Minute, func() {
+		a.log.Info("waiting for the CDC replication slot before taking orders", "slot", a.cfg.CDC.SlotName)
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%w; under TRACKOPS_EVENT_STRATEGY=cdc a process with the cdc role must run (see `trackops cdc status`)", err)

@@ -113,7 +113,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		env.Config = cfg
 		// Libraries that log on their own (go-redis, net/http, goose)
 		// write through the same handler as TrackOps.
-		logging.RouteLibraries(logging.New(stderr, cfg.LogFormat, cfg.LogLevel))
+		logging.RouteLibraries(logging.New(stderr, cfg.Log.Format, cfg.Log.Level))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -213,7 +213,7 @@ func runCommand(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	log := logging.New(env.Stderr, env.Config.LogFormat, env.Config.LogLevel)
+	log := logging.New(env.Stderr, env.Config.Log.Format, env.Config.Log.Level)
 	logging.RouteLibraries(log)
 	a, err := New(ctx, env.Config, roles, log)
 	if err != nil {

@@ -30,7 +30,7 @@ func withAuth(ctx context.Context, env *Env, fn func(*auth.Service) error) error
 		return err
 	}
 	defer pool.Close()
-	stores, err := cache.Open(env.Config.RedisURL, cache.Options{})
+	stores, err := cache.Open(env.Config.Redis.URL, cache.Options{})
 	if err != nil {
 		return err
 	}

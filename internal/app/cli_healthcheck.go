@@ -62,7 +62,7 @@ func healthcheckCommand(ctx context.Context, env *Env, args []string) error {
 // readinessURL is /health/ready on the HTTP address of cfg, reached over
 // loopback when the process listens on every interface.
 func readinessURL(cfg config.Config) string {
-	host, port, err := net.SplitHostPort(cfg.HTTPAddr)
+	host, port, err := net.SplitHostPort(cfg.HTTP.Addr)
 	if err != nil {
 		host, port = "127.0.0.1", "8080"
 	}
@@ -73,7 +73,7 @@ func readinessURL(cfg config.Config) string {
 		host = "::1"
 	}
 	scheme := "http"
-	if cfg.TLSCertFile != "" {
+	if cfg.HTTP.TLSCertFile != "" {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port) + "/health/ready"

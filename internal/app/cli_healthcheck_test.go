@@ -45,11 +45,11 @@ func TestHealthcheckCommand(t *testing.T) {
 		"[::]:8080":      "http://[::1]:8080/health/ready",
 		"10.1.2.3:8080":  "http://10.1.2.3:8080/health/ready",
 	} {
-		if got := readinessURL(config.Config{HTTPAddr: addr}); got != want {
+		if got := readinessURL(config.Config{HTTP: config.HTTP{Addr: addr}}); got != want {
 			t.Errorf("readinessURL(%s) = %s, want %s", addr, got, want)
 		}
 	}
-	if got := readinessURL(config.Config{HTTPAddr: "0.0.0.0:8443", TLSCertFile: "c.pem"}); got != "https://127.0.0.1:8443/health/ready" {
+	if got := readinessURL(config.Config{HTTP: config.HTTP{Addr: "0.0.0.0:8443", TLSCertFile: "c.pem"}}); got != "https://127.0.0.1:8443/health/ready" {
 		t.Errorf("with TLS: %s", got)
 	}
 }

@@ -141,7 +141,7 @@ func TestCDCStatusReportsTheRunningPlatformsStrategy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL = db.URL
+	cfg.Database.URL = db.URL
 	status := func() string {
 		var out bytes.Buffer
 		if err := cdcCommand(ctx, &Env{Config: cfg, Stdout: &out, Stderr: &out}, []string{"status"}); err != nil {
@@ -178,7 +178,7 @@ func TestVerifyShowsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL = db.URL
+	cfg.Database.URL = db.URL
 	var out, errOut bytes.Buffer
 	if err := verifyCommand(context.Background(), &Env{Config: cfg, Stdout: &out, Stderr: &errOut}, nil); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

@@ -86,10 +86,11 @@ type connectError struct {
 // admin to change, and every error — 401 and 403 included — in Kafka
 // Connect's {"error_code","message"} shape.
 func TestConnectPortSecurityAsKafkaConnect(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile := writeTestCert(t)
 	fa := startFullApp(t, slog.New(slog.DiscardHandler), func(c *config.Config) {
-		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
-		c.HTTPMaxBodyBytes = 64 << 10
+		c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = certFile, keyFile
+		c.HTTP.MaxBodyBytes = 64 << 10
 	})
 	admin := fa.key(t, "connect-admin", httpapi.RoleAdmin)
 	operator := fa.key(t, "connect-operator", httpapi.RoleOperator)

@@ -38,7 +38,7 @@ func TestDLQListJSONMatchesTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL = db.URL
+	cfg.Database.URL = db.URL
 	var out bytes.Buffer
 	if err := dlqList(ctx, &Env{Config: cfg, Stdout: &out, Stderr: io.Discard}, []string{"--json"}); err != nil {
 		t.Fatal(err)

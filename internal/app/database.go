@@ -17,12 +17,12 @@ const directPoolSize = 4
 // requests, consumers and the relay's claims use — ready for a transaction
 // pooler when one sits in between (see config.Config.DatabasePooled).
 func connectDatabase(ctx context.Context, cfg config.Config, extra ...postgres.Option) (*pgxpool.Pool, error) {
-	return postgres.Connect(ctx, cfg.DatabaseURL, append(poolOptions(cfg), extra...)...)
+	return postgres.Connect(ctx, cfg.Database.URL, append(poolOptions(cfg), extra...)...)
 }
 
 // poolOptions are the options of a pool on TRACKOPS_DATABASE_URL.
 func poolOptions(cfg config.Config) []postgres.Option {
-	if cfg.DatabasePooled() {
+	if cfg.Database.Pooled() {
 		return []postgres.Option{postgres.BehindPooler()}
 	}
 	return nil
@@ -32,10 +32,10 @@ func poolOptions(cfg config.Config) []postgres.Option {
 // TRACKOPS_DATABASE_DIRECT_URL. Without a pooler in between the main pool
 // serves both, and main is returned with a no-op close.
 func connectDirect(ctx context.Context, cfg config.Config, main *pgxpool.Pool) (*pgxpool.Pool, func(), error) {
-	if !cfg.DatabasePooled() {
+	if !cfg.Database.Pooled() {
 		return main, func() {}, nil
 	}
-	p, err := postgres.Connect(ctx, cfg.DirectDatabaseURL(), postgres.MaxConns(directPoolSize))
+	p, err := postgres.Connect(ctx, cfg.Database.Direct(), postgres.MaxConns(directPoolSize))
 	if err != nil {
 		return nil, nil, err
 	}

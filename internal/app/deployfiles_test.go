@@ -12,9 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/trackops/trackops/internal/auth"
 	"github.com/trackops/trackops/internal/config"
-	"github.com/trackops/trackops/internal/tlsconfig"
 )
 
 // The deployment files cannot be run here (no Docker, no cluster), so these
@@ -26,9 +24,9 @@ import (
 
 const repoRoot = "../.."
 
-// knownVariables are the TRACKOPS_* variables some part of TrackOps reads,
-// recorded by handing every reader of the environment a getenv that notes
-// the names it is asked for.
+// knownVariables are the TRACKOPS_* variables TrackOps reads, recorded by
+// handing internal/config, the only reader of the environment, a getenv
+// that notes the names it is asked for.
 func knownVariables(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
@@ -36,10 +34,6 @@ func knownVariables(t *testing.T) map[string]bool {
 		return func(k string) string { names[k] = true; return set[k] }
 	}
 	_, _ = config.LoadFrom(record(nil))
-	_, _ = auth.LimitsFromEnv(record(nil))
-	_, _ = tlsconfig.Kafka(record(nil))
-	_, _ = tlsconfig.Kafka(record(map[string]string{"TRACKOPS_KAFKA_TLS": "true"})) // reaches the TLS-only names
-	names["TRACKOPS_TOKEN"] = true                                                  // `trackops bench`/`loadgen` flag default
 	if !names["TRACKOPS_DATABASE_URL"] || !names["TRACKOPS_DATABASE_DIRECT_URL"] || !names["TRACKOPS_KAFKA_SASL_PASSWORD"] {
 		t.Fatalf("recording the environment readers missed names: %v", names)
 	}
@@ -236,7 +230,7 @@ func TestComposeFile(t *testing.T) {
 			if rs.Has(RoleCDC) && cfg.EventStrategy != config.StrategyCDC {
 				t.Errorf("%s runs the cdc role under the %s strategy: its built-in connector would never start", name, cfg.EventStrategy)
 			}
-			if cfg.EmbeddedKafka() {
+			if cfg.Kafka.Embedded() {
 				t.Errorf("%s: no TRACKOPS_KAFKA_BROKERS; each process would start its own broker", name)
 			}
 		}
@@ -280,9 +274,6 @@ func composeConfig(t *testing.T, name string, s composeService) config.Config {
 	cfg, err := config.LoadFrom(func(k string) string { return env[k] })
 	if err != nil {
 		t.Errorf("%s: its environment does not load: %v", name, err)
-	}
-	if _, err := auth.LimitsFromEnv(func(k string) string { return env[k] }); err != nil {
-		t.Errorf("%s: %v", name, err)
 	}
 	return cfg
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -35,8 +34,8 @@ trackops dlq replay (--id ID | --topic T [--fingerprint F] [--all]) [--dry-run]
 }
 
 func consumerRetry(cfg config.Config) kafka.RetryPolicy {
-	return kafka.RetryPolicy{Attempts: cfg.ConsumerRetryAttempts, Initial: cfg.ConsumerRetryBackoff,
-		Multiplier: cfg.ConsumerRetryMultiplier, Max: cfg.ConsumerRetryMaxBackoff}
+	return kafka.RetryPolicy{Attempts: cfg.Consumer.RetryAttempts, Initial: cfg.Consumer.RetryBackoff,
+		Multiplier: cfg.Consumer.RetryMultiplier, Max: cfg.Consumer.RetryMaxBackoff}
 }
 
 // buildDLQ adds the DLQ ops endpoints and health, and with the relay role
@@ -49,7 +48,7 @@ func (a *App) buildDLQ() error {
 	// Auditing them here too left two rows for one mutation. The CLI, which
 	// has no router, audits through dlqAuditor.
 	replayer := dlq.NewReplayer(a.pool, a.producer, dlq.ReplayerConfig{
-		MaxReplays: a.cfg.DLQMaxReplays, Logger: a.log.With("component", "dlq"),
+		MaxReplays: a.cfg.DLQ.MaxReplays, Logger: a.log.With("component", "dlq"), Metrics: a.metrics.dlq,
 	})
 	a.routes = append(a.routes, dlq.NewHandlers(store, replayer).Routes()...)
 	if !a.roles.Has(RoleRelay) {
@@ -75,8 +74,9 @@ func (a *App) buildDLQ() error {
 	// Every relay process's monitor records the dead letters of its
 	// partitions (idempotently); one process of the cluster alerts on them.
 	monitor, err := dlq.NewMonitor(store, dlq.MonitorConfig{
-		Kafka:  a.kafkaOptions("trackops-dlq-monitor"),
-		Logger: a.log.With("component", "dlq-monitor"),
+		Kafka:   a.kafkaOptions("trackops-dlq-monitor"),
+		Logger:  a.log.With("component", "dlq-monitor"),
+		Metrics: a.metrics.dlq,
 	})
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	}
-	req := dlq.ReplayRequest{ID: *id, Topic: *topic, Fingerprint: *fingerprint, All: *all, DryRun: *dryRun, Actor: cliActor()}
+	req := dlq.ReplayRequest{ID: *id, Topic: *topic, Fingerprint: *fingerprint, All: *all, DryRun: *dryRun, Actor: cliActor(env.Config)}
 	if err := req.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -164,8 +164,8 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Brokers(), ClientID: "trackops-dlq-replay",
-		Compression: env.Config.KafkaCompression})
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: env.Config.Kafka.Bootstrap(), ClientID: "trackops-dlq-replay",
+		Compression: env.Config.Kafka.Compression})
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 		cancel()
 		if err != nil {
 			return fmt.Errorf("kafka at %s is unreachable (with the embedded broker, `trackops run` must be up): %w",
-				strings.Join(env.Config.Brokers(), ","), err)
+				strings.Join(env.Config.Kafka.Bootstrap(), ","), err)
 		}
 	}
 	auditW := audit.NewWriter(pool, audit.WriterOptions{})
@@ -185,8 +185,8 @@ func dlqReplay(ctx context.Context, env *Env, args []string) error {
 	if req.All {
 		prog = progress.New(env.Stderr, "dlq replay", 0)
 	}
-	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQMaxReplays,
-		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.LogFormat, "warn"), Progress: prog})
+	replayer := dlq.NewReplayer(pool, producer, dlq.ReplayerConfig{MaxReplays: env.Config.DLQ.MaxReplays,
+		Auditor: dlqAuditor{auditW}, Logger: logging.New(env.Stderr, env.Config.Log.Format, "warn"), Progress: prog})
 	res, err := replayer.Replay(ctx, req)
 	prog.Done()
 	if errors.Is(err, dlq.ErrNotFound) {
@@ -205,13 +205,12 @@ func openDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	return connectDatabase(ctx, cfg)
 }
 
-func cliActor() string {
-	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
-		if u := os.Getenv(k); u != "" {
-			return "cli:" + u
-		}
+// cliActor names the operator running a command in the audit log.
+func cliActor(cfg config.Config) string {
+	if cfg.CLI.Operator == "" {
+		return "cli:unknown"
 	}
-	return "cli:unknown"
+	return "cli:" + cfg.CLI.Operator
 }
 
 // dlqAuditor writes the dead-letter actions of the CLI to the audit log

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,18 +15,13 @@ import (
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // fullApp is a whole TrackOps process (every role) inside a test: a private
 // PostgreSQL clone, a private broker, a private redis-server, and the HTTP
-// API and the Kafka Connect REST API on free loopback ports.
-//
-// Tests that start one do not call t.Parallel: an App registers its
-// collectors on the process-wide Prometheus registry and unregisters them
-// when it stops, which would pull series out from under another App's
-// /metrics scrape running at the same time (TestObservabilityEndToEnd).
-// Go runs the serial tests first, then the parallel ones, so they never
-// overlap.
+// API and the Kafka Connect REST API on free loopback ports. Each App
+// serves its own metrics registry, so tests that start one run in parallel.
 type fullApp struct {
 	*App
 	base        string // http://host:port of the API
@@ -51,16 +45,16 @@ func startFullApp(t testing.TB, logger *slog.Logger, tweaks ...func(*config.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL = db.URL
-	cfg.RedisURL = redis.URL()
-	cfg.KafkaBrokers = []string{broker.Addr()}
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.ConnectAddr = freeAddr(t)
+	cfg.Database.URL = db.URL
+	cfg.Redis.URL = redis.URL()
+	cfg.Kafka.Brokers = []string{broker.Addr()}
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.CDC.ConnectAddr = freeAddr(t)
 	cfg.DataDir = t.TempDir()
-	cfg.RelayPollInterval = 50 * time.Millisecond
-	cfg.ConsumerRetryAttempts = 3
-	cfg.ConsumerRetryBackoff = 10 * time.Millisecond
-	cfg.ConsumerRetryMaxBackoff = 50 * time.Millisecond
+	cfg.Relay.PollInterval = 50 * time.Millisecond
+	cfg.Consumer.RetryAttempts = 3
+	cfg.Consumer.RetryBackoff = 10 * time.Millisecond
+	cfg.Consumer.RetryMaxBackoff = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 10 * time.Second
 	for _, tw := range tweaks {
 		tw(&cfg)
@@ -88,10 +82,10 @@ func startFullApp(t testing.TB, logger *slog.Logger, tweaks ...func(*config.Conf
 		}
 	}()
 	scheme, client := "http://", http.DefaultClient
-	if cfg.TLSCertFile != "" {
-		scheme, client = "https://", tlsClient(t, cfg.TLSCertFile)
+	if cfg.HTTP.TLSCertFile != "" {
+		scheme, client = "https://", tlsClient(t, cfg.HTTP.TLSCertFile)
 	}
-	fa := &fullApp{App: a, base: scheme + addr.String(), connectBase: scheme + cfg.ConnectAddr,
+	fa := &fullApp{App: a, base: scheme + addr.String(), connectBase: scheme + cfg.CDC.ConnectAddr,
 		db: db, redis: redis, client: client}
 	fa.stop = func() { cancel(); <-done }
 	// Registered after the database's, broker's and Redis's cleanups, so it
@@ -176,10 +170,9 @@ func (fa *fullApp) mustDo(t testing.TB, want int, token, method, path, body stri
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testfix.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }

@@ -13,7 +13,8 @@ func (a *App) buildInventory() error {
 	if !a.roles.Has(RoleInventory) {
 		return nil
 	}
-	svc := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithReads(a.reads))
+	svc := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithReads(a.reads),
+		inventory.WithMetrics(a.metrics.inventory))
 	a.routes = append(a.routes, inventory.NewHandlers(svc).Routes()...)
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Options: a.kafkaOptions("trackops-inventory"),

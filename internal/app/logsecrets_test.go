@@ -20,6 +20,9 @@ import (
 // id and shipping address hold an e-mail address, a rejected order quoting
 // it, and the events the order sets off, then searches the logs for each
 // password, token, key, the e-mail and the street address.
+//
+// Not parallel: it points the process-wide slog default (and the standard
+// log package) at its buffer, which every other test's libraries log to.
 func TestLogsCarryNoSecretsOrCustomerEmail(t *testing.T) {
 	buf := &syncBuffer{}
 	logger := logging.New(buf, "json", "debug")

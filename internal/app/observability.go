@@ -2,9 +2,9 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,10 +48,10 @@ func (a *App) startTracing(ctx context.Context) error {
 	return nil
 }
 
-// kafkaClientOpts are added to every Kafka client: produced-record counts
-// and, with tracing on, producer and consumer spans.
+// kafkaClientOpts are added to every Kafka client: with tracing on,
+// producer and consumer spans (kafkaOptions adds the kprom metrics).
 func (a *App) kafkaClientOpts() []kgo.Opt {
-	return append([]kgo.Opt{metrics.ProduceHooks()}, a.obs.tracing.KafkaOpts()...)
+	return a.obs.tracing.KafkaOpts()
 }
 
 // embeddedHealth feeds the embedded broker's durability and last log check
@@ -77,26 +77,19 @@ func (a *App) buildObservability() error {
 			hits, misses, errs := a.stores.Counters()
 			return health.CacheCounters{Hits: hits, Misses: misses, Errors: errs}
 		})),
-		health.Kafka(a.producer, a.cfg.EmbeddedKafka(), a.embeddedHealth()...),
-		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDCSlotName, Source: a.cdcStatusSource()}),
+		health.Kafka(a.producer, a.cfg.Kafka.Embedded(), a.embeddedHealth()...),
+		health.CDC(a.pool, health.CDCConfig{Strategy: a.cfg.EventStrategy, SlotName: a.cfg.CDC.SlotName, Source: a.cdcStatusSource()}),
 	)
 	a.routes = append(a.routes, a.health.Routes()...)
 
-	unregister, err := metrics.Register(prometheus.DefaultRegisterer,
-		metrics.BuildInfo(Version, runtime.Version()),
+	for _, c := range []prometheus.Collector{
 		metrics.NewPoolCollector(a.pool),
 		metrics.NewOutboxCollector(a.pool, 5*time.Second),
 		metrics.NewConsumerLagCollector(a.producer, 10*time.Second),
-	)
-	if err == nil && a.embedded != nil {
-		var unreg func()
-		if unreg, err = metrics.Register(prometheus.DefaultRegisterer, a.embedded.Collectors()...); err == nil {
-			a.closers = append(a.closers, unreg)
+	} {
+		if err := a.metrics.registry.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
 		}
 	}
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, unregister)
 	return nil
 }

@@ -32,22 +32,23 @@ const bootstrapKeyForTests = "tok_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 // transaction pooler would hear nothing. The first admin key comes from
 // TRACKOPS_BOOTSTRAP_ADMIN_KEY.
 func TestOrdersFlowThroughPgBouncer(t *testing.T) {
+	t.Parallel()
 	bouncer := postgrestest.StartPgBouncer(t)
 	fa := startFullApp(t, slog.New(slog.DiscardHandler), func(cfg *config.Config) {
-		direct, err := pgx.ParseConfig(cfg.DatabaseURL)
+		direct, err := pgx.ParseConfig(cfg.Database.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.DatabaseDirectURL = cfg.DatabaseURL
-		cfg.DatabaseURL = bouncer.URL(direct.Database)
-		cfg.RelayPollInterval = time.Hour
-		cfg.BootstrapAdminKey = bootstrapKeyForTests
+		cfg.Database.DirectURL = cfg.Database.URL
+		cfg.Database.URL = bouncer.URL(direct.Database)
+		cfg.Relay.PollInterval = time.Hour
+		cfg.Auth.BootstrapAdminKey = bootstrapKeyForTests
 	})
-	if !fa.cfg.DatabasePooled() {
+	if !fa.cfg.Database.Pooled() {
 		t.Fatal("a direct URL apart from the database URL must mean a pooler in between")
 	}
 	// The container health check's command sees the process ready.
-	probe := &Env{Config: config.Config{HTTPAddr: strings.TrimPrefix(fa.base, "http://")}, Stdout: io.Discard, Stderr: io.Discard}
+	probe := &Env{Config: config.Config{HTTP: config.HTTP{Addr: strings.TrimPrefix(fa.base, "http://")}}, Stdout: io.Discard, Stderr: io.Discard}
 	if err := healthcheckCommand(context.Background(), probe, nil); err != nil {
 		t.Fatalf("trackops healthcheck: %v", err)
 	}

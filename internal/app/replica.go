@@ -15,27 +15,27 @@ import (
 // component ("replica"). Without one, a.reads stays nil and every read goes
 // to the primary.
 func (a *App) connectReadReplica() error {
-	if !a.cfg.ReadReplica() {
+	if !a.cfg.Database.ReadReplica() {
 		return nil
 	}
 	var opts []postgres.Option
-	if a.cfg.DatabasePooled() {
+	if a.cfg.Database.Pooled() {
 		// A replica is usually reached through the same kind of pooler.
 		opts = append(opts, postgres.BehindPooler())
 	}
 	opts = append(opts, postgres.WithTracer(a.obs.tracing.QueryTracer()))
-	replica, err := postgres.ConnectReplica(a.cfg.DatabaseReadURL, opts...)
+	replica, err := postgres.ConnectReplica(a.cfg.Database.ReadURL, opts...)
 	if err != nil {
 		return err
 	}
 	a.closers = append(a.closers, replica.Close)
 	log := a.log.With("component", "read-replica")
-	a.reads = postgres.NewReads(a.pool, replica, a.cfg.DatabaseReadMaxLag, log)
+	a.reads = postgres.NewReads(a.pool, replica, a.cfg.Database.ReadMaxLag, log)
 	// Sampled once before anything serves, so reads use the replica from
 	// the first request when it is in shape.
 	a.reads.Sample(context.Background())
 	a.workers = append(a.workers, worker{name: "read-replica", run: a.reads.Run})
-	a.recentWriters = cache.NewRecentWriters(a.stores, a.cfg.DatabaseReadMaxLag+2*postgres.SampleInterval)
+	a.recentWriters = cache.NewRecentWriters(a.stores, a.cfg.Database.ReadMaxLag+2*postgres.SampleInterval)
 	return nil
 }
 

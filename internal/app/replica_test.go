@@ -34,9 +34,9 @@ import (
 func TestReadReplica(t *testing.T) {
 	pair := postgrestest.NewReplicaPair(t)
 	fa := startFullApp(t, slog.New(slog.DiscardHandler), func(c *config.Config) {
-		c.DatabaseURL = pair.URL("trackops")
-		c.DatabaseReadURL = pair.ReplicaURL("trackops")
-		c.DatabaseReadMaxLag = 50 * time.Second // the lag fallback is shown below on its own
+		c.Database.URL = pair.URL("trackops")
+		c.Database.ReadURL = pair.ReplicaURL("trackops")
+		c.Database.ReadMaxLag = 50 * time.Second // the lag fallback is shown below on its own
 	})
 	ctx := context.Background()
 	primary, err := pgxpool.New(ctx, pair.URL("trackops"))

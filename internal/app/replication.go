@@ -17,6 +17,6 @@ func (a *App) warnUnderReplicated(ctx context.Context, topics []string) {
 	}
 	for topic, n := range short {
 		a.log.Warn("topic has fewer replicas than TRACKOPS_KAFKA_REPLICATION_FACTOR; reassign its partitions to raise it",
-			"topic", topic, "replicas", n, "want", a.cfg.KafkaReplicationFactor)
+			"topic", topic, "replicas", n, "want", a.cfg.Kafka.ReplicationFactor)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/trackops/trackops/internal/auth/authtest"
+	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/httpapi"
 )
 
@@ -161,8 +162,8 @@ func TestRoleMatrixOfEveryRoute(t *testing.T) {
 	// RoleMatrix sends two unauthenticated requests per route from one
 	// address, which the per-address limit (40 burst) would answer with 429
 	// long before the table ends; the limit has its own tests.
-	t.Setenv("TRACKOPS_RATE_LIMIT_IP", "off")
-	fa := startFullApp(t, slog.New(slog.DiscardHandler))
+	t.Parallel()
+	fa := startFullApp(t, slog.New(slog.DiscardHandler), func(c *config.Config) { c.Limits.IP = config.Rate{} })
 	tokens := map[httpapi.Role]string{
 		viewer:   fa.key(t, "matrix-viewer", viewer),
 		operator: fa.key(t, "matrix-operator", operator),

@@ -33,7 +33,7 @@ func leaseIdentity() string {
 // needs a real session, never a transaction pooler), with server-side
 // keepalives so a holder cut off from the server loses its lease in
 // seconds.
-func (a *App) leaseURL() string { return postgres.WithServerKeepalives(a.cfg.DirectDatabaseURL()) }
+func (a *App) leaseURL() string { return postgres.WithServerKeepalives(a.cfg.Database.Direct()) }
 
 // singleton runs job as a singleton job of the cluster: every process that
 // builds it competes for the lease called name, and the holder runs job
@@ -67,9 +67,9 @@ func (a *App) buildSingletonHealth() {
 // and then at its interval; pruning is idempotent and works in bounded
 // chunks, so an overlap during a hand-over costs nothing.
 func (a *App) buildPruning() {
-	if a.cfg.OutboxRetention > 0 {
+	if a.cfg.Relay.OutboxRetention > 0 {
 		// A relay that publishes nothing: only its Prune is used.
-		pruner := outbox.NewRelay(a.pool, nil, outbox.RelayConfig{Retention: a.cfg.OutboxRetention})
+		pruner := outbox.NewRelay(a.pool, nil, outbox.RelayConfig{Retention: a.cfg.Relay.OutboxRetention})
 		log := a.log.With("component", "outbox-pruning")
 		a.singleton(outbox.PruningLease, log, every(outboxPruneInterval, func(ctx context.Context) {
 			if n, err := pruner.Prune(ctx); err != nil && ctx.Err() == nil {
@@ -80,7 +80,7 @@ func (a *App) buildPruning() {
 		}))
 	}
 	log := a.log.With("component", "inbox-pruning")
-	pruner := inbox.Pruner{DB: a.pool, Retention: a.cfg.InboxRetention, Interval: inboxPruneInterval, Logger: log}
+	pruner := inbox.Pruner{DB: a.pool, Retention: a.cfg.Consumer.InboxRetention, Interval: inboxPruneInterval, Logger: log}
 	a.singleton(inbox.PruningLease, log, pruner.Run)
 }
 
@@ -89,7 +89,8 @@ func (a *App) buildPruning() {
 // every relay process only record them.
 func (a *App) buildDLQAlerts() {
 	log := a.log.With("component", "dlq-alerts")
-	alerter := dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQAlertWebhook, Interval: a.cfg.DLQAlertInterval, Logger: log})
+	alerter := dlq.NewAlerter(dlq.AlertConfig{WebhookURL: a.cfg.DLQ.AlertWebhook, Interval: a.cfg.DLQ.AlertInterval,
+		Logger: log, Metrics: a.metrics.dlq})
 	d := dlq.NewAlertDispatcher(a.pool, alerter, dlq.DispatcherConfig{Logger: log})
 	a.singleton(dlq.AlertsLease, log, d.Run)
 }

@@ -3,12 +3,9 @@ package app
 import (
 	"context"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/trackops/trackops/internal/health"
 	"github.com/trackops/trackops/internal/inventory"
 	"github.com/trackops/trackops/internal/lease"
-	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/order"
 )
 
@@ -24,19 +21,14 @@ func (a *App) buildSweeper() error {
 	log := a.log.With("component", "order-sweeper")
 	// Re-driving a reservation is inventory's rule, run here on the same
 	// database whichever process holds the inventory role.
-	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)))
-	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.SagaPendingTimeout, Logger: log})
+	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithMetrics(a.metrics.inventory))
+	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.Sweeper.PendingTimeout, Logger: log})
 	ls := lease.New(a.leaseURL(), order.SweeperLease, lease.Options{
 		Identity: leaseIdentity(),
 		OnChange: sw.SetActive,
 		Logger:   log,
 	})
 	a.leases = append(a.leases, ls)
-	unregister, err := metrics.Register(prometheus.DefaultRegisterer, sw.Collectors()...)
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, unregister)
 	a.workers = append(a.workers, worker{name: "order-sweeper", run: func(ctx context.Context) error {
 		return ls.Run(ctx, sw.Run)
 	}})

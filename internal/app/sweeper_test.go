@@ -16,6 +16,7 @@ import (
 // sweeper's lease, runs the sweeper, counts its passes on /metrics and
 // shows it in /health (component "sweeper") to a signed-in caller.
 func TestSweeperRunsUnderItsLease(t *testing.T) {
+	t.Parallel()
 	fa := startFullApp(t, slog.New(slog.DiscardHandler))
 	token := fa.key(t, "sweeper-test", httpapi.RoleViewer)
 	var comp struct {
@@ -47,7 +48,7 @@ func TestSweeperRunsUnderItsLease(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if comp.Status != "UP" || comp.Details.Timeout != fa.cfg.SagaPendingTimeout.String() || comp.Details.Totals == nil {
+	if comp.Status != "UP" || comp.Details.Timeout != fa.cfg.Sweeper.PendingTimeout.String() || comp.Details.Totals == nil {
 		t.Fatalf("sweeper component: %+v", comp)
 	}
 	resp, err := http.Get(fa.base + "/metrics")

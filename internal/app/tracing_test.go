@@ -23,11 +23,8 @@ import (
 // endpoint still set) an order travels HTTP → outbox → relay → Kafka with
 // no trace at all — even the caller's traceparent is not carried — and the
 // collector receives no request.
-//
-// Not parallel: an App registers its collectors on the default Prometheus
-// registry, replacing those of an App started before it, and
-// TestObservabilityEndToEnd scrapes its own.
 func TestTracingOffTouchesNothing(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := postgrestest.New(t)
@@ -39,8 +36,8 @@ func TestTracingOffTouchesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DatabaseURL, cfg.RedisURL, cfg.KafkaBrokers = db.URL, cachetest.URL(), []string{broker.Addr()}
-	cfg.HTTPAddr, cfg.DataDir, cfg.RelayPollInterval = "127.0.0.1:0", t.TempDir(), 50*time.Millisecond
+	cfg.Database.URL, cfg.Redis.URL, cfg.Kafka.Brokers = db.URL, cachetest.URL(), []string{broker.Addr()}
+	cfg.HTTP.Addr, cfg.DataDir, cfg.Relay.PollInterval = "127.0.0.1:0", t.TempDir(), 50*time.Millisecond
 	a, err := New(ctx, cfg, Roles{RoleOrders: true, RoleRelay: true}, logging.New(io.Discard, "json", "error"))
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/httpapi"
 )
@@ -73,15 +72,29 @@ func FromHTTP(e httpapi.AuditEntry, at time.Time) Entry {
 	}
 }
 
-var (
-	auditWritten = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "trackops_audit_rows_written_total", Help: "Audit rows written to PostgreSQL.",
-	})
-	auditFailed = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "trackops_audit_rows_failed_total",
-		Help: "Audit rows that could not be written after retries (they are logged at error level instead).",
-	})
-)
+// Metrics count audit rows written, and rows given up after retries.
+type Metrics struct {
+	written prometheus.Counter
+	failed  prometheus.Counter
+}
+
+// NewMetrics creates the audit writer's metrics and registers them on reg
+// (nil: counted, not exported).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		written: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackops_audit_rows_written_total", Help: "Audit rows written to PostgreSQL.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trackops_audit_rows_failed_total",
+			Help: "Audit rows that could not be written after retries (they are logged at error level instead).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.written, m.failed)
+	}
+	return m
+}
 
 // WriterOptions tune a Writer; zero values take the defaults.
 type WriterOptions struct {
@@ -97,6 +110,8 @@ type WriterOptions struct {
 	// RetryBackoff is the first pause after a failed insert (doubled per
 	// attempt, 5 attempts); default 100 ms.
 	RetryBackoff time.Duration
+	// Metrics count written and failed rows; nil counts without exporting.
+	Metrics *Metrics
 }
 
 type item struct {
@@ -133,6 +148,9 @@ func NewWriter(pool *pgxpool.Pool, opts WriterOptions) *Writer {
 	}
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = 100 * time.Millisecond
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
 	}
 	w := &Writer{pool: pool, opts: opts, log: opts.Logger, ch: make(chan item, opts.Buffer), done: make(chan struct{})}
 	go w.run()
@@ -247,7 +265,7 @@ func (w *Writer) insert(ctx context.Context, rows []Entry) {
 				e.Status, e.Outcome, e.RequestID, e.ClientIP, e.DurationMS}, nil
 		}))
 		if err == nil {
-			auditWritten.Add(float64(len(rows)))
+			w.opts.Metrics.written.Add(float64(len(rows)))
 			return
 		}
 		if errors.Is(err, context.Canceled) {
@@ -256,7 +274,7 @@ func (w *Writer) insert(ctx context.Context, rows []Entry) {
 		time.Sleep(backoff)
 		backoff *= 2
 	}
-	auditFailed.Add(float64(len(rows)))
+	w.opts.Metrics.failed.Add(float64(len(rows)))
 	for _, e := range rows {
 		w.log.Error("audit row not written", "err", err, "at", e.At, "actor", e.Actor, "action", e.Action,
 			"target", e.Target, "status", e.Status, "request_id", e.RequestID, "client_ip", e.ClientIP)

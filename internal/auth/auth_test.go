@@ -74,7 +74,7 @@ func newEnvOn(t *testing.T, limits auth.Limits, stores *cache.Stores) *env {
 	t.Helper()
 	e := &env{t: t, db: postgrestest.New(t), stores: stores, logs: &syncBuffer{}}
 	logger := slog.New(logging.Mask(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	e.limiter = auth.NewRateLimiter(e.stores.Sessions, limits, logger)
+	e.limiter = auth.NewRateLimiter(e.stores.Sessions, limits, logger, nil)
 	e.svc = auth.NewService(e.db.Pool, e.stores.Sessions, auth.Options{Logger: logger, Password: fastPasswords, Limiter: e.limiter})
 	e.audit = audit.NewWriter(e.db.Pool, audit.WriterOptions{Logger: logger, FlushInterval: 20 * time.Millisecond})
 	routes := append(e.svc.Routes(), audit.NewReader(e.db.Pool).Routes()...)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/cache"
 )
@@ -32,7 +29,9 @@ type Limits struct {
 	Login redis_rate.Limit
 }
 
-// DefaultLimits: 1,000 requests/s (burst 2,000) per principal — API keys are
+// DefaultLimits are the configuration's defaults (config.Limits, from
+// TRACKOPS_RATE_LIMIT_*), for tests and tools that build a limiter without
+// a configuration: 1,000 requests/s (burst 2,000) per principal — API keys are
 // mostly services placing orders in bulk — 20/s (burst 40) per address for
 // unauthenticated calls, and 5 login attempts (then one every 12 s) per
 // username+address.
@@ -44,77 +43,31 @@ func DefaultLimits() Limits {
 	}
 }
 
-// LimitsFromEnv reads TRACKOPS_RATE_LIMIT_PRINCIPAL, TRACKOPS_RATE_LIMIT_IP
-// and TRACKOPS_RATE_LIMIT_LOGIN (each "RATE/UNIT[,BURST]", e.g. "50/s,100"
-// or "5/m"; "0" or "off" disables that limit), defaulting to DefaultLimits.
-func LimitsFromEnv(getenv func(string) string) (Limits, error) {
-	l := DefaultLimits()
-	for _, f := range []struct {
-		name string
-		dst  *redis_rate.Limit
-	}{
-		{"TRACKOPS_RATE_LIMIT_PRINCIPAL", &l.PerPrincipal},
-		{"TRACKOPS_RATE_LIMIT_IP", &l.PerIP},
-		{"TRACKOPS_RATE_LIMIT_LOGIN", &l.Login},
-	} {
-		v := getenv(f.name)
-		if v == "" {
-			continue
-		}
-		lim, err := ParseLimit(v)
-		if err != nil {
-			return Limits{}, fmt.Errorf("%s=%q: %w", f.name, v, err)
-		}
-		*f.dst = lim
-	}
-	return l, nil
+// Metrics are the rate limiter's series: requests refused, and checks let
+// through because Redis did not answer.
+type Metrics struct {
+	errors     *prometheus.CounterVec
+	rejections *prometheus.CounterVec
 }
 
-// ParseLimit reads "RATE/UNIT[,BURST]" with UNIT s, m or h ("100/s",
-// "600/m,50"). The burst defaults to the rate. "0" or "off" is no limit.
-func ParseLimit(s string) (redis_rate.Limit, error) {
-	s = strings.TrimSpace(strings.ToLower(s))
-	if s == "0" || s == "off" {
-		return redis_rate.Limit{}, nil
+// NewMetrics creates the limiter's metrics and registers them on reg (nil:
+// counted, not exported).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_ratelimit_errors_total",
+			Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
+		}, []string{"limiter"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_ratelimit_rejections_total",
+			Help: "Requests refused with 429 by limiter.",
+		}, []string{"limiter"}),
 	}
-	spec, burstStr, hasBurst := strings.Cut(s, ",")
-	rateStr, unit, ok := strings.Cut(spec, "/")
-	if !ok {
-		return redis_rate.Limit{}, fmt.Errorf("want RATE/UNIT[,BURST], e.g. 50/s,100")
+	if reg != nil {
+		reg.MustRegister(m.errors, m.rejections)
 	}
-	rate, err := strconv.Atoi(strings.TrimSpace(rateStr))
-	if err != nil || rate < 1 {
-		return redis_rate.Limit{}, fmt.Errorf("rate must be a positive whole number")
-	}
-	var period time.Duration
-	switch strings.TrimSpace(unit) {
-	case "s", "sec", "second":
-		period = time.Second
-	case "m", "min", "minute":
-		period = time.Minute
-	case "h", "hour":
-		period = time.Hour
-	default:
-		return redis_rate.Limit{}, fmt.Errorf("unit must be s, m or h")
-	}
-	burst := rate
-	if hasBurst {
-		if burst, err = strconv.Atoi(strings.TrimSpace(burstStr)); err != nil || burst < 1 {
-			return redis_rate.Limit{}, fmt.Errorf("burst must be a positive whole number")
-		}
-	}
-	return redis_rate.Limit{Rate: rate, Burst: burst, Period: period}, nil
+	return m
 }
-
-var rateLimitErrors = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_ratelimit_errors_total",
-	Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
-}, []string{"limiter"})
-
-var rateLimitRejections = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_ratelimit_rejections_total",
-	Help: "Requests refused with 429 by limiter.",
-}, []string{"limiter"})
 
 // RateLimiter implements httpapi.RateLimiter with GCRA in Redis (redis_rate),
 // so every TrackOps instance shares one budget per principal and address.
@@ -135,6 +88,7 @@ type RateLimiter struct {
 	limiter  *redis_rate.Limiter
 	limits   Limits
 	log      *slog.Logger
+	metrics  *Metrics
 	lastWarn atomic.Int64
 
 	leases     sync.Map // key -> *lease
@@ -160,12 +114,16 @@ func leaseSize(limit redis_rate.Limit) int {
 	return max(1, min(maxLeaseTokens, limit.Burst/20))
 }
 
-// NewRateLimiter builds the limiter on the sessions store.
-func NewRateLimiter(sessions *cache.Store, limits Limits, logger *slog.Logger) *RateLimiter {
+// NewRateLimiter builds the limiter on the sessions store, counting in m
+// (nil: counted, not exported).
+func NewRateLimiter(sessions *cache.Store, limits Limits, logger *slog.Logger, m *Metrics) *RateLimiter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &RateLimiter{store: sessions, limiter: redis_rate.NewLimiter(sessions.Client()), limits: limits, log: logger}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &RateLimiter{store: sessions, limiter: redis_rate.NewLimiter(sessions.Client()), limits: limits, log: logger, metrics: m}
 }
 
 // Allow implements httpapi.RateLimiter. The router passes "principal:<id>"
@@ -220,7 +178,7 @@ func (l *RateLimiter) allowLeased(ctx context.Context, key string, limit redis_r
 func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_rate.Limit) (bool, time.Duration, error) {
 	res, err := l.limiter.Allow(ctx, key, limit)
 	if err != nil {
-		rateLimitErrors.WithLabelValues(name).Inc()
+		l.metrics.errors.WithLabelValues(name).Inc()
 		// One warning per 10 s is enough to notice; the metric counts all.
 		if now := time.Now().UnixNano(); now-l.lastWarn.Load() > int64(10*time.Second) {
 			l.lastWarn.Store(now)
@@ -229,7 +187,7 @@ func (l *RateLimiter) allow(ctx context.Context, name, key string, limit redis_r
 		return true, 0, nil
 	}
 	if res.Allowed == 0 {
-		rateLimitRejections.WithLabelValues(name).Inc()
+		l.metrics.rejections.WithLabelValues(name).Inc()
 		return false, res.RetryAfter, nil
 	}
 	return true, 0, nil

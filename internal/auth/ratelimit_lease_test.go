@@ -27,8 +27,8 @@ func testLeasedTokensKeepTheSharedBudget(t *testing.T, stores *cache.Stores) {
 	limits := auth.Limits{PerPrincipal: redis_rate.Limit{Rate: 1, Burst: 200, Period: time.Minute}}
 	quiet := slog.New(slog.DiscardHandler)
 	instances := []*auth.RateLimiter{
-		auth.NewRateLimiter(stores.Sessions, limits, quiet),
-		auth.NewRateLimiter(stores.Sessions, limits, quiet),
+		auth.NewRateLimiter(stores.Sessions, limits, quiet, nil),
+		auth.NewRateLimiter(stores.Sessions, limits, quiet, nil),
 	}
 	var mu sync.Mutex
 	allowed := 0

@@ -92,8 +92,6 @@ type Config struct {
 	// DatabaseURL names the PostgreSQL server; each scenario creates and
 	// drops its own database there.
 	DatabaseURL string
-	// RedisURL is used only when no redis-server can be started privately.
-	RedisURL string
 	// Phase is how long each measured phase runs.
 	Phase time.Duration
 	// Concurrency is the number of closed-loop workers of throughput phases.

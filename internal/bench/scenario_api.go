@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,13 +20,14 @@ import (
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // rig is what a scenario runs against: its own database, Redis and TrackOps
 // process.
 type rig struct {
 	db    *Database
-	redis *Redis
+	redis *testfix.Redis
 	proc  *Process
 	token string
 	api   *apiClient
@@ -41,12 +43,9 @@ func setUp(ctx context.Context, cfg Config, name string, env []string, args ...s
 	if r.db, err = CreateDatabase(ctx, cfg.DatabaseURL, "trackops_bench_"+strings.ReplaceAll(name, "-", "_")); err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
-	if r.redis, err = StartRedis(ctx, cfg.RedisURL); err != nil {
+	if r.redis, err = StartRedis(); err != nil {
 		r.tearDown()
 		return nil, err
-	}
-	if r.redis.cmd == nil {
-		r.notes = append(r.notes, "no redis-server on PATH: the shared Redis was used")
 	}
 	if err := r.start(ctx, cfg, env, args...); err != nil {
 		r.tearDown()
@@ -57,7 +56,7 @@ func setUp(ctx context.Context, cfg Config, name string, env []string, args ...s
 
 func (r *rig) start(ctx context.Context, cfg Config, env []string, args ...string) error {
 	var err error
-	r.proc, err = StartProcess(ctx, ProcessConfig{Binary: cfg.Binary, DatabaseURL: r.db.URL, RedisURL: r.redis.URL, Env: env, Args: args})
+	r.proc, err = StartProcess(ctx, ProcessConfig{Binary: cfg.Binary, DatabaseURL: r.db.URL, RedisURL: r.redis.URL(), Env: env, Args: args})
 	if err != nil {
 		return err
 	}
@@ -87,7 +86,8 @@ func (r *rig) tearDown() {
 		r.proc.Stop()
 	}
 	if r.redis != nil {
-		r.redis.Stop()
+		r.redis.Kill()
+		os.RemoveAll(r.redis.Dir)
 	}
 	if r.db != nil {
 		r.db.Drop(context.Background())
@@ -208,7 +208,7 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 		return err
 	})
 
-	opts, err := redis.ParseURL(r.redis.URL)
+	opts, err := redis.ParseURL(r.redis.URL())
 	if err != nil {
 		return failed(res, err)
 	}

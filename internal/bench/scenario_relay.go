@@ -34,7 +34,7 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	if r.db, err = CreateDatabase(ctx, cfg.DatabaseURL, "trackops_bench_relay"); err != nil {
 		return failed(res, err)
 	}
-	if r.redis, err = StartRedis(ctx, cfg.RedisURL); err != nil {
+	if r.redis, err = StartRedis(); err != nil {
 		return failed(res, err)
 	}
 	cfg.logf("relay", "writing a backlog of %d events", relayBacklog)
@@ -54,7 +54,7 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	// than the rate: the process from its start (startup included) and the
 	// database's backends (the relay's sessions, this loop's cheap polls,
 	// the health check at startup, autovacuum after the backlog's inserts).
-	cpu, pg := processCPU(r.proc.cmd.Process.Pid), cpuDelta(pg0, postgresCPU(ctx, r.db))
+	cpu, pg := processCPU(r.proc.Pid()), cpuDelta(pg0, postgresCPU(ctx, r.db))
 	drain, err := drainRate(ctx, r.db)
 	if err != nil {
 		return failed(res, err)

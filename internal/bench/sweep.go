@@ -149,7 +149,7 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 
 func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *atomic.Int64, rate int, step time.Duration) SweepStep {
 	st := SweepStep{Offered: float64(rate)}
-	pid := path.rig.proc.cmd.Process.Pid
+	pid := path.rig.proc.Pid()
 	cpu0, pg0 := processCPU(pid), postgresCPU(ctx, path.rig.db)
 	keys, errs := openLoop(ctx, rate, step, func(ctx context.Context, scheduled time.Time) error {
 		return path.fire(ctx, seq.Add(1), scheduled)

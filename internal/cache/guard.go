@@ -177,7 +177,7 @@ func (g *guard) tripLocked(cause error) {
 	g.lastErr = cause.Error()
 	if g.state.Swap(stateDegraded) == stateUp {
 		g.degradedSince = time.Now()
-		degradedGauge.Set(1)
+		g.o.Metrics.degraded.Set(1)
 		g.log.Warn("cache degraded; reads fall back to PostgreSQL", "err", cause)
 	}
 	select {
@@ -216,7 +216,7 @@ func (g *guard) recordPending(st *Store, version int64, cause error, keys ...str
 			m[k] = version
 		}
 	}
-	pendingGauge.Set(float64(g.pendingCountLocked()))
+	g.o.Metrics.pending.Set(float64(g.pendingCountLocked()))
 	if cause != nil {
 		g.tripLocked(cause)
 	}
@@ -353,7 +353,7 @@ func (g *guard) reconcile(ctx context.Context) error {
 			if purge[st] {
 				continue
 			}
-			if err := replay(ctx, st, g.o.TombstoneTTL, m); err != nil {
+			if err := replay(ctx, st, g.o.TombstoneTTL, m, g.o.Metrics); err != nil {
 				return err
 			}
 		}
@@ -404,9 +404,9 @@ func (g *guard) reconcile(ctx context.Context) error {
 	g.script.Store(next)
 	g.knownRun.Store(&runID)
 	g.failures.Store(0)
-	pendingGauge.Set(0)
+	g.o.Metrics.pending.Set(0)
 	if g.state.Swap(stateUp) == stateDegraded {
-		degradedGauge.Set(0)
+		g.o.Metrics.degraded.Set(0)
 		if g.everUp {
 			g.log.Info("cache recovered", "degraded_for", time.Since(g.degradedSince).Round(time.Millisecond))
 		}
@@ -431,7 +431,7 @@ func (g *guard) purge(ctx context.Context, stores map[*Store]bool) error {
 		if err := purgeStore(ctx, st, g.stores.cluster); err != nil {
 			return fmt.Errorf("cache: purge %s: %w", st.name, err)
 		}
-		purgesTotal.WithLabelValues(st.name).Inc()
+		g.o.Metrics.purges.WithLabelValues(st.name).Inc()
 		g.log.Warn("cache store purged", "store", st.name)
 	}
 	return nil
@@ -517,7 +517,7 @@ func loadScripts(ctx context.Context, s *Stores, srcs ...string) error {
 }
 
 // replay writes the remembered invalidations as version tombstones.
-func replay(ctx context.Context, st *Store, ttl time.Duration, keys map[string]int64) error {
+func replay(ctx context.Context, st *Store, ttl time.Duration, keys map[string]int64, metrics *Metrics) error {
 	const batch = 500
 	list := make([]string, 0, len(keys))
 	for k := range keys {
@@ -532,7 +532,7 @@ func replay(ctx context.Context, st *Store, ttl time.Duration, keys map[string]i
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("cache: replay invalidations on %s: %w", st.name, err)
 		}
-		invalidationsTotal.WithLabelValues(st.name).Add(float64(len(part)))
+		metrics.invalidations.WithLabelValues(st.name).Add(float64(len(part)))
 	}
 	return nil
 }

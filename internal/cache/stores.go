@@ -109,6 +109,8 @@ type Options struct {
 	// Logger receives state changes (degraded, recovered, purged).
 	// Default slog.Default().
 	Logger *slog.Logger
+	// Metrics count the stores' calls; nil counts without exporting.
+	Metrics *Metrics
 }
 
 func (o Options) withDefaults() Options {
@@ -132,6 +134,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
 	}
 	return o
 }

@@ -56,14 +56,14 @@ func newVersioned(st *Store, g *guard) *Versioned {
 		store: st, g: g,
 		ttlMS: st.ttl.Milliseconds(), tombstoneMS: g.o.TombstoneTTL.Milliseconds(),
 		loadBudget:     g.o.TombstoneTTL / 2,
-		mHit:           requestsTotal.WithLabelValues(n, "hit"),
-		mMiss:          requestsTotal.WithLabelValues(n, "miss"),
-		mErr:           requestsTotal.WithLabelValues(n, "error"),
-		lGet:           latencySeconds.WithLabelValues(n, "get"),
-		lSet:           latencySeconds.WithLabelValues(n, "set"),
-		lInvalidate:    latencySeconds.WithLabelValues(n, "invalidate"),
-		lLoad:          latencySeconds.WithLabelValues(n, "load"),
-		mInvalidations: invalidationsTotal.WithLabelValues(n),
+		mHit:           g.o.Metrics.requests.WithLabelValues(n, "hit"),
+		mMiss:          g.o.Metrics.requests.WithLabelValues(n, "miss"),
+		mErr:           g.o.Metrics.requests.WithLabelValues(n, "error"),
+		lGet:           g.o.Metrics.latency.WithLabelValues(n, "get"),
+		lSet:           g.o.Metrics.latency.WithLabelValues(n, "set"),
+		lInvalidate:    g.o.Metrics.latency.WithLabelValues(n, "invalidate"),
+		lLoad:          g.o.Metrics.latency.WithLabelValues(n, "load"),
+		mInvalidations: g.o.Metrics.invalidations.WithLabelValues(n),
 	}
 }
 

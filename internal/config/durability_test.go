@@ -11,12 +11,12 @@ func TestKafkaDurabilitySettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.KafkaDurability != "group" || c.KafkaFlushInterval != 50*time.Millisecond {
-		t.Fatalf("defaults: %q %v, want group 50ms", c.KafkaDurability, c.KafkaFlushInterval)
+	if c.Kafka.Durability != "group" || c.Kafka.FlushInterval != 50*time.Millisecond {
+		t.Fatalf("defaults: %q %v, want group 50ms", c.Kafka.Durability, c.Kafka.FlushInterval)
 	}
 	c, err = LoadFrom(envOf(map[string]string{"TRACKOPS_LOG_FORMAT": "json", "TRACKOPS_KAFKA_DURABILITY": "FSYNC", "TRACKOPS_KAFKA_FLUSH_INTERVAL": "5ms"}))
-	if err != nil || c.KafkaDurability != "fsync" || c.KafkaFlushInterval != 5*time.Millisecond {
-		t.Fatalf("fsync, 5ms: %q %v %v", c.KafkaDurability, c.KafkaFlushInterval, err)
+	if err != nil || c.Kafka.Durability != "fsync" || c.Kafka.FlushInterval != 5*time.Millisecond {
+		t.Fatalf("fsync, 5ms: %q %v %v", c.Kafka.Durability, c.Kafka.FlushInterval, err)
 	}
 	for env, want := range map[string]string{
 		"TRACKOPS_KAFKA_DURABILITY=sometimes": "TRACKOPS_KAFKA_DURABILITY",

@@ -2,13 +2,10 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Read replica settings, in a block of their own.
+// Read replica settings of the Database section.
 //
 //	TRACKOPS_DATABASE_READ_URL      empty (reads on the primary)
 //	TRACKOPS_DATABASE_READ_MAX_LAG  10s
@@ -19,27 +16,23 @@ import (
 // rows read less than a minute behind the primary.
 const MaxReadLagLimit = time.Minute
 
-func (c *Config) loadReplica(e *env) {
-	c.DatabaseReadURL = e.str("TRACKOPS_DATABASE_READ_URL", "")
-	c.DatabaseReadMaxLag = e.duration("TRACKOPS_DATABASE_READ_MAX_LAG", 10*time.Second)
+func (d *Database) loadReplica(e *env) {
+	d.ReadURL = e.str("TRACKOPS_DATABASE_READ_URL", "")
+	d.ReadMaxLag = e.duration("TRACKOPS_DATABASE_READ_MAX_LAG", 10*time.Second)
 }
 
-func (c Config) validateReplica() []error {
+func (d Database) validateReplica() []error {
 	var errs []error
-	if c.DatabaseReadURL != "" {
-		if _, err := pgconn.ParseConfig(c.DatabaseReadURL); err != nil {
-			reason := err.Error()
-			if i := strings.LastIndex(reason, ": "); i >= 0 {
-				reason = reason[i+2:]
-			}
-			errs = append(errs, fmt.Errorf("TRACKOPS_DATABASE_READ_URL is not a PostgreSQL URL (%s); want the form %s", reason, DatabaseURLForm))
+	if d.ReadURL != "" {
+		if err := checkDatabaseURL("TRACKOPS_DATABASE_READ_URL", d.ReadURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if c.DatabaseReadMaxLag <= 0 || c.DatabaseReadMaxLag >= MaxReadLagLimit {
-		errs = append(errs, fmt.Errorf("TRACKOPS_DATABASE_READ_MAX_LAG=%s: want a positive duration below %s, such as 10s", c.DatabaseReadMaxLag, MaxReadLagLimit))
+	if d.ReadMaxLag <= 0 || d.ReadMaxLag >= MaxReadLagLimit {
+		errs = append(errs, fmt.Errorf("TRACKOPS_DATABASE_READ_MAX_LAG=%s: want a positive duration below %s, such as 10s", d.ReadMaxLag, MaxReadLagLimit))
 	}
 	return errs
 }
 
 // ReadReplica reports whether read-only queries go to a replica.
-func (c Config) ReadReplica() bool { return c.DatabaseReadURL != "" }
+func (d Database) ReadReplica() bool { return d.ReadURL != "" }

@@ -23,8 +23,8 @@ func TestCDCSlotName(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c.CDCSlotName != tt.want {
-				t.Fatalf("slot %q, err %v; want %q", c.CDCSlotName, err, tt.want)
+			if err != nil || c.CDC.SlotName != tt.want {
+				t.Fatalf("slot %q, err %v; want %q", c.CDC.SlotName, err, tt.want)
 			}
 		})
 	}

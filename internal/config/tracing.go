@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -31,24 +32,24 @@ func (t Tracing) Enabled() bool { return t.Endpoint != "" }
 var Samplers = []string{"always_on", "always_off", "traceidratio",
 	"parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
 
-func loadTracing(e *env) (Tracing, error) {
-	t := Tracing{
-		Sampler:    strings.ToLower(e.str("OTEL_TRACES_SAMPLER", "parentbased_always_on")),
-		SamplerArg: e.float("OTEL_TRACES_SAMPLER_ARG", 1),
-	}
+func (t *Tracing) load(e *env) {
+	t.Sampler = strings.ToLower(e.str("OTEL_TRACES_SAMPLER", "parentbased_always_on"))
+	t.SamplerArg = e.float("OTEL_TRACES_SAMPLER_ARG", 1)
 	if strings.EqualFold(e.str("OTEL_SDK_DISABLED", ""), "true") {
-		return t, nil
+		return
 	}
 	switch exp := strings.ToLower(e.str("OTEL_TRACES_EXPORTER", "otlp")); exp {
 	case "none":
-		return t, nil
+		return
 	case "otlp":
 	default:
-		return t, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: TrackOps exports traces with otlp, or none", exp)
+		e.bad("OTEL_TRACES_EXPORTER=%q: TrackOps exports traces with otlp, or none", exp)
+		return
 	}
 	proto := e.str("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", e.str("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
 	if proto != "http/protobuf" {
-		return t, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: TrackOps exports OTLP over HTTP; use http/protobuf (port 4318 on a collector)", proto)
+		e.bad("OTEL_EXPORTER_OTLP_PROTOCOL=%q: TrackOps exports OTLP over HTTP; use http/protobuf (port 4318 on a collector)", proto)
+		return
 	}
 	t.Endpoint = e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	if t.Endpoint == "" {
@@ -56,25 +57,21 @@ func loadTracing(e *env) (Tracing, error) {
 			t.Endpoint = strings.TrimRight(base, "/") + "/v1/traces"
 		}
 	}
-	return t, nil
 }
 
-func (t Tracing) validate() error {
-	known := false
-	for _, s := range Samplers {
-		known = known || s == t.Sampler
-	}
-	if t.Sampler != "" && !known { // "" is the default sampler
-		return fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want one of %s", t.Sampler, strings.Join(Samplers, ", "))
+func (t Tracing) validate() []error {
+	var errs []error
+	if t.Sampler != "" && !slices.Contains(Samplers, t.Sampler) { // "" is the default sampler
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_SAMPLER=%q: want one of %s", t.Sampler, strings.Join(Samplers, ", ")))
 	}
 	if t.SamplerArg < 0 || t.SamplerArg > 1 {
-		return fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%v: the sampling ratio is between 0 and 1", t.SamplerArg)
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG=%v: the sampling ratio is between 0 and 1", t.SamplerArg))
 	}
 	if t.Endpoint != "" {
 		u, err := url.Parse(t.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("OTLP traces endpoint %q: want an http:// or https:// URL such as http://collector:4318", t.Endpoint)
+			errs = append(errs, fmt.Errorf("OTLP traces endpoint %q: want an http:// or https:// URL such as http://collector:4318", t.Endpoint))
 		}
 	}
-	return nil
+	return errs
 }

@@ -9,15 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
-
-var alertsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_dlq_alerts_total",
-	Help: "DLQ webhook alerts, by outcome (sent, failed, suppressed by the rate limit, dropped on a full queue).",
-}, []string{"outcome"})
 
 // AlertConfig describes an Alerter.
 type AlertConfig struct {
@@ -32,6 +24,8 @@ type AlertConfig struct {
 	Client *http.Client
 	// Logger receives the alert log lines.
 	Logger *slog.Logger
+	// Metrics count the alerts by outcome; nil counts without exporting.
+	Metrics *Metrics
 }
 
 // Alert is the webhook's JSON body. Text makes it readable as a Slack or
@@ -76,6 +70,9 @@ func NewAlerter(cfg AlertConfig) *Alerter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
 	return &Alerter{cfg: cfg, queue: make(chan Alert, 64), last: map[string]time.Time{}, suppressed: map[string]int{}}
 }
 
@@ -87,7 +84,7 @@ func (a *Alerter) Notify(m Message) {
 	if seen && now.Sub(last) < a.cfg.Interval {
 		a.suppressed[m.Fingerprint]++
 		a.mu.Unlock()
-		alertsTotal.WithLabelValues("suppressed").Inc()
+		a.cfg.Metrics.alerts.WithLabelValues("suppressed").Inc()
 		return
 	}
 	a.last[m.Fingerprint] = now
@@ -114,7 +111,7 @@ func (a *Alerter) Notify(m Message) {
 	select {
 	case a.queue <- alert:
 	default:
-		alertsTotal.WithLabelValues("dropped").Inc()
+		a.cfg.Metrics.alerts.WithLabelValues("dropped").Inc()
 		a.cfg.Logger.Warn("DLQ alert queue full; webhook alert dropped", "fingerprint", m.Fingerprint)
 	}
 }
@@ -127,11 +124,11 @@ func (a *Alerter) Run(ctx context.Context) {
 			return
 		case alert := <-a.queue:
 			if err := a.send(ctx, alert); err != nil {
-				alertsTotal.WithLabelValues("failed").Inc()
+				a.cfg.Metrics.alerts.WithLabelValues("failed").Inc()
 				a.cfg.Logger.Warn("DLQ webhook alert failed", "err", err, "fingerprint", alert.Fingerprint)
 				continue
 			}
-			alertsTotal.WithLabelValues("sent").Inc()
+			a.cfg.Metrics.alerts.WithLabelValues("sent").Inc()
 		}
 	}
 }

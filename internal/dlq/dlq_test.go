@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -232,15 +233,16 @@ func TestDeadLetterLifecycle(t *testing.T) {
 
 	hook := newWebhook(t)
 	store := NewStore(db.Pool)
-	monitor, err := NewMonitor(store, MonitorConfig{Kafka: opts, MetadataRefresh: time.Second,
-		Alerter: NewAlerter(AlertConfig{WebhookURL: hook.srv.URL, Interval: time.Hour})})
+	dm := NewMetrics(prometheus.NewRegistry())
+	monitor, err := NewMonitor(store, MonitorConfig{Kafka: opts, MetadataRefresh: time.Second, Metrics: dm,
+		Alerter: NewAlerter(AlertConfig{WebhookURL: hook.srv.URL, Interval: time.Hour, Metrics: dm})})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go monitor.Run(ctx)
-	errClassBefore := testutil.ToFloat64(messagesTotal.WithLabelValues(dlqTopic, "trackops.Error"))
-	malformedBefore := testutil.ToFloat64(messagesTotal.WithLabelValues(dlqTopic, "trackops.MalformedEventError"))
-	suppressedBefore := testutil.ToFloat64(alertsTotal.WithLabelValues("suppressed"))
+	errClassBefore := testutil.ToFloat64(dm.messages.WithLabelValues(dlqTopic, "trackops.Error"))
+	malformedBefore := testutil.ToFloat64(dm.messages.WithLabelValues(dlqTopic, "trackops.MalformedEventError"))
+	suppressedBefore := testutil.ToFloat64(dm.alerts.WithLabelValues("suppressed"))
 
 	produce := func(recs ...*kgo.Record) {
 		t.Helper()
@@ -302,15 +304,15 @@ func TestDeadLetterLifecycle(t *testing.T) {
 		retried[0].ErrorPattern != "trackops.Error: reserve stock for order <uuid>: inventory database unavailable after <n> ms" {
 		t.Errorf("retried dead letters: %q %q (%s)", retried[0].Fingerprint, retried[1].Fingerprint, retried[0].ErrorPattern)
 	}
-	if got := testutil.ToFloat64(messagesTotal.WithLabelValues(dlqTopic, "trackops.Error")) - errClassBefore; got != 2 {
+	if got := testutil.ToFloat64(dm.messages.WithLabelValues(dlqTopic, "trackops.Error")) - errClassBefore; got != 2 {
 		t.Errorf("trackops_dlq_messages_total{topic=%q,error_class=trackops.Error} grew by %v, want 2", dlqTopic, got)
 	}
-	if got := testutil.ToFloat64(messagesTotal.WithLabelValues(dlqTopic, "trackops.MalformedEventError")) - malformedBefore; got != 1 {
+	if got := testutil.ToFloat64(dm.messages.WithLabelValues(dlqTopic, "trackops.MalformedEventError")) - malformedBefore; got != 1 {
 		t.Errorf("malformed counter grew by %v, want 1", got)
 	}
 	// One webhook per fingerprint; the second record of the same failure is held back.
 	eventually(t, "one suppressed alert", func() bool {
-		return testutil.ToFloat64(alertsTotal.WithLabelValues("suppressed"))-suppressedBefore >= 1
+		return testutil.ToFloat64(dm.alerts.WithLabelValues("suppressed"))-suppressedBefore >= 1
 	})
 	eventually(t, "two webhook alerts", func() bool { return len(hook.got()) == 2 })
 
@@ -327,7 +329,7 @@ func TestDeadLetterLifecycle(t *testing.T) {
 	if c, _ := store.Count(ctx, Filter{}); c.Total != 3 {
 		t.Errorf("redelivery made %d rows, want 3", c.Total)
 	}
-	if got := testutil.ToFloat64(messagesTotal.WithLabelValues(dlqTopic, "trackops.Error")) - errClassBefore; got != 2 {
+	if got := testutil.ToFloat64(dm.messages.WithLabelValues(dlqTopic, "trackops.Error")) - errClassBefore; got != 2 {
 		t.Errorf("redelivery counted again: counter grew by %v", got)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/kafka"
@@ -16,16 +15,36 @@ import (
 // MonitorGroup is the DLQ monitor's consumer group.
 const MonitorGroup = "trackops-dlq-monitor"
 
-var (
-	messagesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_dlq_messages_total",
-		Help: "Dead letters recorded by the DLQ monitor, by dead-letter topic and error class (kafka_dlt-exception-fqcn).",
-	}, []string{"topic", "error_class"})
-	replaysTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_dlq_replays_total",
-		Help: "Dead-letter replay outcomes, by original topic and outcome (replayed, blocked).",
-	}, []string{"topic", "outcome"})
-)
+// Metrics are the DLQ's series: dead letters recorded, replays and alerts.
+// One serves the monitor, the alerter and the replayer of a process.
+type Metrics struct {
+	messages *prometheus.CounterVec
+	replays  *prometheus.CounterVec
+	alerts   *prometheus.CounterVec
+}
+
+// NewMetrics creates the DLQ metrics and registers them on reg (nil:
+// counted, not exported).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_dlq_messages_total",
+			Help: "Dead letters recorded by the DLQ monitor, by dead-letter topic and error class (kafka_dlt-exception-fqcn).",
+		}, []string{"topic", "error_class"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_dlq_replays_total",
+			Help: "Dead-letter replay outcomes, by original topic and outcome (replayed, blocked).",
+		}, []string{"topic", "outcome"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_dlq_alerts_total",
+			Help: "DLQ webhook alerts, by outcome (sent, failed, suppressed by the rate limit, dropped on a full queue).",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages, m.replays, m.alerts)
+	}
+	return m
+}
 
 // MonitorConfig describes a Monitor.
 type MonitorConfig struct {
@@ -40,6 +59,8 @@ type MonitorConfig struct {
 	// MetadataRefresh is how soon a newly created .dlq topic is picked up
 	// (default 30 s).
 	MetadataRefresh time.Duration
+	// Metrics count the dead letters recorded; nil counts without exporting.
+	Metrics *Metrics
 }
 
 // Monitor consumes every dead-letter topic and records each dead letter.
@@ -47,6 +68,7 @@ type Monitor struct {
 	store    *Store
 	alerter  *Alerter
 	log      *slog.Logger
+	metrics  *Metrics
 	consumer *kafka.Consumer
 }
 
@@ -63,7 +85,10 @@ func NewMonitor(store *Store, cfg MonitorConfig) (*Monitor, error) {
 	if cfg.MetadataRefresh <= 0 {
 		cfg.MetadataRefresh = 30 * time.Second
 	}
-	m := &Monitor{store: store, alerter: cfg.Alerter, log: cfg.Logger}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	m := &Monitor{store: store, alerter: cfg.Alerter, log: cfg.Logger, metrics: cfg.Metrics}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Options:           cfg.Kafka,
 		Group:             cfg.Group,
@@ -100,7 +125,7 @@ func (m *Monitor) Handle(ctx context.Context, rec *kgo.Record) error {
 		return nil
 	}
 	msg.ID = id
-	messagesTotal.WithLabelValues(msg.Topic, msg.ExceptionClass).Inc()
+	m.metrics.messages.WithLabelValues(msg.Topic, msg.ExceptionClass).Inc()
 	m.log.WarnContext(ctx, "dead letter recorded", "dlq_id", id, "topic", msg.Topic, "original_topic", msg.OriginalTopic,
 		"original_partition", deref(msg.OriginalPartition), "original_offset", deref(msg.OriginalOffset),
 		"consumer_group", msg.ConsumerGroup, "error_class", msg.ExceptionClass, "error", msg.ExceptionMessage,

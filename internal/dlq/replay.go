@@ -119,6 +119,7 @@ type Replayer struct {
 	maxReplays int
 	log        *slog.Logger
 	progress   *progress.Tracker
+	metrics    *Metrics
 }
 
 // ReplayerConfig tunes a Replayer.
@@ -131,6 +132,8 @@ type ReplayerConfig struct {
 	// Progress, if set, is told of each dead letter a replay of --all
 	// handles (the CLI's progress bar); the API leaves it nil.
 	Progress *progress.Tracker
+	// Metrics count the replays; nil counts without exporting.
+	Metrics *Metrics
 }
 
 // NewReplayer returns a replayer over the dead letters in pool, publishing
@@ -142,8 +145,11 @@ func NewReplayer(pool *pgxpool.Pool, producer *kgo.Client, cfg ReplayerConfig) *
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
 	return &Replayer{pool: pool, store: NewStore(pool), producer: producer, auditor: cfg.Auditor,
-		maxReplays: cfg.MaxReplays, log: cfg.Logger, progress: cfg.Progress}
+		maxReplays: cfg.MaxReplays, log: cfg.Logger, progress: cfg.Progress, metrics: cfg.Metrics}
 }
 
 // MaxReplays is the loop guard's limit.
@@ -255,7 +261,7 @@ func (r *Replayer) replayOne(ctx context.Context, req ReplayRequest, id int64) (
 			if req.DryRun {
 				return nil
 			}
-			replaysTotal.WithLabelValues(m.OriginalTopic, OutcomeBlocked).Inc()
+			r.metrics.replays.WithLabelValues(m.OriginalTopic, OutcomeBlocked).Inc()
 			detail := map[string]any{"replay_count": m.ReplayCount, "max_replays": r.maxReplays}
 			if _, err := tx.Exec(ctx, `UPDATE dlq_messages SET replay_blocked = true, updated_at = now() WHERE id = $1`, id); err != nil {
 				return err
@@ -273,7 +279,7 @@ func (r *Replayer) replayOne(ctx context.Context, req ReplayRequest, id int64) (
 		if err != nil {
 			return fmt.Errorf("replay dead letter %d to %s: %w", id, m.OriginalTopic, err)
 		}
-		replaysTotal.WithLabelValues(m.OriginalTopic, OutcomeReplayed).Inc()
+		r.metrics.replays.WithLabelValues(m.OriginalTopic, OutcomeReplayed).Inc()
 		it.Outcome = OutcomeReplayed
 		if _, err := tx.Exec(ctx, `UPDATE dlq_messages SET status = 'replayed', replay_count = replay_count + 1,
 				replayed_at = now(), updated_at = now() WHERE id = $1`, id); err != nil {

@@ -172,7 +172,7 @@ func benchCommitToKafka(b *testing.B, memoryBroker bool, args []string) {
 	b.ReportMetric(q(0.50), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(1), "max-ms")
-	rss, peak := processRSS(b, p.cmd.Process.Pid)
+	rss, peak := processRSS(b, p.Pid())
 	b.ReportMetric(rss, "rss-MB")
 	b.ReportMetric(peak, "peak-rss-MB")
 }

@@ -137,11 +137,21 @@ func TestCDCKillMidStream(t *testing.T) {
 	})
 	p.Kill()
 	killedAt := time.Now()
-	time.Sleep(500 * time.Millisecond) // SQL writers keep committing while it is down
+	// The SQL writers keep committing while it is down: restart once some
+	// transactions went into the WAL with no connector reading it.
+	grown := func(what string, counter func() int64, by int64) {
+		t.Helper()
+		from := counter()
+		waitUntil(t, what, 60*time.Second, func(context.Context) (bool, error) { return counter()-from >= by, nil })
+	}
+	grown("SQL transactions while the process is down", sqlTx.Load, 20)
 	p2 := Start(t, cfg)
 	proc.Store(p2)
 	t.Logf("down for %s", time.Since(killedAt).Round(time.Millisecond))
-	time.Sleep(1500 * time.Millisecond) // load continues after the restart
+	// Load continues after the restart: orders through the new process's
+	// API and more SQL transactions.
+	grown("orders created through the restarted process", apiCreated.Load, 50)
+	grown("SQL transactions after the restart", sqlTx.Load, 20)
 	close(stop)
 	wg.Wait()
 	if t.Failed() {

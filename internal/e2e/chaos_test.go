@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/bench"
+	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/events"
 )
 
@@ -158,14 +159,10 @@ func runChaos(t *testing.T, pg *privateCluster, strategy, fault string, set chao
 		t.Fatal(err)
 	}
 	defer db.Drop(context.Background())
-	redis, err := bench.StartRedis(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer redis.Stop()
+	redis := cachetest.StartServer(t)
 	cfg := Config{DatabaseURL: db.URL, DataDir: t.TempDir(), HTTPAddr: FreeAddr(t), KafkaAddr: FreeAddr(t), ConnectAddr: FreeAddr(t),
 		Extra: []string{
-			"TRACKOPS_REDIS_URL=" + redis.URL,
+			"TRACKOPS_REDIS_URL=" + redis.URL(),
 			"TRACKOPS_EVENT_STRATEGY=" + strategy,
 			"TRACKOPS_CDC_SLOT_NAME=" + strings.ReplaceAll(db.Name, "-", "_"),
 			"TRACKOPS_SAGA_PENDING_TIMEOUT=" + set.pending.String(),
@@ -200,7 +197,7 @@ func runChaos(t *testing.T, pg *privateCluster, strategy, fault string, set chao
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Second)
-		if err := redis.Restart(ctx); err != nil {
+		if err := redis.Restart(); err != nil {
 			t.Fatal(err)
 		}
 	case "redis-freeze":

@@ -159,7 +159,8 @@ func TestKillDuringLoadLosesNoEvent(t *testing.T) {
 	cfg := newConfig(t, db)
 	p := Start(t, cfg)
 
-	stop := make(chan struct{})
+	const killAfter = 300
+	stop, reached := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	var accepted atomic.Int64
 	for w := range 8 {
@@ -171,15 +172,24 @@ func TestKillDuringLoadLosesNoEvent(t *testing.T) {
 				default:
 				}
 				if _, code, err := createOrder(p, w*100000+i); err == nil && code == http.StatusCreated {
-					accepted.Add(1)
+					if accepted.Add(1) == killAfter {
+						close(reached) // exactly one creator sees the count reach it
+					}
 				} else if err != nil {
 					return // the process is gone
 				}
 			}
 		})
 	}
-	for accepted.Load() < 300 {
-		time.Sleep(10 * time.Millisecond)
+	creatorsDone := make(chan struct{})
+	go func() { wg.Wait(); close(creatorsDone) }()
+	select {
+	case <-reached:
+	case <-creatorsDone:
+		t.Fatalf("every creator stopped after %d accepted orders, before %d:\n%s", accepted.Load(), killAfter, p.Log.String())
+	case <-time.After(2 * time.Minute): // a deadlock guard, not a speed assertion
+		close(stop)
+		t.Fatalf("only %d of %d orders accepted within 2 minutes", accepted.Load(), killAfter)
 	}
 	p.Kill()
 	close(stop)

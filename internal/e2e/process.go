@@ -1,78 +1,59 @@
 // Package e2e runs the real trackops binary as a separate process against
 // the machine's PostgreSQL and Redis, with its embedded broker, for tests
-// that must kill it (SIGKILL) and start it again.
+// that must kill it (SIGKILL) and start it again. The launching itself is
+// internal/testfix's, shared with the benchmark scenarios; this file adds
+// what tests need on top (t.Fatal, cleanup, an admin key).
 package e2e
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-)
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // Binary builds cmd/trackops once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "trackops-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "trackops")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/trackops")
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := testfix.Binary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
 
 // FreeAddr returns a loopback address with a port nobody listens on now.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testfix.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Process is one trackops process started by a test.
 type Process struct {
+	*testfix.Process
 	t    testing.TB
-	cmd  *exec.Cmd
-	Env  []string
 	HTTP string // base URL
 	// Token is an admin API key created for the test.
 	Token string
-	Log   *lockedBuffer
-	done  chan struct{}
+	// Log is the process's output so far.
+	Log processLog
 }
+
+// processLog reads a running process's output.
+type processLog struct{ p *testfix.Process }
+
+// String is the output so far.
+func (l processLog) String() string { return l.p.Log() }
 
 // Config is what differs between test processes.
 type Config struct {
@@ -86,6 +67,7 @@ type Config struct {
 
 // Start runs `trackops run` with cfg, waits until it is ready and creates an
 // admin API key for the test (reused when cfg's database already has one).
+// The process is killed when the test ends.
 func Start(t testing.TB, cfg Config, args ...string) *Process {
 	t.Helper()
 	p := Launch(t, cfg, args...)
@@ -94,89 +76,53 @@ func Start(t testing.TB, cfg Config, args ...string) *Process {
 }
 
 // Launch runs `trackops run` with cfg and returns at once, so several
-// processes can start side by side; WaitReady waits for one.
+// processes can start side by side; WaitReady waits for one. The process
+// is killed when the test ends.
 func Launch(t testing.TB, cfg Config, args ...string) *Process {
 	t.Helper()
-	env := append(os.Environ(),
-		"TRACKOPS_DATABASE_URL="+cfg.DatabaseURL,
-		"TRACKOPS_DATA_DIR="+cfg.DataDir,
-		"TRACKOPS_HTTP_ADDR="+cfg.HTTPAddr,
-		"TRACKOPS_EMBEDDED_KAFKA_ADDR="+cfg.KafkaAddr,
-		"TRACKOPS_CONNECT_ADDR="+cfg.ConnectAddr,
+	env := []string{
+		"TRACKOPS_DATABASE_URL=" + cfg.DatabaseURL,
+		"TRACKOPS_DATA_DIR=" + cfg.DataDir,
+		"TRACKOPS_HTTP_ADDR=" + cfg.HTTPAddr,
+		"TRACKOPS_EMBEDDED_KAFKA_ADDR=" + cfg.KafkaAddr,
+		"TRACKOPS_CONNECT_ADDR=" + cfg.ConnectAddr,
 		"TRACKOPS_LOG_FORMAT=json",
-	)
+	}
 	env = append(env, cfg.Extra...)
-	p := &Process{t: t, Env: env, HTTP: "http://" + cfg.HTTPAddr, Log: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(Binary(t), append([]string{"run"}, args...)...)
-	p.cmd.Env = env
-	p.cmd.Stdout = p.Log
-	p.cmd.Stderr = p.Log
-	if err := p.cmd.Start(); err != nil {
+	base := "http://" + cfg.HTTPAddr
+	tp, err := testfix.StartProcess(context.Background(), testfix.ProcessSpec{
+		Binary: Binary(t), Args: append([]string{"run"}, args...), Env: env, LogLimit: 64 << 20,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.Kill() })
-	return p
+	t.Cleanup(tp.Kill)
+	return &Process{Process: tp, t: t, HTTP: base, Log: processLog{tp}}
 }
 
-// WaitReady waits until the process answers /health/ready with 200 and
-// creates (or reuses) the test's admin API key.
+// WaitReady waits until the process answers /health/ready with 200 (90 s
+// at most: a hang guard, not a speed assertion) and creates (or reuses) the
+// test's admin API key.
 func (p *Process) WaitReady() {
-	t := p.t
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second) // a hang guard, not a speed assertion
-	for {
-		resp, err := http.Get(p.HTTP + "/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				p.Token = adminKey(t, p.Env)
-				return
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("trackops exited before it was ready:\n%s", p.Log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trackops not ready after 90 s:\n%s", p.Log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	p.t.Helper()
+	if err := p.Process.WaitReady(context.Background(), p.HTTP+"/health/ready", 90*time.Second); err != nil {
+		p.t.Fatal(err)
 	}
+	p.Token = adminKey(p.t, p.Env)
 }
 
-// Pid is the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
-
-// Alive reports whether the process is still running.
-func (p *Process) Alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Kill ends the process with SIGKILL, as a crash would.
-func (p *Process) Kill() {
-	if p.cmd.Process != nil {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// Stop sends SIGTERM and returns the exit code.
+// Stop sends SIGTERM and returns the exit code; when the process has not
+// exited by the time ctx ends, it is killed and Stop reports it.
 func (p *Process) Stop(ctx context.Context) (int, error) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode(), nil
-	case <-ctx.Done():
-		p.Kill()
+	grace := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		grace = time.Until(d)
+	}
+	code, stopped := p.Process.Stop(grace)
+	if !stopped {
 		return -1, fmt.Errorf("trackops did not stop after SIGTERM:\n%s", p.Log.String())
 	}
+	return code, nil
 }
 
 var (
@@ -230,22 +176,3 @@ func Command(t testing.TB, env []string, stdin string, args ...string) (string, 
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-var _ io.Writer = (*lockedBuffer)(nil)

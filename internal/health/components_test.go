@@ -216,7 +216,7 @@ func TestRedisDownDegradesAndRecovers(t *testing.T) {
 	if code, body := get(t, h, "/health"); code != 200 || body["status"] != "UP" {
 		t.Fatalf("before: %d %v", code, body)
 	}
-	srv.Stop()
+	srv.Kill()
 	code, body := get(t, h, "/health")
 	if code != 200 || body["status"] != "DEGRADED" || component(body, "redis") != "DOWN" || component(body, "db") != "UP" {
 		t.Fatalf("redis stopped: %d %v", code, body)
@@ -241,7 +241,7 @@ func TestPostgresDownIsDownAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := newTCPProxy(t, u.Host)
-	u.Host = proxy.addr
+	u.Host = proxy.Addr()
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/logging"
 )
@@ -143,6 +142,8 @@ type RouterConfig struct {
 	// Challenges are the WWW-Authenticate values of a 401; nil sends the
 	// Bearer challenge.
 	Challenges []string
+	// Metrics count requests by route; nil counts without exporting.
+	Metrics *Metrics
 }
 
 // writeError writes one of the router's own errors in the configured shape.
@@ -154,17 +155,32 @@ func (cfg RouterConfig) writeError(w http.ResponseWriter, r *http.Request, statu
 	WriteProblem(w, r, status, detail)
 }
 
-var (
-	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_http_requests_total",
-		Help: "HTTP requests by route pattern, method and status code.",
-	}, []string{"route", "method", "code"})
-	httpDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "trackops_http_request_duration_seconds",
-		Help:    "HTTP request latency by route pattern and method.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	}, []string{"route", "method"})
-)
+// Metrics are the router's series: requests by route pattern, method and
+// status code, and their latency.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics creates the router's metrics and registers them on reg (nil:
+// counted, not exported). Every router of a process shares one.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trackops_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern and method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route", "method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration)
+	}
+	return m
+}
 
 // NewRouter builds the handler serving routes with TrackOps' middleware.
 func NewRouter(cfg RouterConfig, routes []Route) http.Handler {
@@ -173,6 +189,9 @@ func NewRouter(cfg RouterConfig, routes []Route) http.Handler {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
 	}
 	mux := http.NewServeMux()
 	for _, rt := range routes {
@@ -390,8 +409,8 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			d := time.Since(start)
-			httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
-			httpDuration.WithLabelValues(route, r.Method).Observe(d.Seconds())
+			cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+			cfg.Metrics.duration.WithLabelValues(route, r.Method).Observe(d.Seconds())
 			level := slog.LevelInfo
 			if rec.status >= 500 {
 				level = slog.LevelError

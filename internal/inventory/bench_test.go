@@ -38,8 +38,7 @@ func BenchmarkOrderToConfirmed(b *testing.B) {
 }
 
 func benchConfirmLatency(b *testing.B, rate int, d time.Duration) {
-	apptest.WaitTimeout = 5 * time.Minute // a slow machine queues; the figures say so
-	p := apptest.Start(b)
+	p := apptest.Start(b, apptest.Options{WaitTimeout: 5 * time.Minute}) // a slow machine queues; the figures say so
 	const skus = 100
 	for i := range skus {
 		p.SetStock(b, fmt.Sprintf("LAT-%03d", i), inventory.MaxOnHand)
@@ -134,8 +133,7 @@ func BenchmarkBackloggedReservations(b *testing.B) {
 }
 
 func benchBacklog(b *testing.B, n, skus int) {
-	apptest.WaitTimeout = 5 * time.Minute
-	p := apptest.Start(b, apptest.Options{NoConsumers: true})
+	p := apptest.Start(b, apptest.Options{NoConsumers: true, WaitTimeout: 5 * time.Minute})
 	for i := range skus {
 		p.SetStock(b, fmt.Sprintf("BL-%03d", i), inventory.MaxOnHand)
 	}

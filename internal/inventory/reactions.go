@@ -9,8 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
@@ -29,21 +27,6 @@ var ConsumedTopics = []string{events.OrderCreated, events.OrderCancelled, events
 
 // Actor is how the inventory reactions appear in the stock ledger.
 const Actor = "system:inventory"
-
-var (
-	reservationsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_inventory_reservations_total",
-		Help: "Orders whose reservation was decided, by outcome (reserved, failed).",
-	}, []string{"outcome"})
-	reactionsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_inventory_reactions_total",
-		Help: "Order events the inventory reactions handled, by event type and outcome (applied, duplicate, ignored).",
-	}, []string{"type", "outcome"})
-	txRetries = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "trackops_inventory_tx_retries_total",
-		Help: "Inventory transactions rerun after a deadlock or serialization failure.",
-	})
-)
 
 // errOversold means a conditional reservation matched no row although the
 // row was locked and had room: it cannot happen unless the locking is
@@ -66,14 +49,6 @@ func (s *Service) Handler(inboxName string) events.Handler {
 		}
 		d, _ := events.DeliveryFrom(ctx)
 		return events.Permanent(fmt.Errorf("inventory: unexpected event type %q on topic %s", ev.Type, d.Topic))
-	}
-}
-
-func count(typ string, applied bool) {
-	if applied {
-		reactionsTotal.WithLabelValues(typ, "applied").Inc()
-	} else {
-		reactionsTotal.WithLabelValues(typ, "duplicate").Inc()
 	}
 }
 
@@ -156,9 +131,9 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 	if err != nil {
 		return fmt.Errorf("reserve stock for order %s: %w", orderID, err)
 	}
-	count(events.OrderCreated, applied)
+	s.metrics.count(events.OrderCreated, applied)
 	if outcome != "" {
-		reservationsTotal.WithLabelValues(outcome).Inc()
+		s.metrics.reservations.WithLabelValues(outcome).Inc()
 	}
 	s.invalidate(ctx, changed)
 	return nil
@@ -274,7 +249,7 @@ func (s *Service) settleHeld(ctx context.Context, inboxName string, env events.E
 	if err != nil {
 		return err
 	}
-	count(env.Type, applied)
+	s.metrics.count(env.Type, applied)
 	s.invalidate(ctx, changed)
 	return nil
 }
@@ -355,7 +330,7 @@ func (s *Service) Commit(ctx context.Context, inboxName string, env events.Envel
 		return err
 	}
 	if !shipped {
-		reactionsTotal.WithLabelValues(events.OrderStatusUpdated, "ignored").Inc()
+		s.metrics.reactions.WithLabelValues(events.OrderStatusUpdated, "ignored").Inc()
 		return nil
 	}
 	noHold := func(st orderState) {

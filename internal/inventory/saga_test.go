@@ -356,7 +356,7 @@ func TestReconsumingEveryEventChangesNothing(t *testing.T) {
 
 func readReleased(t *testing.T, p *apptest.Platform, orderID uuid.UUID) events.InventoryReleasedData {
 	t.Helper()
-	for _, rec := range kafkatest.Read(t, p.Broker, events.InventoryReleased, 1, apptest.WaitTimeout) {
+	for _, rec := range kafkatest.Read(t, p.Broker, events.InventoryReleased, 1, p.WaitTimeout()) {
 		if string(rec.Key) != orderID.String() {
 			continue
 		}
@@ -505,7 +505,7 @@ func TestMalformedOrderEventIsDeadLetteredAndTheConsumerGoesOn(t *testing.T) {
 	}
 	o := p.PlaceOrder(t, order.NewItem{SKU: "OK-1", Quantity: 1, UnitPrice: 1})
 	p.WaitForStatus(t, o.ID, order.StatusConfirmed)
-	dead := kafkatest.Read(t, p.Broker, events.OrderCreated+events.DLQSuffix, len(poison), apptest.WaitTimeout)
+	dead := kafkatest.Read(t, p.Broker, events.OrderCreated+events.DLQSuffix, len(poison), p.WaitTimeout())
 	if len(dead) != len(poison) {
 		t.Fatalf("%d dead letters, want %d", len(dead), len(poison))
 	}

@@ -40,6 +40,7 @@ type Service struct {
 	// retries counts transactions rerun after a serialization failure or
 	// deadlock; with rows locked in SKU order it should stay zero.
 	retries atomic.Int64
+	metrics *Metrics
 }
 
 // Option configures a Service.
@@ -60,6 +61,9 @@ func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
 	return s
 }
 
@@ -73,7 +77,7 @@ func (s *Service) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		err := fn(tx)
 		if postgres.IsRetryable(err) {
 			s.retries.Add(1)
-			txRetries.Inc()
+			s.metrics.txRetries.Inc()
 		}
 		return err
 	})

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -118,22 +116,6 @@ const (
 	HeaderDLTAttempts = "trackops_dlt-attempts"
 )
 
-var (
-	consumedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_kafka_consumed_total",
-		Help: "Records handled by TrackOps consumers, by topic, group and outcome (ok, retry, dead_letter).",
-	}, []string{"topic", "group", "outcome"})
-	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "trackops_kafka_handle_seconds",
-		Help:    "Time to handle one record, retries included.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	}, []string{"topic", "group"})
-	deadLetteredTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_kafka_dead_lettered_total",
-		Help: "Records sent to a dead-letter topic by TrackOps consumers.",
-	}, []string{"topic", "group", "permanent"})
-)
-
 // ConsumerConfig describes one consumer group member.
 type ConsumerConfig struct {
 	Options
@@ -185,6 +167,7 @@ type Consumer struct {
 	client   *kgo.Client
 	producer *kgo.Client
 	log      *slog.Logger
+	metrics  *Metrics
 	// produced is set when a dead letter was published since the last
 	// offset commit.
 	produced atomic.Bool
@@ -236,6 +219,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 		}
 	}
 	opts = append(opts, cfg.logOpts()...)
+	opts = append(opts, cfg.Metrics.clientOpts(clientID(cfg.ClientID)+"/"+cfg.Group)...)
 	opts = append(opts, cfg.Extra...)
 	opts = append(opts, extra...)
 	client, err := kgo.NewClient(opts...)
@@ -247,7 +231,7 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 		client.Close()
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, client: client, producer: producer, log: log}, nil
+	return &Consumer{cfg: cfg, client: client, producer: producer, log: log, metrics: cfg.metricsOf()}, nil
 }
 
 // Client exposes the group client, e.g. for lag queries.
@@ -375,7 +359,7 @@ func (c *Consumer) handlePartition(ctx context.Context, recs []*kgo.Record) *kgo
 // before the record was finished.
 func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 	start := time.Now()
-	defer func() { handleSeconds.WithLabelValues(rec.Topic, c.cfg.Group).Observe(time.Since(start).Seconds()) }()
+	defer func() { c.metrics.handle.WithLabelValues(rec.Topic, c.cfg.Group).Observe(time.Since(start).Seconds()) }()
 	rctx := logging.WithCorrelationID(ctx, Header(rec, events.HeaderCorrelationID))
 	var err error
 	attempt := 0
@@ -384,7 +368,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		err = c.safeHandle(events.WithDelivery(rctx, events.Delivery{Group: c.cfg.Group, Topic: rec.Topic, Partition: rec.Partition,
 			Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attempt}), rec)
 		if err == nil {
-			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "ok").Inc()
+			c.metrics.consumed.WithLabelValues(rec.Topic, c.cfg.Group, "ok").Inc()
 			return true
 		}
 		if ctx.Err() != nil {
@@ -396,7 +380,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 				"offset", rec.Offset, "attempts", attempt, "permanent", permanent, "err", err)
 			return c.deadLetter(ctx, rec, err, attempt, permanent)
 		}
-		consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "retry").Inc()
+		c.metrics.consumed.WithLabelValues(rec.Topic, c.cfg.Group, "retry").Inc()
 		wait := c.cfg.Retry.Backoff(min(attempt, 30))
 		c.log.WarnContext(rctx, "record failed; retrying", "topic", rec.Topic, "partition", rec.Partition,
 			"offset", rec.Offset, "attempt", attempt, "wait", wait, "err", err)
@@ -445,8 +429,8 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, cause error,
 		err := c.producer.ProduceSync(ctx, dl).FirstErr()
 		if err == nil {
 			c.produced.Store(true)
-			deadLetteredTotal.WithLabelValues(rec.Topic, c.cfg.Group, fmt.Sprint(permanent)).Inc()
-			consumedTotal.WithLabelValues(rec.Topic, c.cfg.Group, "dead_letter").Inc()
+			c.metrics.deadLettered.WithLabelValues(rec.Topic, c.cfg.Group, fmt.Sprint(permanent)).Inc()
+			c.metrics.consumed.WithLabelValues(rec.Topic, c.cfg.Group, "dead_letter").Inc()
 			return true
 		}
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {

@@ -51,6 +51,7 @@ type embeddedConfig struct {
 	durability Durability
 	interval   time.Duration
 	log        *slog.Logger
+	reg        prometheus.Registerer
 }
 
 // WithDurability sets how acknowledged records become durable, and the
@@ -63,6 +64,12 @@ func WithDurability(d Durability, flushInterval time.Duration) EmbeddedOption {
 // reports on its log, to log.
 func EmbeddedLogger(log *slog.Logger) EmbeddedOption {
 	return func(c *embeddedConfig) { c.log = log }
+}
+
+// EmbeddedMetrics registers the broker's durability metrics
+// (trackops_kafka_embedded_*) on reg; without it they are counted only.
+func EmbeddedMetrics(reg prometheus.Registerer) EmbeddedOption {
+	return func(c *embeddedConfig) { c.reg = reg }
 }
 
 // Recovery is what the embedded broker found in its log on start.
@@ -138,6 +145,11 @@ func StartEmbedded(addr, dataDir string, partitions int32, opts ...EmbeddedOptio
 		return nil, fmt.Errorf("embedded kafka port %q: %w", portStr, err)
 	}
 	e := &Embedded{dir: dataDir, durability: cfg.durability, log: cfg.log, metrics: newDurabilityMetrics()}
+	if cfg.reg != nil {
+		if err := registerAll(cfg.reg, e.metrics.collectors()...); err != nil {
+			return nil, fmt.Errorf("embedded kafka metrics: %w", err)
+		}
+	}
 	if dataDir == "" {
 		e.durability = DurabilityNone
 	}
@@ -450,9 +462,6 @@ func (e *Embedded) Close() {
 	})
 }
 
-// Collectors are the broker's durability metrics, for the app's registry.
-func (e *Embedded) Collectors() []prometheus.Collector { return e.metrics.collectors() }
-
 // loadLogger passes kfake's log lines on to slog and, while the log loads,
 // catches the torn tails kfake cuts off.
 type loadLogger struct {
@@ -526,6 +535,19 @@ func newDurabilityMetrics() *durabilityMetrics {
 		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "log_checks_total",
 			Help: "Checks of the log on start, by outcome (clean, unclean, damaged)."}, []string{"outcome"}),
 	}
+}
+
+// registerAll registers cs on reg, all or none.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *durabilityMetrics) collectors() []prometheus.Collector {

@@ -49,6 +49,10 @@ type Options struct {
 	// process's tracing gives each attempt a span of the record's trace
 	// this way. group is the consumer's group.
 	WrapHandler func(group string, h Handler) Handler
+	// Metrics count what consumers handle and, with kprom, what every
+	// client built with these options sends and receives; nil counts
+	// without exporting.
+	Metrics *Metrics
 }
 
 // logOpts routes a client's log lines to o.Logger.
@@ -103,6 +107,7 @@ func NewProducer(o Options, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 	}
 	opts = append(opts, o.logOpts()...)
+	opts = append(opts, o.Metrics.clientOpts(clientID(o.ClientID))...)
 	opts = append(opts, o.Extra...)
 	opts = append(opts, extra...)
 	opts = append(opts, withTopicConfig(o.Topics))

@@ -100,37 +100,3 @@ func (c *ConsumerLagCollector) refresh() {
 		}
 	}
 }
-
-var (
-	producedRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "kafka_produced_total",
-		Help: "Records produced by TrackOps clients, by topic and outcome (ok, error).",
-	}, []string{"topic", "outcome"})
-	producedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "kafka_produced_bytes_total",
-		Help: "Bytes of record values produced by TrackOps clients, by topic.",
-	}, []string{"topic"})
-)
-
-func init() {
-	prometheus.MustRegister(producedRecords, producedBytes)
-}
-
-// produceHooks count every record a client finishes producing.
-type produceHooks struct{}
-
-// OnProduceRecordUnbuffered implements kgo.HookProduceRecordUnbuffered: it
-// runs once per record, when the broker acknowledged it or it failed.
-func (produceHooks) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
-	if err != nil {
-		producedRecords.WithLabelValues(r.Topic, "error").Inc()
-		return
-	}
-	producedRecords.WithLabelValues(r.Topic, "ok").Inc()
-	producedBytes.WithLabelValues(r.Topic).Add(float64(len(r.Value)))
-}
-
-// ProduceHooks is the client option that counts produced records in
-// trackops_kafka_produced_total; add it to every producing client
-// (kafka.Options.Extra).
-func ProduceHooks() kgo.Opt { return kgo.WithHooks(produceHooks{}) }

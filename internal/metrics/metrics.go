@@ -1,48 +1,72 @@
-// Package metrics holds TrackOps' Prometheus collectors that read state on
-// scrape — the PostgreSQL pool, the outbox backlog, consumer-group lag — and
-// the Kafka client hooks that count produced records.
+// Package metrics holds the registry a TrackOps process serves on /metrics
+// and the collectors that read state on scrape — the PostgreSQL pool, the
+// outbox backlog, consumer-group lag.
 //
+// Every component counts in metrics its constructor is given, registered
+// on the registry the app owns (NewRegistry), never on the process-wide
+// default registry: two apps in one process (tests) each serve their own.
 // Every TrackOps series is named trackops_<subsystem>_<what>[_unit][_total]
-// (Prometheus' conventions: base units, _total on counters); Go runtime and
-// process series come from client_golang's default collectors.
+// (Prometheus' conventions: base units, _total on counters; the app's
+// TestObservabilityEndToEnd lints a running process's families with
+// promlint, promtool's rules); Go runtime and process series come from
+// client_golang's collectors, the Kafka clients' own from franz-go's kprom
+// plugin.
 package metrics
 
 import (
-	"errors"
+	"net/http"
+	"runtime"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Namespace prefixes every TrackOps metric.
 const Namespace = "trackops"
 
-// Register registers collectors on reg, replacing equal collectors already
-// registered (a process that builds its components again, as tests do, gets
-// the new ones). The returned function unregisters them.
-func Register(reg prometheus.Registerer, cs ...prometheus.Collector) (unregister func(), err error) {
-	var done []prometheus.Collector
-	unregister = func() {
-		for _, c := range done {
-			reg.Unregister(c)
-		}
-	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				unregister()
-				return func() {}, err
-			}
-			reg.Unregister(are.ExistingCollector)
-			if err := reg.Register(c); err != nil {
-				unregister()
-				return func() {}, err
-			}
-		}
-		done = append(done, c)
-	}
-	return unregister, nil
+// NewRegistry returns a process's registry with the Go runtime and process
+// collectors and trackops_build_info for version.
+func NewRegistry(version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		BuildInfo(version, runtime.Version()),
+	)
+	return reg
 }
+
+// Handler serves reg in the Prometheus text format.
+//
+// Until internal/outbox and internal/cdc take their metrics through their
+// constructors too, their series live on the default registry; the handler
+// adds the default registry's trackops_* families (not its Go and process
+// ones, which reg has). Once both are converted, Legacy goes and this is
+// promhttp.HandlerFor(reg, ...).
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(Gatherer(reg), promhttp.HandlerOpts{})
+}
+
+// Gatherer is what Handler serves: reg and the Legacy families.
+func Gatherer(reg *prometheus.Registry) prometheus.Gatherer {
+	return prometheus.Gatherers{reg, Legacy}
+}
+
+// Legacy gathers the trackops_* families still registered on the default
+// registry (the outbox relay's and the CDC engine's).
+var Legacy prometheus.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	out := mfs[:0]
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), Namespace+"_") {
+			out = append(out, mf)
+		}
+	}
+	return out, err
+})
 
 // BuildInfo is a constant gauge of 1 labelled with the running version, the
 // usual way to show versions on a dashboard.

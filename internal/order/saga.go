@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
@@ -22,11 +20,6 @@ var SagaTopics = []string{events.InventoryReserved, events.InventoryReservationF
 
 // SagaActor is how the saga appears in order histories.
 const SagaActor = "system:order-saga"
-
-var sagaOutcomes = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_order_saga_events_total",
-	Help: "Inventory outcomes the order saga handled, by event type and outcome (confirmed, cancelled, stale, duplicate).",
-}, []string{"type", "outcome"})
 
 // Saga closes an order's reservation loop: INVENTORY_RESERVED confirms a
 // PENDING order, INVENTORY_RESERVATION_FAILED cancels it with reason
@@ -79,6 +72,6 @@ func (s *Saga) Apply(ctx context.Context, inboxName string, env events.Envelope)
 	if err != nil {
 		return fmt.Errorf("order saga: %s for order %s: %w", env.Type, id, err)
 	}
-	sagaOutcomes.WithLabelValues(env.Type, outcome).Inc()
+	s.svc.metrics.sagaOutcomes.WithLabelValues(env.Type, outcome).Inc()
 	return nil
 }

@@ -47,8 +47,9 @@ type Service struct {
 	// (RefreshCached, once the change's event is in Kafka) has not run
 	// yet: reads of them go to PostgreSQL, so a read that follows a write
 	// here never returns an older version.
-	recent recentWrites
-	now    func() time.Time
+	recent  recentWrites
+	now     func() time.Time
+	metrics *Metrics
 }
 
 // Option configures a Service.
@@ -74,6 +75,9 @@ func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
 	s := &Service{pool: pool, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
 	}
 	return s
 }

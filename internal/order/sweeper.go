@@ -10,8 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/trackops/trackops/internal/events"
 )
 
@@ -70,9 +68,6 @@ type Sweeper struct {
 	cfg   SweeperConfig
 	log   *slog.Logger
 
-	outcomes *prometheus.CounterVec
-	passes   prometheus.Counter
-
 	mu     sync.Mutex
 	status SweeperStatus
 }
@@ -102,22 +97,9 @@ func NewSweeper(svc *Service, stock Stock, cfg SweeperConfig) *Sweeper {
 		cfg.Logger = slog.Default()
 	}
 	return &Sweeper{svc: svc, stock: stock, cfg: cfg, log: cfg.Logger,
-		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "trackops_order_sweeper_orders_total",
-			Help: "Orders found PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT by the sweeper, by outcome (confirmed, cancelled, skipped, failed).",
-		}, []string{"outcome"}),
-		passes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "trackops_order_sweeper_passes_total",
-			Help: "Passes of the pending-order sweeper in this process.",
-		}),
 		status: SweeperStatus{Timeout: cfg.Timeout, TimeoutText: cfg.Timeout.String(), Totals: map[string]int64{
 			SweepConfirmed: 0, SweepCancelled: 0, SweepSkipped: 0, SweepFailed: 0}},
 	}
-}
-
-// Collectors are the sweeper's metrics, for the app's registry.
-func (s *Sweeper) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.outcomes, s.passes}
 }
 
 // SetActive records whether this process runs the sweeper now (its lease).
@@ -169,7 +151,7 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 	if err == nil {
 		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	}
-	s.passes.Inc()
+	s.svc.metrics.sweeperPasses.Inc()
 	if err != nil {
 		s.note(res, fmt.Errorf("find stuck orders: %w", err))
 		return res, fmt.Errorf("find stuck orders: %w", err)
@@ -181,7 +163,7 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (SweepResult, error) {
 		}
 		outcome, err := s.sweep(ctx, id)
 		res[outcome]++
-		s.outcomes.WithLabelValues(outcome).Inc()
+		s.svc.metrics.sweepOutcomes.WithLabelValues(outcome).Inc()
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}

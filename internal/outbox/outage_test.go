@@ -76,8 +76,16 @@ func TestBrokerStoppedDuringOrderLoadLosesNothing(t *testing.T) {
 	place("before", 40)
 	broker.Close()
 	place("during", 60)
-	// Keep the broker away long enough for the relay to try and fail.
-	time.Sleep(2 * time.Second)
+	// The broker stays away until the relay has tried to publish during the
+	// outage: records it handed to the producer wait in its buffer, not
+	// delivered.
+	tryDeadline := time.Now().Add(60 * time.Second)
+	for producer.BufferedProduceRecords() == 0 {
+		if time.Now().After(tryDeadline) {
+			t.Fatal("the relay never tried to publish while the broker was down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	place("during-late", 20)
 	stats, err := outbox.ReadStats(ctx, db.Pool)
 	if err != nil {

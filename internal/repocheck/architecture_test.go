@@ -72,8 +72,11 @@ var layers = map[string]int{
 	"internal/postgres":   layerInfrastructure,
 	"internal/progress":   layerInfrastructure,
 	"internal/runinfo":    layerInfrastructure,
-	"internal/tlsconfig":  layerInfrastructure,
-	"internal/tracing":    layerInfrastructure,
+	// Private servers and child processes: the tests' fixtures, and what
+	// `trackops bench` starts its scenarios with.
+	"internal/testfix":   layerInfrastructure,
+	"internal/tlsconfig": layerInfrastructure,
+	"internal/tracing":   layerInfrastructure,
 
 	"internal/audit":       layerServices,
 	"internal/auth":        layerServices,

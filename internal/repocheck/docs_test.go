@@ -182,9 +182,20 @@ func itoa(n int) string {
 func TestEveryVariableIsDocumented(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
-	src, err := os.ReadFile(filepath.Join(root, "internal", "config", "config.go"))
+	files, err := filepath.Glob(filepath.Join(root, "internal", "config", "*.go"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	var src []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
 	}
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {
@@ -198,5 +209,52 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+v[1]+"`") {
 			t.Errorf("README.md's configuration table lacks %s", v[1])
 		}
+	}
+}
+
+// TestOnlyConfigReadsTheEnvironment fails when code outside internal/config
+// reads the process environment: configuration is one typed Config, loaded
+// and validated in one place. Test fixtures (which pass an environment on
+// to the child processes they start, or read TRACKOPS_TEST_* settings) are
+// the exception.
+func TestOnlyConfigReadsTheEnvironment(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	reads := regexp.MustCompile(`\bos\.(Getenv|LookupEnv|Environ)\(`)
+	allowed := []string{"internal/config/", "internal/testfix/", "internal/e2e/", "internal/repocheck/"}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules" || rel == "deploy" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		for _, a := range allowed {
+			if strings.HasPrefix(filepath.ToSlash(rel), a) {
+				return nil
+			}
+		}
+		// Test helper packages (…test/) read only TRACKOPS_TEST_* settings.
+		if strings.HasSuffix(filepath.Dir(rel), "test") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if m := reads.Find(b); m != nil {
+			t.Errorf("%s reads the environment (%s); add the setting to internal/config instead", rel, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

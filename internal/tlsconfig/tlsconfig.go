@@ -1,5 +1,5 @@
 // Package tlsconfig builds the TLS settings of TrackOps' HTTP servers and of
-// its Kafka client (TLS and SASL from TRACKOPS_KAFKA_* variables). Redis and
+// its Kafka clients (TLS and SASL from the configuration's Kafka section). Redis and
 // PostgreSQL take TLS from their URLs (rediss://, sslmode=verify-full); see
 // docs/security.md.
 package tlsconfig
@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/trackops/trackops/internal/config"
 )
 
 // Server returns a TLS configuration for an HTTP server serving the
@@ -91,43 +93,20 @@ func (r *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return r.cert, nil
 }
 
-// Kafka returns the kgo options for TLS and SASL that these variables ask
-// for (read through getenv; NAME_FILE holds the value in a file instead):
-//
-//	TRACKOPS_KAFKA_TLS                  true to dial brokers over TLS
-//	TRACKOPS_KAFKA_TLS_CA_FILE          PEM CA bundle (default: system roots)
-//	TRACKOPS_KAFKA_TLS_CERT_FILE        client certificate for mutual TLS
-//	TRACKOPS_KAFKA_TLS_KEY_FILE         its key
-//	TRACKOPS_KAFKA_TLS_SERVER_NAME      name to verify, when not the broker host
-//	TRACKOPS_KAFKA_SASL_MECHANISM       PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
-//	TRACKOPS_KAFKA_SASL_USERNAME        SASL user
-//	TRACKOPS_KAFKA_SASL_PASSWORD        SASL password (prefer _FILE)
-//
-// With none of them set it returns no options (plaintext, as for the
-// embedded broker).
-func Kafka(getenv func(string) string) ([]kgo.Opt, error) {
-	e := env{getenv: getenv}
+// Kafka returns the kgo options for the TLS and SASL that s asks for
+// (config.Kafka.Security, from the TRACKOPS_KAFKA_TLS* and
+// TRACKOPS_KAFKA_SASL_* variables, which config validates). The zero s
+// gives no options: plaintext, as for the embedded broker.
+func Kafka(s config.KafkaSecurity) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
-	useTLS, err := e.bool("TRACKOPS_KAFKA_TLS")
-	if err != nil {
-		return nil, err
-	}
-	caFile, certFile, keyFile := e.str("TRACKOPS_KAFKA_TLS_CA_FILE"), e.str("TRACKOPS_KAFKA_TLS_CERT_FILE"), e.str("TRACKOPS_KAFKA_TLS_KEY_FILE")
-	if !useTLS && (caFile != "" || certFile != "") {
-		return nil, fmt.Errorf("TRACKOPS_KAFKA_TLS_* files are set but TRACKOPS_KAFKA_TLS is not true")
-	}
-	if useTLS {
-		cfg, err := Client(caFile, certFile, keyFile, e.str("TRACKOPS_KAFKA_TLS_SERVER_NAME"))
+	if s.TLS {
+		cfg, err := Client(s.CAFile, s.CertFile, s.KeyFile, s.ServerName)
 		if err != nil {
 			return nil, fmt.Errorf("Kafka TLS: %w", err)
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
-	mechName, user, pass := e.str("TRACKOPS_KAFKA_SASL_MECHANISM"), e.str("TRACKOPS_KAFKA_SASL_USERNAME"), e.str("TRACKOPS_KAFKA_SASL_PASSWORD")
-	if e.err != nil {
-		return nil, e.err
-	}
-	mech, err := saslMechanism(mechName, user, pass)
+	mech, err := saslMechanism(s.SASLMechanism, s.SASLUsername, s.SASLPassword)
 	if err != nil {
 		return nil, err
 	}
@@ -185,33 +164,4 @@ func saslMechanism(name, user, pass string) (sasl.Mechanism, error) {
 		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
 	}
 	return nil, fmt.Errorf("TRACKOPS_KAFKA_SASL_MECHANISM=%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", name)
-}
-
-type env struct {
-	getenv func(string) string
-	err    error
-}
-
-func (e *env) str(name string) string {
-	if v := e.getenv(name); v != "" {
-		return v
-	}
-	if path := e.getenv(name + "_FILE"); path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil && e.err == nil {
-			e.err = fmt.Errorf("%s_FILE: %w", name, err)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	return ""
-}
-
-func (e *env) bool(name string) (bool, error) {
-	switch strings.ToLower(e.str(name)) {
-	case "", "false", "0", "no", "off":
-		return false, nil
-	case "true", "1", "yes", "on":
-		return true, nil
-	}
-	return false, fmt.Errorf("%s=%q: want true or false", name, e.getenv(name))
 }

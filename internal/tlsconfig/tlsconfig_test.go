@@ -22,6 +22,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/config"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key.
@@ -113,47 +115,43 @@ func TestServerTLS(t *testing.T) {
 	}
 }
 
-func TestKafkaOptionsFromEnv(t *testing.T) {
+func TestKafkaOptions(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	notPEM := filepath.Join(dir, "pw")
+	os.WriteFile(notPEM, []byte("s3cret\n"), 0o600)
 	cases := []struct {
-		env   map[string]string
+		sec   config.KafkaSecurity
 		nopts int
 		err   string
 	}{
-		{map[string]string{}, 0, ""},
-		{map[string]string{"TRACKOPS_KAFKA_TLS": "true"}, 1, ""},
-		{map[string]string{"TRACKOPS_KAFKA_TLS": "maybe"}, 0, "want true or false"},
-		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD_FILE": pw}, 1, ""},
-		{map[string]string{"TRACKOPS_KAFKA_TLS": "1", "TRACKOPS_KAFKA_SASL_MECHANISM": "plain", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD": "p"}, 2, ""},
-		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "GSSAPI", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD": "p"}, 0, "want PLAIN"},
-		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "PLAIN"}, 0, "needs TRACKOPS_KAFKA_SASL_USERNAME"},
-		{map[string]string{"TRACKOPS_KAFKA_SASL_USERNAME": "u"}, 0, "MECHANISM is not"},
-		{map[string]string{"TRACKOPS_KAFKA_SASL_MECHANISM": "PLAIN", "TRACKOPS_KAFKA_SASL_USERNAME": "u", "TRACKOPS_KAFKA_SASL_PASSWORD_FILE": filepath.Join(dir, "none")}, 0, "PASSWORD_FILE"},
-		{map[string]string{"TRACKOPS_KAFKA_TLS_CA_FILE": pw}, 0, "TRACKOPS_KAFKA_TLS is not true"},
-		{map[string]string{"TRACKOPS_KAFKA_TLS": "true", "TRACKOPS_KAFKA_TLS_CA_FILE": pw}, 0, "no PEM certificate"},
+		{config.KafkaSecurity{}, 0, ""},
+		{config.KafkaSecurity{TLS: true}, 1, ""},
+		{config.KafkaSecurity{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "u", SASLPassword: "s3cret"}, 1, ""},
+		{config.KafkaSecurity{TLS: true, SASLMechanism: "PLAIN", SASLUsername: "u", SASLPassword: "p"}, 2, ""},
+		{config.KafkaSecurity{SASLMechanism: "GSSAPI", SASLUsername: "u", SASLPassword: "s3cret"}, 0, "want PLAIN"},
+		{config.KafkaSecurity{TLS: true, CAFile: notPEM}, 0, "no PEM certificate"},
+		{config.KafkaSecurity{TLS: true, CAFile: filepath.Join(dir, "none")}, 0, "CA file"},
 	}
 	for i, c := range cases {
-		opts, err := Kafka(func(k string) string { return c.env[k] })
+		opts, err := Kafka(c.sec)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("case %d: err %v, want it to mention %q", i, err, c.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error leaks the password: %v", err)
 			}
 			continue
 		}
 		if err != nil || len(opts) != c.nopts {
 			t.Errorf("case %d: %d options, err %v; want %d", i, len(opts), err, c.nopts)
 		}
-		if err != nil && strings.Contains(err.Error(), "s3cret") {
-			t.Errorf("error leaks the password: %v", err)
-		}
 	}
 }
 
 // TestKafkaTLSAndSCRAM talks to an in-process broker that requires TLS and
-// SCRAM-SHA-256, with options built from the environment variables.
+// SCRAM-SHA-256, with options built from the configuration.
 func TestKafkaTLSAndSCRAM(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -169,12 +167,8 @@ func TestKafkaTLSAndSCRAM(t *testing.T) {
 	}
 	defer cluster.Close()
 	produce := func(pass string) error {
-		env := map[string]string{
-			"TRACKOPS_KAFKA_TLS": "true", "TRACKOPS_KAFKA_TLS_CA_FILE": certFile,
-			"TRACKOPS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "TRACKOPS_KAFKA_SASL_USERNAME": "trackops",
-			"TRACKOPS_KAFKA_SASL_PASSWORD": pass,
-		}
-		opts, err := Kafka(func(k string) string { return env[k] })
+		opts, err := Kafka(config.KafkaSecurity{TLS: true, CAFile: certFile,
+			SASLMechanism: "SCRAM-SHA-256", SASLUsername: "trackops", SASLPassword: pass})
 		if err != nil {
 			return err
 		}

@@ -1,8 +1,12 @@
 // Package apptest runs TrackOps' event-driven core for one test: a private
 // PostgreSQL database (postgrestest), a private Kafka-protocol broker
-// (kafkatest), the real outbox relay, the real inventory consumer and the
+// (kafkatest), the stores on Redis under a key prefix of the test's own
+// (cachetest), the real outbox relay, the real inventory consumer and the
 // real order saga, each on the real kafka.Consumer runner with short
-// back-offs. Orders placed through Platform.Orders travel the whole loop:
+// back-offs. The parts are built with the constructors and options
+// internal/app uses — the order and inventory services with their Redis
+// caches, as in production, and metrics on a registry of the platform's
+// own — so what a test sees is what a process runs. Orders placed through Platform.Orders travel the whole loop:
 // outbox → relay → ORDER_CREATED → inventory → outbox → relay →
 // INVENTORY_RESERVED / _FAILED → saga → CONFIRMED / CANCELLED.
 //
@@ -26,9 +30,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/inventory"
@@ -43,9 +50,10 @@ import (
 // milliseconds instead of seconds.
 var Retry = kafka.RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond, Multiplier: 2, Max: 50 * time.Millisecond}
 
-// WaitTimeout bounds how long the Wait helpers wait for the loop to settle;
-// it is a deadlock guard, not a speed assertion.
-var WaitTimeout = 60 * time.Second
+// DefaultWaitTimeout bounds how long the Wait helpers wait for the loop to
+// settle unless Options.WaitTimeout says otherwise; it is a deadlock guard,
+// not a speed assertion.
+const DefaultWaitTimeout = 60 * time.Second
 
 // Platform is the running core of one test.
 type Platform struct {
@@ -62,6 +70,13 @@ type Platform struct {
 	Handler http.Handler
 	// Log receives the components' logs (warnings and up, on stderr).
 	Log *slog.Logger
+	// Stores are the Redis stores the services cache in.
+	Stores *cache.Stores
+	// Registry holds the components' metrics.
+	Registry *prometheus.Registry
+
+	waitTimeout time.Duration
+	kafkaM      *kafka.Metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,6 +90,9 @@ type Options struct {
 	NoConsumers bool
 	// NoRelay leaves the outbox unpublished until StartRelay.
 	NoRelay bool
+	// WaitTimeout bounds the Wait helpers (default DefaultWaitTimeout):
+	// benchmarks that queue on a slow machine give it more.
+	WaitTimeout time.Duration
 }
 
 // Start brings up the platform for t.
@@ -84,16 +102,28 @@ func Start(t testing.TB, opts ...Options) *Platform {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
+	stores := cachetest.New(t)
+	reg := prometheus.NewRegistry()
 	p := &Platform{
-		DB:        db,
-		Broker:    broker,
-		Kafka:     kafkatest.Options(broker),
-		Orders:    order.NewService(db.Pool),
-		Inventory: inventory.NewService(db.Pool),
-		Log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		DB:     db,
+		Broker: broker,
+		Kafka:  kafkatest.Options(broker),
+		Orders: order.NewService(db.Pool, order.WithCache(order.NewRedisCache(stores)),
+			order.WithMetrics(order.NewMetrics(reg))),
+		Inventory: inventory.NewService(db.Pool, inventory.WithCache(inventory.NewRedisCache(stores)),
+			inventory.WithMetrics(inventory.NewMetrics(reg))),
+		Log:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Stores:      stores,
+		Registry:    reg,
+		waitTimeout: o.WaitTimeout,
+		kafkaM:      kafka.NewMetrics(reg),
 	}
+	p.Kafka.Metrics = p.kafkaM
 	var err error
 	if p.Producer, err = kafka.NewProducer(p.Kafka); err != nil {
 		t.Fatalf("apptest: %v", err)
@@ -109,7 +139,7 @@ func Start(t testing.TB, opts ...Options) *Platform {
 		t.Fatalf("apptest: %v", err)
 	}
 	routes := append(order.NewHandlers(p.Orders).Routes(), inventory.NewHandlers(p.Inventory).Routes()...)
-	p.Handler = httpapi.NewRouter(httpapi.RouterConfig{Logger: p.Log}, routes)
+	p.Handler = httpapi.NewRouter(httpapi.RouterConfig{Logger: p.Log, Metrics: httpapi.NewMetrics(reg)}, routes)
 
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	// Registered after the database's and broker's cleanups, so it runs
@@ -212,10 +242,13 @@ func (p *Platform) PlaceOrderErr(ctx context.Context, items ...order.NewItem) (*
 	return res.Order, nil
 }
 
+// WaitTimeout is how long the Wait helpers wait (Options.WaitTimeout).
+func (p *Platform) WaitTimeout() time.Duration { return p.waitTimeout }
+
 // WaitFor polls cond until it holds, failing the test after WaitTimeout.
 func (p *Platform) WaitFor(t testing.TB, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.waitTimeout)
 	defer cancel()
 	for {
 		ok, err := cond(ctx)
@@ -227,7 +260,7 @@ func (p *Platform) WaitFor(t testing.TB, what string, cond func(ctx context.Cont
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("apptest: %s did not happen within %s", what, WaitTimeout)
+			t.Fatalf("apptest: %s did not happen within %s", what, p.waitTimeout)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -1,6 +1,7 @@
 // Package cachetest opens the four Redis stores for a test under a key
 // prefix of its own — on the machine's Redis, or on a private redis-server
-// or Redis Cluster it starts (server.go) — and removes its keys afterwards.
+// or Redis Cluster it starts (server.go, over internal/testfix) — and
+// removes its keys afterwards.
 package cachetest
 
 import (

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // PgBouncer is a private PgBouncer in transaction-pooling mode in front of
@@ -178,12 +180,11 @@ func pgbouncerBinary(t testing.TB) string {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testfix.FreePort()
 	if err != nil {
-		t.Fatalf("postgrestest: free port: %v", err)
+		t.Fatalf("postgrestest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func writeFile(t testing.TB, path, content string) {
