@@ -108,7 +108,7 @@ var (
 	}, []string{"topic", "outcome"})
 	producedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "kafka_produced_bytes_total",
-		Help: "Bytes of record values produced by TrackOps clients, by topic.",
+		Help: "Uncompressed bytes of the records TrackOps clients produced (keys, values, headers and record framing), by topic.",
 	}, []string{"topic"})
 )
 
@@ -116,21 +116,33 @@ func init() {
 	prometheus.MustRegister(producedRecords, producedBytes)
 }
 
-// produceHooks count every record a client finishes producing.
+// produceHooks count what a client produces: acknowledged records once per
+// batch, as the broker accepts it, and failed records one by one. A
+// per-record count of every success (a label lookup per record) cost about
+// a tenth of the CDC connector's CPU; per batch it is one lookup for
+// hundreds of records.
 type produceHooks struct{}
 
+// OnProduceBatchWritten implements kgo.HookProduceBatchWritten: it runs once
+// per batch the broker acknowledged, shortly after the acknowledgement (on
+// a goroutine of the client's), so the counters may trail a record's
+// promise by a moment.
+func (produceHooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, topic string, _ int32, m kgo.ProduceBatchMetrics) {
+	producedRecords.WithLabelValues(topic, "ok").Add(float64(m.NumRecords))
+	producedBytes.WithLabelValues(topic).Add(float64(m.UncompressedBytes))
+}
+
 // OnProduceRecordUnbuffered implements kgo.HookProduceRecordUnbuffered: it
-// runs once per record, when the broker acknowledged it or it failed.
+// runs once per record when it leaves the client, and counts the failed
+// ones (successes are counted per batch).
 func (produceHooks) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 	if err != nil {
 		producedRecords.WithLabelValues(r.Topic, "error").Inc()
-		return
 	}
-	producedRecords.WithLabelValues(r.Topic, "ok").Inc()
-	producedBytes.WithLabelValues(r.Topic).Add(float64(len(r.Value)))
 }
 
 // ProduceHooks is the client option that counts produced records in
-// trackops_kafka_produced_total; add it to every producing client
+// trackops_kafka_produced_total and their bytes in
+// trackops_kafka_produced_bytes_total; add it to every producing client
 // (kafka.Options.Extra).
 func ProduceHooks() kgo.Opt { return kgo.WithHooks(produceHooks{}) }

@@ -103,8 +103,17 @@ func TestConsumerLagPerGroupAndPartition(t *testing.T) {
 	if err := res.FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// Counted per batch, on a client goroutine after the ack: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for produced()-before < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := produced() - before; got != 5 {
 		t.Fatalf("produced counter grew by %v, want 5", got)
+	}
+	// Five one-byte keys and values, plus framing.
+	if got := sample(t, prometheus.DefaultGatherer, "trackops_kafka_produced_bytes_total", map[string]string{"topic": topic}); got < 10 {
+		t.Fatalf("produced bytes %v, want at least the 10 bytes of keys and values", got)
 	}
 	// The group has consumed exactly one record of partition 0.
 	perPartition := map[int32]int64{}
@@ -219,6 +228,35 @@ func samples(t *testing.T, g prometheus.Gatherer, name string) []metricSample {
 		}
 	}
 	return out
+}
+
+// TestProduceHooksCountFailedRecords: a record the client refuses (larger
+// than a batch may be) counts as an error of its topic, one by one.
+func TestProduceHooksCountFailedRecords(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.New(t)
+	producer, err := kafka.NewProducer(kafkatest.Options(b), metrics.ProduceHooks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	topic := "refused-" + uuid.NewString()[:8]
+	failed := func() float64 {
+		return sample(t, prometheus.DefaultGatherer, "trackops_kafka_produced_total", map[string]string{"topic": topic, "outcome": "error"})
+	}
+	for range 2 {
+		err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: make([]byte, 2<<20)}).FirstErr()
+		if err == nil {
+			t.Fatal("a 2 MB record was accepted")
+		}
+	}
+	// The hook runs before the promise: no wait needed.
+	if got := failed(); got != 2 {
+		t.Fatalf("error counter %v, want 2", got)
+	}
+	if got := sample(t, prometheus.DefaultGatherer, "trackops_kafka_produced_total", map[string]string{"topic": topic, "outcome": "ok"}); got != 0 {
+		t.Fatalf("ok counter %v for refused records", got)
+	}
 }
 
 // sample is the value of the one series of name whose labels include want,
