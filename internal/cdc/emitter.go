@@ -89,6 +89,7 @@ func (e *emitter) topicList() []string {
 // carries tx in its Context, so the promise needs no closure of its own.
 func (e *emitter) produce(rec *kgo.Record, tx *txTrack) {
 	e.tracker.add(tx)
+	tx.produced.Store(true)
 	rec.Context = tx.recordContext(e.produceCtx, rec.Context)
 	e.producer.Produce(e.produceCtx, rec, e.promise)
 }

@@ -15,6 +15,10 @@ type txTrack struct {
 	pending atomic.Int64
 	closed  atomic.Bool
 
+	// produced is set once a record of the transaction went to the
+	// producer: only then does its commit need to send (emitter.send).
+	produced atomic.Bool
+
 	// ctx is the Context of the transaction's records: the produce context
 	// (base) carrying the transaction, so that one promise shared by every
 	// record finds it (recordTx) instead of a closure allocated per record. Made

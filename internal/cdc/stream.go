@@ -454,7 +454,9 @@ func (c *Connector) commitTx(ctx context.Context, em *emitter, st *streamState, 
 		em.txm = nil
 	}
 	em.tracker.commit(track, uint64(m.TransactionEndLSN))
-	em.send() // the transaction is complete: no record of it lingers
+	if track.produced.Load() {
+		em.send() // the transaction is complete: no record of it lingers
+	}
 	return nil
 }
 
