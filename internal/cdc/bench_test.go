@@ -17,13 +17,13 @@ import (
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
-// benchBroker is the in-process broker, or the one TRACKOPS_BENCH_BROKERS
+// benchBroker is the in-process broker, or the one TRACKOPS_TEST_BENCH_BROKERS
 // names (to keep the broker's memory out of the benchmark's RSS and its
 // CPU out of the cpu-us/change figure). The producer carries the same
 // client metrics the app gives every Kafka client.
 func benchBroker(b *testing.B) kafka.Options {
 	o := kafka.Options{ClientID: "trackops-bench", Extra: []kgo.Opt{metrics.ProduceHooks()}}
-	if addr := os.Getenv("TRACKOPS_BENCH_BROKERS"); addr != "" {
+	if addr := os.Getenv("TRACKOPS_TEST_BENCH_BROKERS"); addr != "" {
 		o.Brokers = strings.Split(addr, ",")
 		return o
 	}
@@ -51,7 +51,7 @@ const benchInsert = `INSERT INTO bench (id, customer, status, amount, note)
 // Kafka acknowledgement: b.N rows are committed in one transaction and the
 // clock stops when Kafka has acknowledged every event. cpu-us/change is the
 // process's CPU time (not wall time) from the commit to the last ack, per
-// change: with the broker outside (TRACKOPS_BENCH_BROKERS) it is the
+// change: with the broker outside (TRACKOPS_TEST_BENCH_BROKERS) it is the
 // connector's own cost. It depends far less on the machine's load than
 // events/s, though a busy machine still inflates it (more scheduler work,
 // smaller reads from a slower walsender).
