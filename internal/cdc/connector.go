@@ -57,6 +57,8 @@ type Connector struct {
 
 	stats connectorStats
 	runRefs
+	// reads paces the replication connection's reads (set by Run).
+	reads *readahead
 }
 
 // connectorStats are updated by the stream and read by Status.
@@ -134,7 +136,12 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 
 	// Batches stay under the 1 MB message.max.bytes brokers default to.
-	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(1_000_000), kgo.ProducerBatchCompression(kgo.NoCompression())}
+	// Records linger (ProducerLinger) until their transaction commits
+	// (emitter.send), so a large transaction goes out in full batches
+	// instead of in requests of a few records each time the broker
+	// answered faster than changes arrived.
+	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(1_000_000), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(producerLinger)}
 	popts = append(popts, c.opts.ProducerOpts...)
 	producer, err := kafka.NewProducer(c.opts.Kafka, popts...)
 	if err != nil {
@@ -149,6 +156,8 @@ func (c *Connector) Run(ctx context.Context) error {
 	for k, v := range runtimeParams {
 		replCfg.RuntimeParams[k] = v
 	}
+	c.reads = &readahead{}
+	replCfg.DialFunc = c.reads.dialer(replCfg.DialFunc)
 	repl, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
 		return fmt.Errorf("open replication connection: %w", err)

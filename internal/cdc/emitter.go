@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -33,10 +34,19 @@ type emitter struct {
 
 	topicsMu sync.Mutex
 	topics   map[string]bool
+
+	// promise is acked as a func value, made once: every record shares it.
+	promise func(*kgo.Record, error)
+	// received is when the replication message being handled arrived (set
+	// by the stream around handle, zero otherwise): the processing time of
+	// its change events, read from the clock once per message instead of
+	// once for the envelope, once for the record and once for the counters.
+	received time.Time
 }
 
 func newEmitter(c *Connector, producer *kgo.Client, meta *pgxpool.Pool) *emitter {
 	e := &emitter{c: c, producer: producer, meta: meta, enc: newRecordEncoder(&c.cfg), topics: map[string]bool{}, produceCtx: context.Background()}
+	e.promise = e.acked
 	e.afters.sem = make(chan struct{}, maxConcurrentAfters)
 	e.tracker.runAfter = func(fn func(context.Context), done func()) {
 		e.afters.run(func() { fn(e.produceCtx) }, done)
@@ -75,9 +85,58 @@ func (e *emitter) topicList() []string {
 	return out
 }
 
+// produce hands rec to the producer as one more record of tx. The record
+// carries tx in its Context, so the promise needs no closure of its own.
 func (e *emitter) produce(rec *kgo.Record, tx *txTrack) {
 	e.tracker.add(tx)
-	e.producer.Produce(e.produceCtx, rec, func(_ *kgo.Record, err error) { e.tracker.done(tx, err) })
+	tx.produced.Store(true)
+	rec.Context = tx.recordContext(e.produceCtx, rec.Context)
+	e.producer.Produce(e.produceCtx, rec, e.promise)
+}
+
+// producerLinger bounds how long a record waits in the producer for more of
+// its batch when nothing sends it sooner. Every committed transaction is
+// sent at once (send), so this applies only to records outside one
+// (heartbeats, snapshot reads), and to batches that fill before the commit
+// (those go as soon as they are full). Kafka's producer lingers 5 ms by
+// default since 4.0.
+const producerLinger = 5 * time.Millisecond
+
+// doneCtx is an already-cancelled context, for send.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// send ends the linger of every buffered record: the producer builds its
+// requests now. kgo's Flush stops every linger before it waits for the
+// buffered records; with an already-cancelled context it returns at once
+// instead of waiting, which is all that is wanted here
+// (TestCommittedChangesDoNotLinger catches a producer that would not).
+func (e *emitter) send() {
+	_ = e.producer.Flush(doneCtx)
+}
+
+// acked is the promise of every produced record: it counts the ack (or
+// failure) against the record's transaction.
+func (e *emitter) acked(r *kgo.Record, err error) {
+	tx := recordTx(r)
+	if tx == nil {
+		e.tracker.fail(errRecordWithoutTx)
+		return
+	}
+	e.tracker.done(tx, err)
+}
+
+var errRecordWithoutTx = errors.New("cdc: a produced record lost its transaction")
+
+// now is the processing time of the event being emitted.
+func (e *emitter) now() time.Time {
+	if !e.received.IsZero() {
+		return e.received
+	}
+	return time.Now()
 }
 
 // emit encodes and produces one row change (plus its tombstone).
@@ -116,15 +175,18 @@ func (e *emitter) emitOne(ch *change, tx *txTrack) {
 		e.emitOutbox(ch, tx)
 		return
 	}
+	if ch.processed.IsZero() {
+		ch.processed = e.now()
+	}
 	rec := e.enc.record(ch)
 	if ch.header != nil {
 		rec.Headers = append(rec.Headers, *ch.header)
 	}
 	e.produce(rec, tx)
 	if ch.op == 'd' && e.c.cfg.TombstonesOnDelete && rec.Key != nil {
-		e.produce(&kgo.Record{Topic: rec.Topic, Key: rec.Key}, tx)
+		e.produce(&kgo.Record{Topic: rec.Topic, Key: rec.Key, Timestamp: rec.Timestamp}, tx)
 	}
-	e.count(ch.table, string(ch.op), ch.commitTime)
+	e.countAt(ch.table, string(ch.op), ch.commitTime, ch.processed)
 }
 
 // emitTruncate produces a truncate event (op "t") of one table.
@@ -132,8 +194,9 @@ func (e *emitter) emitTruncate(ch *change, tx *txTrack) {
 	if e.txm != nil {
 		ch.txOrder, ch.txCollectionOrder = e.txm.count(ch.table)
 	}
+	ch.processed = e.now()
 	e.produce(e.enc.truncate(ch.table, ch), tx)
-	e.count(ch.table, "t", ch.commitTime)
+	e.countAt(ch.table, "t", ch.commitTime, ch.processed)
 }
 
 // emitOutbox hands a change of an outbox table to its EventRouter, as
@@ -167,8 +230,12 @@ func (e *emitter) emitOutbox(ch *change, tx *txTrack) {
 }
 
 func (e *emitter) count(t *table, op string, commit time.Time) {
+	e.countAt(t, op, commit, e.now())
+}
+
+// countAt counts one event of t processed at now.
+func (e *emitter) countAt(t *table, op string, commit, now time.Time) {
 	t.counters[op].Inc()
-	now := time.Now()
 	e.c.stats.events.Add(1)
 	e.c.stats.lastEventNanos.Store(now.UnixNano())
 	e.c.stats.lastCommitNanos.Store(commit.UnixNano())

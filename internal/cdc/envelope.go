@@ -48,25 +48,112 @@ type change struct {
 	txOrder, txCollectionOrder int64
 	// header is an extra record header (the primary-key change markers).
 	header *kgo.RecordHeader
+	// processed is when the connector handled the event: the envelope's
+	// ts_ms/ts_us/ts_ns and the record's timestamp (zero: the clock now).
+	processed time.Time
 }
 
-// encoder builds Debezium records; it is used by one goroutine.
+// processedAt is ch.processed, or the clock now when unset.
+func (ch *change) processedAt() time.Time {
+	if ch.processed.IsZero() {
+		return time.Now()
+	}
+	return ch.processed
+}
+
+// recordEncoder builds Debezium records; it is used by one goroutine.
+//
+// Keys and values are written straight into an arena shared by many
+// records, and the records themselves come from a chunk of records:
+// encoding a change allocates nothing but, now and then, a new chunk
+// (TestEncodingAllocatesNoMemoryPerChange). Numbers that repeat across a
+// transaction's events are formatted once per transaction.
 type recordEncoder struct {
 	encoder
 	scratch []byte
+	bytes   arena
+	recs    []kgo.Record
+	// largest is the size of the largest key and value encoded so far.
+	largest int
+	// src holds the parts of "source" one transaction shares.
+	src sourceParts
 }
 
 func newRecordEncoder(cfg *Config) *recordEncoder {
 	return &recordEncoder{encoder: encoder{cfg: cfg}, scratch: make([]byte, 0, 4096)}
 }
 
+// Sizes of the chunks records and their bytes are carved from. A chunk is
+// freed by the garbage collector once every record carved from it has been
+// acknowledged and dropped; records are acknowledged roughly in the order
+// they were produced, so a chunk outlives its last record only briefly.
+const (
+	arenaChunk   = 64 << 10
+	arenaMaxCopy = arenaChunk / 8 // larger keys and values get their own allocation
+	recordChunk  = 64
+)
+
+// arena hands out byte slices from shared chunks, one allocation per chunk
+// instead of one per key and one per value. Slices are capped at their
+// length: an append to one never writes into its neighbour.
+type arena struct{ buf []byte }
+
+// begin returns an empty slice at the arena's free end, with room for at
+// least hint bytes (up to the chunk's end) to append to; end claims what
+// was appended.
+func (a *arena) begin(hint int) []byte {
+	if cap(a.buf)-len(a.buf) < hint {
+		a.buf = make([]byte, 0, arenaChunk)
+	}
+	return a.buf[len(a.buf):len(a.buf)]
+}
+
+// end takes b, grown by appends from begin's slice, out of the arena and
+// returns it capped at its length. If b outgrew the chunk, append moved it
+// to an allocation of its own and the arena is left as it was.
+func (a *arena) end(b []byte) []byte {
+	free := a.buf[len(a.buf):cap(a.buf)]
+	if len(b) > 0 && len(b) <= len(free) && &b[0] == &free[0] {
+		a.buf = a.buf[:len(a.buf)+len(b)]
+	}
+	return b[:len(b):len(b)]
+}
+
+// copy returns a copy of b carved from the arena.
+func (a *arena) copy(b []byte) []byte {
+	if len(b) > arenaMaxCopy {
+		return append(make([]byte, 0, len(b)), b...)
+	}
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, arenaChunk)
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
+}
+
+// newRecord returns a zero record carved from the current chunk.
+func (e *recordEncoder) newRecord() *kgo.Record {
+	if len(e.recs) == 0 {
+		e.recs = make([]kgo.Record, recordChunk)
+	}
+	r := &e.recs[0]
+	e.recs = e.recs[1:]
+	return r
+}
+
 // record encodes ch as a Kafka record (value and key), with its headers.
 func (e *recordEncoder) record(ch *change) *kgo.Record {
 	t := ch.table
-	rec := &kgo.Record{Topic: t.topic}
-	rec.Key = e.key(t, ch)
+	processed := ch.processedAt()
+	rec := e.newRecord()
+	rec.Topic, rec.Timestamp = t.topic, processed
 
-	b := e.scratch[:0]
+	// The key, then the value, written straight into the arena: room for
+	// twice the largest record so far is made first, so a record rarely
+	// outgrows the chunk it starts in.
+	b, hasKey := e.appendKey(e.bytes.begin(min(2*e.largest, arenaMaxCopy)), t, ch)
+	keyLen := len(b)
 	if t.envelopeSchema != nil {
 		b = append(b, `{"schema":`...)
 		b = append(b, t.envelopeSchema...)
@@ -90,14 +177,18 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 	b = append(b, `,"op":"`...)
 	b = append(b, ch.op)
 	b = append(b, '"')
-	b = appendProcessingTime(b, time.Now())
+	b = appendProcessingTime(b, processed)
 	b = appendTransactionBlock(b, ch)
 	b = append(b, '}')
 	if t.envelopeSchema != nil {
 		b = append(b, '}')
 	}
-	rec.Value = append(make([]byte, 0, len(b)), b...)
-	e.scratch = b
+	e.largest = max(e.largest, len(b))
+	kv := e.bytes.end(b)
+	if hasKey {
+		rec.Key = kv[:keyLen:keyLen]
+	}
+	rec.Value = kv[keyLen:]
 	if len(unavailable) > 0 {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderUnavailableColumns, Value: []byte(strings.Join(unavailable, ","))})
 	}
@@ -105,9 +196,21 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 }
 
 // appendProcessingTime writes the envelope's ts_ms, ts_us and ts_ns: when
-// the connector processed the event (Debezium 2.6+ writes all three).
+// the connector processed the event (Debezium 2.6+ writes all three). The
+// nanoseconds are formatted once: the milli- and microseconds of a time
+// after 1970 are their leading digits.
 func appendProcessingTime(b []byte, now time.Time) []byte {
 	ns := now.UnixNano()
+	if ns >= 1_000_000 {
+		var buf [20]byte
+		d := strconv.AppendInt(buf[:0], ns, 10)
+		b = append(b, `,"ts_ms":`...)
+		b = append(b, d[:len(d)-6]...)
+		b = append(b, `,"ts_us":`...)
+		b = append(b, d[:len(d)-3]...)
+		b = append(b, `,"ts_ns":`...)
+		return append(b, d...)
+	}
 	b = append(b, `,"ts_ms":`...)
 	b = strconv.AppendInt(b, ns/1_000_000, 10)
 	b = append(b, `,"ts_us":`...)
@@ -127,7 +230,7 @@ func (e *recordEncoder) truncate(t *table, ch *change) *kgo.Record {
 	b = append(b, `{"before":null,"after":null,"source":`...)
 	b = e.source(b, t, ch)
 	b = append(b, `,"op":"t"`...)
-	b = appendProcessingTime(b, time.Now())
+	b = appendProcessingTime(b, ch.processedAt())
 	b = appendTransactionBlock(b, ch)
 	b = append(b, '}')
 	if t.envelopeSchema != nil {
@@ -189,53 +292,77 @@ func (e *recordEncoder) row(b []byte, t *table, vals, old []tupleValue) ([]byte,
 	return append(b, '}'), unavailable
 }
 
+// sourceParts are the formatted numbers of "source" that all events of a
+// transaction share: its commit time, the previous commit's LSN and its
+// id; forTx renders them again when the transaction changes.
+type sourceParts struct {
+	commitUs, lastCommit, txID uint64
+	valid                      bool
+	ms, seq, times, id         []byte
+}
+
+func (p *sourceParts) forTx(ch *change) *sourceParts {
+	us := uint64(ch.commitTime.UnixMicro())
+	if p.valid && p.commitUs == us && p.lastCommit == ch.lastCommitLSN && p.txID == ch.txID {
+		return p
+	}
+	p.commitUs, p.lastCommit, p.txID, p.valid = us, ch.lastCommitLSN, ch.txID, true
+	p.ms = strconv.AppendInt(p.ms[:0], ch.commitTime.UnixMilli(), 10)
+	if ch.lastCommitLSN == 0 {
+		p.seq = append(p.seq[:0], "null"...)
+	} else {
+		p.seq = append(p.seq[:0], `\"`...)
+		p.seq = strconv.AppendUint(p.seq, ch.lastCommitLSN, 10)
+		p.seq = append(p.seq, `\"`...)
+	}
+	// ts_us and ts_ns (Debezium 2.6+): the commit time, which PostgreSQL
+	// keeps in microseconds.
+	p.times = append(p.times[:0], `,"ts_us":`...)
+	p.times = strconv.AppendInt(p.times, int64(us), 10)
+	p.times = append(p.times, `,"ts_ns":`...)
+	p.times = strconv.AppendInt(p.times, int64(us)*1000, 10)
+	p.id = strconv.AppendUint(p.id[:0], ch.txID, 10)
+	return p
+}
+
 func (e *recordEncoder) source(b []byte, t *table, ch *change) []byte {
+	p := e.src.forTx(ch)
+	var buf [20]byte
+	lsn := strconv.AppendUint(buf[:0], ch.lsn, 10)
 	b = append(b, t.sourceHead...)
-	b = strconv.AppendInt(b, ch.commitTime.UnixMilli(), 10)
+	b = append(b, p.ms...)
 	b = append(b, `,"snapshot":"`...)
 	b = append(b, ch.snapshot...)
 	b = append(b, '"')
 	b = append(b, t.sourceMid...)
 	b = append(b, `,"sequence":"[`...)
-	if ch.lastCommitLSN == 0 {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, `\"`...)
-		b = strconv.AppendUint(b, ch.lastCommitLSN, 10)
-		b = append(b, `\"`...)
-	}
+	b = append(b, p.seq...)
 	b = append(b, `,\"`...)
-	b = strconv.AppendUint(b, ch.lsn, 10)
+	b = append(b, lsn...)
 	b = append(b, `\"]"`...)
-	// ts_us and ts_ns (Debezium 2.6+): the commit time, which PostgreSQL
-	// keeps in microseconds.
-	us := ch.commitTime.UnixMicro()
-	b = append(b, `,"ts_us":`...)
-	b = strconv.AppendInt(b, us, 10)
-	b = append(b, `,"ts_ns":`...)
-	b = strconv.AppendInt(b, us*1000, 10)
+	b = append(b, p.times...)
 	b = append(b, t.sourceTail...)
 	b = append(b, `,"txId":`...)
-	b = strconv.AppendUint(b, ch.txID, 10)
+	b = append(b, p.id...)
 	b = append(b, `,"lsn":`...)
-	b = strconv.AppendUint(b, ch.lsn, 10)
+	b = append(b, lsn...)
 	return append(b, `,"xmin":null}`...)
 }
 
-// key encodes the primary-key columns of the event's row (the after image,
-// or the before image of a delete); nil for a table without a primary key.
-func (e *recordEncoder) key(t *table, ch *change) []byte {
+// appendKey appends the key of the event's row — its primary-key columns,
+// from the after image or the before image of a delete — and reports
+// whether there is one: a table without a primary key has a null key.
+func (e *recordEncoder) appendKey(b []byte, t *table, ch *change) ([]byte, bool) {
 	if len(t.key) == 0 {
-		return nil
+		return b, false
 	}
 	vals := ch.after
 	if vals == nil {
 		vals = ch.before
 	}
 	if vals == nil {
-		return nil
+		return b, false
 	}
-	b := make([]byte, 0, 64)
 	if t.keySchema != nil {
 		b = append(b, `{"schema":`...)
 		b = append(b, t.keySchema...)
@@ -262,7 +389,7 @@ func (e *recordEncoder) key(t *table, ch *change) []byte {
 	if t.keySchema != nil {
 		b = append(b, '}')
 	}
-	return b
+	return b, true
 }
 
 // appendTransactionBlock writes the envelope's "transaction" field: null, or

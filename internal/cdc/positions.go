@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // txTrack counts one transaction's records still waiting for Kafka's ack,
@@ -12,6 +14,16 @@ type txTrack struct {
 	endLSN  uint64
 	pending atomic.Int64
 	closed  atomic.Bool
+
+	// produced is set once a record of the transaction went to the
+	// producer: only then does its commit need to send (emitter.send).
+	produced atomic.Bool
+
+	// ctx is the Context of the transaction's records: the produce context
+	// (base) carrying the transaction, so that one promise shared by every
+	// record finds it (recordTx) instead of a closure allocated per record. Made
+	// once per base by the goroutine that produces.
+	ctx, base context.Context
 
 	// after, set before closed, runs once every record of the transaction
 	// is acknowledged; held keeps the transaction unconfirmed until it
@@ -49,10 +61,36 @@ func (a *ackTracker) begin() *txTrack {
 // add counts one more record of t in flight.
 func (a *ackTracker) add(t *txTrack) { t.pending.Add(1) }
 
+// txKey is the context key under which a record's Context carries its txTrack.
+type txKey struct{}
+
+// recordContext is the Context for a record of t produced under base (the
+// emitter's produce context, whose cancellation ends delivery): base with t
+// attached, made once per transaction. A record that comes with a Context
+// of its own (a transform's, carrying a trace) keeps it, with t added.
+func (t *txTrack) recordContext(base, own context.Context) context.Context {
+	if own != nil {
+		return context.WithValue(own, txKey{}, t)
+	}
+	if t.base != base || t.ctx == nil {
+		t.ctx, t.base = context.WithValue(base, txKey{}, t), base
+	}
+	return t.ctx
+}
+
+// recordTx is the transaction a produced record belongs to (nil if none).
+func recordTx(r *kgo.Record) *txTrack {
+	if r.Context == nil {
+		return nil
+	}
+	t, _ := r.Context.Value(txKey{}).(*txTrack)
+	return t
+}
+
 // done is the producer callback for one record of t.
 func (a *ackTracker) done(t *txTrack, err error) {
 	if err != nil {
-		a.err.CompareAndSwap(nil, &err)
+		a.fail(err) // not inline: taking err's address here would allocate on every ack
 	}
 	if t.pending.Add(-1) == 0 {
 		a.maybeRunAfter(t)

@@ -40,6 +40,11 @@ type streamState struct {
 	transformCols map[uint32]*rowColumns
 	buf           *txBuffer
 	stats         *connectorStats
+
+	// durable waits for the broker's durability barrier in the background
+	// (nil without a barrier); stopping makes the final status wait itself.
+	durable  *durableWaiter
+	stopping bool
 }
 
 // stream decodes pgoutput from the slot and produces change events until ctx
@@ -79,13 +84,23 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 		nextHeartbeat = time.Now().Add(c.cfg.HeartbeatInterval)
 	}
 	lastSaved := off.FlushedLSN
+	if b := c.opts.Kafka.Durability; b != nil {
+		st.durable = startDurableWaiter(ctx, b, confirmed, c.log)
+		defer st.durable.stop()
+	}
 
-	// One deadline context serves every receive until the next status or
-	// heartbeat is due, instead of one per message.
-	var recv deadlineCtx
-	defer recv.release()
+	// Receives wait on the connection's read deadline (the next status or
+	// heartbeat), not on a context: pgconn watches a cancellable context
+	// with a timer and a channel per ReceiveMessage, which cost about a
+	// tenth of the connector's CPU at one change per message. Cancelling
+	// ctx moves the deadline to now, which ends a receive in progress.
+	conn := repl.Conn()
+	stopWake := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stopWake()
+	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	var readDeadline time.Time
+	now := time.Now()
 	for {
-		now := time.Now()
 		if !now.Before(nextStatus) {
 			if err := c.sendStatus(ctx, repl, em, st, true); err != nil {
 				return err
@@ -106,16 +121,25 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 		if err := em.tracker.failed(); err != nil {
 			return fmt.Errorf("change events not delivered to Kafka: %w", err)
 		}
-		if recv.ctx == nil {
-			deadline := nextStatus
-			if !nextHeartbeat.IsZero() && nextHeartbeat.Before(deadline) {
-				deadline = nextHeartbeat
-			}
-			recv.ctx, recv.cancel = context.WithDeadline(ctx, deadline)
+		deadline := nextStatus
+		if !nextHeartbeat.IsZero() && nextHeartbeat.Before(deadline) {
+			deadline = nextHeartbeat
 		}
-		msg, err := repl.ReceiveMessage(recv.ctx)
+		if !deadline.Equal(readDeadline) {
+			if err := conn.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("replication stream: %w", err)
+			}
+			readDeadline = deadline
+		}
+		// After setting the deadline: a cancellation that came before it
+		// is seen here, one that comes after moves it to now.
+		if ctx.Err() != nil {
+			c.stop(repl, em, st)
+			return nil
+		}
+		msg, err := repl.ReceiveMessage(context.Background())
+		now = time.Now()
 		if err != nil {
-			recv.release()
 			if ctx.Err() != nil {
 				c.stop(repl, em, st)
 				return nil
@@ -160,9 +184,13 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 				if uint64(xld.WALStart) > st.received {
 					st.received = uint64(xld.WALStart)
 				}
-				if err := c.handle(ctx, em, st, xld); err != nil {
+				em.received = now
+				err = c.handle(ctx, em, st, xld)
+				em.received = time.Time{}
+				if err != nil {
 					return err
 				}
+				c.reads.follow(st.inTx)
 			}
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
@@ -170,18 +198,6 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 			return errors.New("replication stream ended by the server")
 		}
 	}
-}
-
-type deadlineCtx struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-func (d *deadlineCtx) release() {
-	if d.cancel != nil {
-		d.cancel()
-	}
-	d.ctx, d.cancel = nil, nil
 }
 
 // sendStatus reports the confirmed position; when asking for a reply the
@@ -218,9 +234,19 @@ func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emi
 // else the position confirmed before. Acknowledged is not durable on a
 // broker that syncs in rounds; a slot confirmed past what a power loss can
 // take away would never send those changes again.
+//
+// While streaming, the barrier is waited for off the stream goroutine
+// (st.durable): a round (an fsync, tens of milliseconds on a busy disk)
+// would otherwise stall every change behind it once per status interval.
+// The slot then confirms what the last finished round covered, one status
+// later. The final status of a stopping stream waits here.
 func (c *Connector) durableFlush(ctx context.Context, st *streamState) uint64 {
 	if st.flushed <= st.confirmed {
 		return st.flushed
+	}
+	if st.durable != nil && !st.stopping {
+		st.durable.request(st.flushed)
+		return max(st.confirmed, min(st.durable.covered.Load(), st.flushed))
 	}
 	if err := kafka.WaitDurable(ctx, c.opts.Kafka.Durability); err != nil {
 		c.log.Warn("broker did not make change events durable; slot not advanced", "err", err)
@@ -236,6 +262,7 @@ func (c *Connector) stop(repl *pgconn.PgConn, em *emitter, st *streamState) {
 	defer cancel()
 	_ = em.producer.Flush(flushCtx)
 	em.afters.wait(flushCtx)
+	st.stopping = true
 	ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel2()
 	if err := c.sendStatus(ctx, repl, em, st, false); err != nil {
@@ -427,6 +454,9 @@ func (c *Connector) commitTx(ctx context.Context, em *emitter, st *streamState, 
 		em.txm = nil
 	}
 	em.tracker.commit(track, uint64(m.TransactionEndLSN))
+	if track.produced.Load() {
+		em.send() // the transaction is complete: no record of it lingers
+	}
 	return nil
 }
 

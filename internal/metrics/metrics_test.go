@@ -108,6 +108,11 @@ func TestConsumerLagPerGroupAndPartition(t *testing.T) {
 	if err := res.FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// Counted per batch, on a client goroutine after the ack: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for produced()-before < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := produced() - before; got != 5 {
 		t.Fatalf("produced counter grew by %v, want 5", got)
 	}
