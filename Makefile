@@ -63,9 +63,7 @@ clean:
 
 # Drops every database the tests created, templates included.
 testdb-clean:
-	psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'trackops_t%'" postgres | \
-	  while read -r db; do psql -h 127.0.0.1 -U postgres -qc "ALTER DATABASE $$db WITH is_template false" postgres; \
-	  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)" postgres; done
+	./scripts/testdb-clean.sh
 
 # The race detector over the whole suite (slower; not part of `make test`).
 test-race: services test-tools
