@@ -57,6 +57,10 @@ type Connector struct {
 
 	stats connectorStats
 	runRefs
+
+	// chunkHook, set by tests, runs after an incremental snapshot reads a
+	// chunk and before its high watermark is written.
+	chunkHook func(ctx context.Context, table string, keys [][]string)
 }
 
 // connectorStats are updated by the stream and read by Status.
@@ -78,6 +82,10 @@ type connectorStats struct {
 	statusSent atomic.Uint64 // standby status updates sent
 	// maxBuffered is the most changes held for a Transform at once.
 	maxBuffered atomic.Int64
+	// snapshot is the progress of the last ad-hoc snapshot (nil: none);
+	// maxWindow the most rows an incremental snapshot held at once.
+	snapshot  atomic.Pointer[SnapshotProgress]
+	maxWindow atomic.Int64
 }
 
 // NewConnector prepares a connector for cfg.
