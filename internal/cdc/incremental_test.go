@@ -293,9 +293,10 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 	c, _ := runConnector(t, cfg, b, &MemoryOffsets{})
 	waitStreaming(t, c)
 
-	// The writer: 10 changes every 10 ms in one transaction (updates of
-	// random rows, deletes, inserts of new rows), each setting v to the
-	// next value of a counter, so a row's versions only grow.
+	// The writer: every 10 ms one transaction with the changes due at 1,000
+	// a second (updates of random rows, deletes, inserts of new rows), each
+	// setting v to the next value of a counter, so a row's versions only
+	// grow.
 	var (
 		changes  atomic.Int64
 		stop     = make(chan struct{})
@@ -306,6 +307,7 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		next := int64(1)
 		nextID := rowCount + 1
+		begun := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -314,12 +316,16 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 				return
 			case <-tick.C:
 			}
+			due := min(int(time.Since(begun).Milliseconds())-int(changes.Load()), 100)
+			if due <= 0 {
+				continue
+			}
 			tx, err := db.Pool.Begin(ctx)
 			if err != nil {
 				t.Errorf("writer: %v", err)
 				return
 			}
-			for i := 0; i < 10; i++ {
+			for i := 0; i < due; i++ {
 				next++
 				switch r := rng.IntN(10); {
 				case r < 7:
@@ -340,7 +346,7 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 				t.Errorf("writer: %v", err)
 				return
 			}
-			changes.Add(10)
+			changes.Add(int64(due))
 		}
 	}()
 

@@ -49,7 +49,7 @@ type Signal struct {
 // snapshotSignalData is the data of execute-snapshot and stop-snapshot, as
 // Debezium's ExecuteSnapshot and StopSnapshot read it.
 type snapshotSignalData struct {
-	DataCollections      []string              `json:"data-collections"`
+	DataCollections      []string              `json:"data-collections,omitempty"`
 	Type                 string                `json:"type"`
 	AdditionalConditions []additionalCondition `json:"additional-conditions,omitempty"`
 	SurrogateKey         string                `json:"surrogate-key,omitempty"`
