@@ -123,6 +123,10 @@ func (c *Connector) Run(ctx context.Context) error {
 	for k, v := range runtimeParams {
 		poolCfg.ConnConfig.RuntimeParams[k] = v
 	}
+	// The connector's own writes (signals, snapshot watermarks) are made on
+	// the stream's goroutine and wait for their commit: were its own slot a
+	// synchronous standby, waiting for it would wait for itself.
+	poolCfg.ConnConfig.RuntimeParams["synchronous_commit"] = "local"
 	meta, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return fmt.Errorf("connect to %s:%d/%s: %w", c.cfg.Host, c.cfg.Port, c.cfg.DBName, err)
@@ -140,6 +144,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	if err := c.ensurePublication(ctx, meta, tables); err != nil {
 		return err
 	}
+	c.checkSignalTable(ctx, meta)
 
 	// Batches stay under the 1 MB message.max.bytes brokers default to.
 	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(1_000_000), kgo.ProducerBatchCompression(kgo.NoCompression())}
@@ -349,6 +354,30 @@ func (c *Connector) ensurePublication(ctx context.Context, db *pgxpool.Pool, tab
 		}
 	}
 	return nil
+}
+
+// checkSignalTable warns when signals cannot arrive: the signaling table is
+// missing or not in the publication (publication.autocreate.mode=disabled),
+// so signals and an incremental snapshot's watermarks would never be seen.
+func (c *Connector) checkSignalTable(ctx context.Context, db *pgxpool.Pool) {
+	if c.cfg.SignalTable == "" {
+		return
+	}
+	var exists, published bool
+	err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+       EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $2 AND schemaname = $3 AND tablename = $4)`,
+		c.cfg.signalTableSQL(), c.cfg.PublicationName, c.cfg.SignalSchema, c.cfg.SignalTable).Scan(&exists, &published)
+	switch {
+	case err != nil:
+		c.log.Warn("cannot check the signaling table", "err", err)
+	case !exists:
+		c.log.Warn("signal.data.collection names a table that does not exist: create it (CREATE TABLE "+c.cfg.signalTableSQL()+
+			" (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)); until then no signal is read",
+			"table", c.cfg.SignalSchema+"."+c.cfg.SignalTable)
+	case !published:
+		c.log.Warn("the signaling table is not in the publication: no signal is read and incremental snapshots cannot run; add it (ALTER PUBLICATION ... ADD TABLE)",
+			"table", c.cfg.SignalSchema+"."+c.cfg.SignalTable, "publication", c.cfg.PublicationName)
+	}
 }
 
 func isDuplicate(err error) bool {

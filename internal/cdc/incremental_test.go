@@ -301,13 +301,13 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 		changes  atomic.Int64
 		stop     = make(chan struct{})
 		finished = make(chan struct{})
+		begun    = time.Now()
 	)
 	go func() {
 		defer close(finished)
 		rng := rand.New(rand.NewPCG(1, 2))
 		next := int64(1)
 		nextID := rowCount + 1
-		begun := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -356,6 +356,7 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 	took := time.Since(started)
 	close(stop)
 	<-finished
+	rate := float64(changes.Load()) / time.Since(begun).Seconds()
 	// A last row tells when the stream has caught up.
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO snap (id, v) VALUES (-1, 0)`); err != nil {
 		t.Fatal(err)
@@ -380,7 +381,7 @@ func TestIncrementalSnapshotWhileStreaming(t *testing.T) {
 		t.Errorf("the connector held %d snapshot rows at once, more than a chunk (%d)", w, cfg.IncrementalChunkSize)
 	}
 	t.Logf("%d rows snapshotted in %s (%d chunks, %d reads emitted, %d dropped by the window) while %d changes streamed (%.0f/s)",
-		rowCount, took.Round(time.Millisecond), p.Chunks, reads, p.RowsDeduplicated, changes.Load(), float64(changes.Load())/took.Seconds())
+		rowCount, took.Round(time.Millisecond), p.Chunks, reads, p.RowsDeduplicated, changes.Load(), rate)
 }
 
 // TestIncrementalSnapshotWindowDeduplication changes rows of a chunk after
@@ -744,6 +745,50 @@ func TestSignalDataParsing(t *testing.T) {
 		s, tb, ok := splitTableName(in)
 		if got := map[bool]string{true: s + " " + tb, false: ""}[ok]; got != want {
 			t.Errorf("splitTableName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSignalConfig: the signal and incremental snapshot keys with Debezium's
+// defaults (CommonConnectorConfig: signal.enabled.channels "source",
+// incremental.snapshot.chunk.size 1024, incremental.snapshot.watermarking.strategy
+// insert_insert; RelationalDatabaseConnectorConfig: read.only false).
+func TestSignalConfig(t *testing.T) {
+	t.Parallel()
+	base := func() map[string]string {
+		raw := seedConfig(t, "postgres://postgres@db:5432/shop")
+		raw["signal.data.collection"] = "public.debezium_signal"
+		return raw
+	}
+	cfg, warnings, err := ParseConfig("n", base())
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("%v %v", err, warnings)
+	}
+	if cfg.SignalSchema != "public" || cfg.SignalTable != "debezium_signal" || !cfg.SignalChannels["source"] ||
+		cfg.IncrementalChunkSize != 1024 || cfg.WatermarkStrategy != WatermarkInsertInsert || cfg.ReadOnly {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if !cfg.captures("public", "debezium_signal") || cfg.captures("public", "inventory_items") {
+		t.Error("the signaling table must be captured like an included table, and only it")
+	}
+	raw := base()
+	raw["signal.enabled.channels"] = "source,jmx"
+	raw["read.only"] = "true"
+	raw["incremental.snapshot.watermarking.strategy"] = "INSERT_DELETE"
+	cfg, warnings, err = ParseConfig("n", raw)
+	if err != nil || len(warnings) != 2 || cfg.WatermarkStrategy != WatermarkInsertDelete || !cfg.ReadOnly {
+		t.Errorf("jmx channel and read.only should warn: %v %q %+v", err, warnings, cfg.WatermarkStrategy)
+	}
+	for key, value := range map[string]string{
+		"signal.data.collection":                     "debezium_signal",
+		"incremental.snapshot.chunk.size":            "0",
+		"incremental.snapshot.watermarking.strategy": "insert_update",
+		"read.only":                                  "perhaps",
+	} {
+		raw := base()
+		raw[key] = value
+		if _, _, err := ParseConfig("n", raw); !IsConfigError(err) {
+			t.Errorf("%s=%s: want a configuration error, got %v", key, value, err)
 		}
 	}
 }
