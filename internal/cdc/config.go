@@ -152,6 +152,10 @@ type Config struct {
 	// database, so it refuses incremental snapshots (their watermarks are
 	// rows written to the signaling table); blocking snapshots still run.
 	ReadOnly bool
+	// SignalKafkaTopic and SignalKafkaGroup are signal.kafka.topic
+	// (default <topic.prefix>-signal) and signal.kafka.groupId (default
+	// kafka-signal), for the kafka channel.
+	SignalKafkaTopic, SignalKafkaGroup string
 }
 
 // Watermarking strategies (incremental.snapshot.watermarking.strategy).
@@ -223,6 +227,8 @@ var knownKeys = map[string]bool{
 	"provide.transaction.metadata": true, "topic.transaction": true,
 	"signal.data.collection": true, "signal.enabled.channels": true, "incremental.snapshot.chunk.size": true,
 	"incremental.snapshot.watermarking.strategy": true, "read.only": true,
+	"signal.kafka.topic": true, "signal.kafka.groupId": true, "signal.kafka.bootstrap.servers": true,
+	"signal.kafka.poll.timeout.ms": true,
 }
 
 // ignoredKeys are Debezium keys TrackOps accepts and has nothing to do with,
@@ -433,10 +439,18 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 		switch ch {
 		case "source":
 			c.SignalChannels[ch] = true
+		case "kafka":
+			if c.SignalTable == "" {
+				warnings = append(warnings, "signal.enabled.channels: the kafka channel relays signals through the signaling table; set signal.data.collection to use it")
+				continue
+			}
+			c.SignalChannels[ch] = true
 		default:
-			warnings = append(warnings, fmt.Sprintf("signal.enabled.channels: channel %q is not available in TrackOps (the source channel and the REST API are); ignored", ch))
+			warnings = append(warnings, fmt.Sprintf("signal.enabled.channels: channel %q is not available in TrackOps (source, kafka and the REST API are); ignored", ch))
 		}
 	}
+	c.SignalKafkaTopic = get("signal.kafka.topic", c.TopicPrefix+"-signal")
+	c.SignalKafkaGroup = get("signal.kafka.groupId", "kafka-signal")
 	c.IncrementalChunkSize = 1024
 	if v := get("incremental.snapshot.chunk.size", ""); v != "" {
 		n, err := strconv.Atoi(v)
@@ -449,6 +463,10 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	c.ReadOnly = boolKey("read.only", false)
 	if c.ReadOnly && c.SignalTable != "" {
 		warnings = append(warnings, "read.only=true: incremental snapshots write watermarks to the signaling table, so they are refused; blocking snapshots still run")
+		if c.SignalChannels["kafka"] {
+			delete(c.SignalChannels, "kafka")
+			warnings = append(warnings, "read.only=true: the kafka signal channel relays signals into the signaling table, so it is off")
+		}
 	}
 
 	compile := func(key string, list string) []*regexp.Regexp {

@@ -145,6 +145,13 @@ func (c *Connector) Run(ctx context.Context) error {
 		return err
 	}
 	c.checkSignalTable(ctx, meta)
+	if c.cfg.SignalChannels["kafka"] {
+		signalsCtx, stopSignals := context.WithCancel(ctx)
+		var signals sync.WaitGroup
+		signals.Go(func() { c.kafkaSignals(signalsCtx, meta) })
+		defer signals.Wait() // before the pool closes
+		defer stopSignals()
+	}
 
 	// Batches stay under the 1 MB message.max.bytes brokers default to.
 	popts := []kgo.Opt{kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(1_000_000), kgo.ProducerBatchCompression(kgo.NoCompression())}

@@ -792,3 +792,53 @@ func TestSignalConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaSignalChannel sends execute-snapshot on the Kafka channel as
+// AbstractIncrementalSnapshotTest.sendExecuteSnapshotKafkaSignal does: key
+// the topic.prefix, value {"type":"execute-snapshot","data":{...}} on
+// <topic.prefix>-signal (KafkaSignalChannel's default topic); a record with
+// another key is skipped. The channel's position is committed for group
+// kafka-signal.
+func TestKafkaSignalChannel(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	createSnapTable(t, db, "snap", 30)
+	cfg := snapConfig(t, db, map[string]string{"signal.enabled.channels": "source,kafka", "incremental.snapshot.chunk.size": "10"})
+	if cfg.SignalKafkaTopic != "trackops_orders-signal" || cfg.SignalKafkaGroup != "kafka-signal" {
+		t.Fatalf("signal topic %q group %q", cfg.SignalKafkaTopic, cfg.SignalKafkaGroup)
+	}
+	c, _ := runConnector(t, cfg, b, &MemoryOffsets{})
+	waitStreaming(t, c)
+	p, err := kafka.NewProducer(kafkatest.Options(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, r := range []*kgo.Record{
+		{Key: []byte("someone_else"), Value: []byte(`{"type":"execute-snapshot","data": {"data-collections": ["public.snap2"]}}`)},
+		{Key: []byte("trackops_orders"), Value: []byte(`{"type":"execute-snapshot","data": {"data-collections": ["public.snap"], "type": "INCREMENTAL"}}`)},
+	} {
+		r.Topic, r.Partition = cfg.SignalKafkaTopic, 0
+		if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prog := waitSnapshotState(t, c, "completed", time.Minute)
+	if prog.RowsRead != 30 || prog.TablesTotal != 1 || prog.SignalID != "kafka-1" {
+		t.Errorf("progress %+v: want public.snap read on the signal at offset 1", prog)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM debezium_signal WHERE type = 'execute-snapshot'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d execute-snapshot rows relayed (%v), want 1", n, err)
+	}
+	eventually(t, "channel position committed", 20*time.Second, func() bool {
+		offs, err := kadm.NewClient(p).FetchOffsets(ctx, "kafka-signal")
+		if err != nil {
+			return false
+		}
+		o, ok := offs.Lookup(cfg.SignalKafkaTopic, 0)
+		return ok && o.At == 2
+	})
+}
