@@ -80,6 +80,10 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 	if c.cfg.SignalTable != "" {
 		st.snap = newIncremental(c, em, &off)
 		if err := st.snap.resume(ctx, st); err != nil {
+			if ctx.Err() != nil {
+				c.stop(repl, em, st)
+				return nil
+			}
 			return err
 		}
 	}
@@ -173,6 +177,11 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 					st.received = uint64(xld.WALStart)
 				}
 				if err := c.handle(ctx, em, st, xld); err != nil {
+					if ctx.Err() != nil {
+						// Stopped during a snapshot's work on the database.
+						c.stop(repl, em, st)
+						return nil
+					}
 					return err
 				}
 			}
