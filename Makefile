@@ -85,6 +85,6 @@ chaos: services
 
 # Issue 13's incremental snapshot test at full size: a 1,000,000-row table
 # snapshotted while 1,000 changes a second stream into it (make test runs
-# it with 20,000 rows).
+# it with 50,000 rows).
 test-cdc-snapshot-1m: services
 	TRACKOPS_CDC_SNAPSHOT_ROWS=1000000 $(GO) test -count=1 -timeout 20m -v -run 'TestIncrementalSnapshotWhileStreaming$$' ./internal/cdc/

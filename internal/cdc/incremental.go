@@ -591,19 +591,15 @@ func (e *incremental) prepare(ctx context.Context, coll SnapshotCollection) (*ch
 		}
 		ct.keyIdx = []int{i}
 	} else {
-		for p := 1; ; p++ {
-			i := slices.IndexFunc(m.order, func(n string) bool { return m.columns[n].pkPos == p })
-			if i < 0 {
-				break
-			}
-			ct.keyIdx = append(ct.keyIdx, i)
-		}
+		// As Debezium's getQueryColumns: the message key (the primary key,
+		// or message.key.columns).
+		ct.keyIdx = slices.Clone(t.key)
 	}
 	if len(ct.keyIdx) == 0 || len(t.key) == 0 {
 		// Debezium: "Incremental snapshot for table '{}' skipped cause the
 		// table has no primary keys". The message key deduplicates the
 		// window, so a surrogate-key alone does not do either.
-		e.c.log.Warn("incremental snapshot: table skipped, it has no primary key", "table", coll.ID)
+		e.c.log.Warn("incremental snapshot: table skipped, it has no primary key (or message.key.columns)", "table", coll.ID)
 		return nil, nil
 	}
 	cols := make([]string, len(m.order))
