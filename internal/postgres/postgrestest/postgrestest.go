@@ -96,10 +96,17 @@ func Drop(t testing.TB, name string) {
 	ctx := context.Background()
 	admin := adminConn(t)
 	defer admin.Close(ctx)
-	_, _ = admin.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name)
-	for attempt := 0; attempt < 20; attempt++ {
+	// A slot stays active until its walsender has exited, which takes a
+	// while on a busy machine; a slot left behind keeps the database (and
+	// one of the server's max_replication_slots) forever, so wait for all.
+	for attempt := 0; attempt < 150; attempt++ {
+		_, _ = admin.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, name)
 		_, err := admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, name)
+		var left int
 		if err == nil {
+			err = admin.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = $1`, name).Scan(&left)
+		}
+		if err == nil && left == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
