@@ -954,3 +954,55 @@ func TestIncrementalSnapshotKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestPauseAndResumeSnapshot sends pause-snapshot while a chunk is in
+// flight and resume-snapshot later, with the empty data
+// AbstractIncrementalSnapshotTest.sendPauseSignal / sendResumeSignal use:
+// the chunk in flight completes, no chunk is read while paused, and the
+// snapshot goes on from there when resumed.
+func TestPauseAndResumeSnapshot(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	b := kafkatest.New(t)
+	ctx := context.Background()
+	createSnapTable(t, db, "snap", 50)
+	cfg := snapConfig(t, db, map[string]string{"incremental.snapshot.chunk.size": "10"})
+	c := NewConnector(cfg, Options{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1})
+	var chunks atomic.Int32
+	c.chunkHook = func(ctx context.Context, table string, keys [][]string) {
+		if chunks.Add(1) == 2 {
+			if _, err := db.Pool.Exec(ctx, `INSERT INTO debezium_signal VALUES ('test-pause', 'pause-snapshot', '')`); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("connector run: %v", err)
+		}
+	}()
+	waitStreaming(t, c)
+	sendSignal(t, db, "ad-hoc-1", SignalExecuteSnapshot, `{"data-collections": ["public.snap"]}`)
+	eventually(t, "paused after the chunk in flight", time.Minute, func() bool {
+		p := c.stats.snapshot.Load()
+		return p != nil && p.State == "paused" && p.Chunks == 2
+	})
+	// The stream goes on while paused: a change reaches the topic, and no
+	// chunk was read meanwhile.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO snap (id, v) VALUES (-1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	waitForKey(t, b, "orders.snap", -1)
+	if n := chunks.Load(); n != 2 {
+		t.Fatalf("%d chunks read while paused, want 2", n)
+	}
+	sendSignal(t, db, "test-resume", SignalResumeSnapshot, "")
+	p := waitSnapshotState(t, c, "completed", time.Minute)
+	if p.RowsRead != 50 || chunks.Load() != 5 {
+		t.Errorf("after resuming: %+v, %d chunks; want 50 rows in 5 chunks", p, chunks.Load())
+	}
+}
