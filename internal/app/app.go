@@ -193,7 +193,6 @@ func (a *App) build(ctx context.Context) error {
 	a.opsKafka = ops.NewKafka(a.producer, a.kafkaOptions("trackops-ops"))
 	a.routes = append(a.routes, a.opsKafka.Routes()...)
 	a.routes = append(a.routes, ops.NewSearch(a.pool).Routes()...)
-	a.routes = append(a.routes, ops.SnapshotRoutes(nil)...) // ad-hoc snapshots: not implemented yet (501)
 	if a.roles.Has(RoleConsole) {
 		a.routes = append(a.routes, console.Routes()...)
 		pulse := ops.NewPulse(a.pool, a.producer, ops.PulseOptions{Logger: a.log.With("component", "overview")})

@@ -37,6 +37,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 	if !a.roles.Has(RoleCDC) {
 		a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 			Role: httpapi.RoleOperator, Handler: connect.ReportHandler(nil, a.pool, a.cfg.EventStrategy)})
+		a.routes = append(a.routes, ops.SnapshotRoutes(ops.NoConnectors{})...)
 		return nil
 	}
 	strategyCDC := a.cfg.EventStrategy == config.StrategyCDC
@@ -56,6 +57,9 @@ func (a *App) buildCDC(orders *order.Service) error {
 	})
 	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 		Role: httpapi.RoleOperator, Handler: connect.ReportHandler(a.cdc, a.pool, a.cfg.EventStrategy)})
+	// Ad-hoc snapshots from the console and the API: signals written to
+	// each connector's signaling table.
+	a.routes = append(a.routes, ops.SnapshotRoutes(ops.ManagerSnapshots(a.cdc))...)
 	ln, err := net.Listen("tcp", a.cfg.CDC.ConnectAddr)
 	if err != nil {
 		return listenError("the CDC connector's Kafka Connect REST API", "TRACKOPS_CONNECT_ADDR", a.cfg.CDC.ConnectAddr, err,
@@ -120,12 +124,17 @@ func (a *App) buildCDC(orders *order.Service) error {
 		return err
 	}
 	cfg["slot.name"] = a.cfg.CDC.SlotName
+	// Signals (ad-hoc snapshots) through the table migration 00039 creates.
+	cfg["signal.data.collection"] = BuiltinSignalTable
 	if orders == nil {
 		orders = order.NewService(a.pool, order.WithChangeStream(), order.WithCache(order.NewRedisCache(a.stores)))
 	}
 	stream := order.NewChangeStream(orders, a.log.With("component", "order-change-stream"))
 	return a.cdc.RunBuiltin(order.ConnectorName, cfg, cdc.WithTransform(stream))
 }
+
+// BuiltinSignalTable is the built-in connector's signal.data.collection.
+const BuiltinSignalTable = "public.debezium_signal"
 
 // connectRoutes puts the Kafka Connect REST API behind the router's
 // authentication: GETs need operator, everything else admin.
@@ -196,8 +205,16 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	if err != nil && !postgres.IsCode(err, "42P01") && !postgres.IsCode(err, "42703") {
 		return err
 	}
+	snapshots, err := cdc.SnapshotsInProgress(ctx, pool)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots, "connectors": connectors}
+		if snapshots == nil {
+			snapshots = []cdc.ConnectorSnapshot{}
+		}
+		out := map[string]any{"strategy": strategy, "strategy_source": source, "slots": slots, "connectors": connectors,
+			"incremental_snapshots": snapshots}
 		if walErr != nil {
 			out["wal_level_error"] = walErr.Error()
 		}
@@ -223,15 +240,26 @@ func cdcCommand(ctx context.Context, env *Env, args []string) error {
 	}
 	if len(slots) == 0 {
 		fmt.Fprintf(env.Stdout, "no logical replication slots in this database (the cdc strategy creates %s)\n", env.Config.CDC.SlotName)
-		return nil
+	} else {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SLOT\tPLUGIN\tACTIVE\tPUBLICATION\tRESTART LSN\tCONFIRMED FLUSH LSN\tCURRENT WAL LSN\tRETAINED BYTES\tLAG BYTES\tCONNECTOR STATE")
+		for _, s := range slots {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Slot, s.Plugin, s.Active, strings.Join(s.Publications, ","),
+				s.RestartLSN, s.ConfirmedFlushLSN, s.CurrentWALLSN, s.RetainedWALBytes, s.LagBytes, s.ConnectorState)
+		}
+		tw.Flush()
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tPLUGIN\tACTIVE\tPUBLICATION\tRESTART LSN\tCONFIRMED FLUSH LSN\tCURRENT WAL LSN\tRETAINED BYTES\tLAG BYTES\tCONNECTOR STATE")
-	for _, s := range slots {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Slot, s.Plugin, s.Active, strings.Join(s.Publications, ","),
-			s.RestartLSN, s.ConfirmedFlushLSN, s.CurrentWALLSN, s.RetainedWALBytes, s.LagBytes, s.ConnectorState)
+	if len(snapshots) > 0 {
+		// As the offsets record them: up to the last confirmed position.
+		fmt.Fprintln(env.Stdout, "\nincremental snapshots (as of each connector's last confirmed position):")
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONNECTOR\tSTATE\tTABLE\tTABLES DONE\tTABLE ROWS READ\tCHUNKS\tROWS READ\tSIGNAL")
+		for _, s := range snapshots {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d of ~%d\t%d\t%d\t%s\n", s.Connector, s.State, s.CurrentTable, s.TablesDone, s.TablesTotal,
+				s.TableRowsRead, s.TableRowsEstimate, s.Chunks, s.RowsRead, s.SignalID)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 	_ = os.Stdout.Sync()
 	return nil
 }

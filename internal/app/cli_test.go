@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -158,6 +160,61 @@ func TestCDCStatusReportsTheRunningPlatformsStrategy(t *testing.T) {
 	got := status()
 	if !strings.HasPrefix(got, "strategy: cdc (recorded by ") || !strings.Contains(got, "this shell's TRACKOPS_EVENT_STRATEGY is outbox") {
 		t.Fatalf("with the platform in cdc mode and this shell in outbox: %q", got)
+	}
+}
+
+// `cdc status` shows the incremental snapshots the connectors' offsets
+// record, in text and JSON, without a running connector.
+func TestCDCStatusShowsIncrementalSnapshotProgress(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	cfg, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database.URL = db.URL
+	state := `{"incremental_snapshot_collections": [{"incremental_snapshot_collections_id": "public.orders"},
+		{"incremental_snapshot_collections_id": "public.order_items"}], "incremental_snapshot_primary_key": ["2048"],
+		"incremental_snapshot_correlation_id": "ad-hoc-1", "tables_total": 2, "chunks": 2, "table_rows_read": 2048,
+		"table_rows_estimate": 10000, "rows_read": 2048}`
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO cdc_offsets (name, slot_name, snapshot_completed, incremental_snapshot)
+		VALUES ('c1', 's1', true, $1), ('c2', 's2', true, '{"incremental_snapshot_collections": [], "signal_lsn": 5}')`, state); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		var out bytes.Buffer
+		if err := cdcCommand(ctx, &Env{Config: cfg, Stdout: &out, Stderr: &out}, append([]string{"status"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	text := run()
+	line := ""
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "c1 ") {
+			line = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	if want := "c1 running public.orders 0/2 2048 of ~10000 2 2048 ad-hoc-1"; line != want || strings.Contains(text, "\nc2 ") {
+		t.Fatalf("text output:\n%s\nwant the line %q and no line for c2 (no snapshot running)", text, want)
+	}
+	var rep struct {
+		Snapshots []struct {
+			Connector    string   `json:"connector"`
+			State        string   `json:"state"`
+			CurrentTable string   `json:"current_table"`
+			Tables       []string `json:"tables"`
+			RowsRead     int64    `json:"table_rows_read"`
+			Estimate     int64    `json:"table_rows_estimate"`
+		} `json:"incremental_snapshots"`
+	}
+	if err := json.Unmarshal([]byte(run("--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Snapshots) != 1 || rep.Snapshots[0].Connector != "c1" || rep.Snapshots[0].State != "running" ||
+		fmt.Sprint(rep.Snapshots[0].Tables) != "[public.orders public.order_items]" || rep.Snapshots[0].RowsRead != 2048 || rep.Snapshots[0].Estimate != 10000 {
+		t.Fatalf("json: %+v", rep)
 	}
 }
 

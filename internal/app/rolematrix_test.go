@@ -85,6 +85,7 @@ var roleMatrix = []servedRoute{
 	{"api", "PUT", "/api/v1/ops/config/{name}", admin},
 	{"api", "GET", "/api/v1/ops/cdc", operator},
 	{"api", "POST", "/api/v1/ops/cdc/connectors/{name}/snapshots", admin},
+	{"api", "DELETE", "/api/v1/ops/cdc/connectors/{name}/snapshots", admin},
 	{"api", "GET", "/api/v1/orders/{id}/journey", viewer},
 	{"api", "POST", "/api/v1/ops/topics", admin},
 	{"api", "GET", "/api/v1/ops/topics/{topic}", operator},

@@ -134,7 +134,35 @@ type Config struct {
 	// Transforms are applied in order to every record, as Kafka Connect
 	// applies SMTs.
 	Transforms []Transform
+
+	// SignalSchema and SignalTable are signal.data.collection, the
+	// signaling table (both empty when signals are off). The table is
+	// captured like any included table, as Debezium adds it to the filters.
+	SignalSchema, SignalTable string
+	// SignalChannels are signal.enabled.channels (Debezium's default:
+	// source).
+	SignalChannels map[string]bool
+	// IncrementalChunkSize is incremental.snapshot.chunk.size: rows an
+	// incremental snapshot reads per chunk (Debezium's default 1024).
+	IncrementalChunkSize int
+	// WatermarkStrategy is incremental.snapshot.watermarking.strategy:
+	// insert_insert (the default) or insert_delete.
+	WatermarkStrategy string
+	// ReadOnly is read.only: the connector never writes to the captured
+	// database, so it refuses incremental snapshots (their watermarks are
+	// rows written to the signaling table); blocking snapshots still run.
+	ReadOnly bool
+	// SignalKafkaTopic and SignalKafkaGroup are signal.kafka.topic
+	// (default <topic.prefix>-signal) and signal.kafka.groupId (default
+	// kafka-signal), for the kafka channel.
+	SignalKafkaTopic, SignalKafkaGroup string
 }
+
+// Watermarking strategies (incremental.snapshot.watermarking.strategy).
+const (
+	WatermarkInsertInsert = "insert_insert"
+	WatermarkInsertDelete = "insert_delete"
+)
 
 // KeyColumns names the columns that form the message key of the tables a
 // pattern matches (one entry of message.key.columns).
@@ -197,6 +225,10 @@ var knownKeys = map[string]bool{
 	"message.key.columns": true, "predicates": true, "money.fraction.digits": true, "topic.delimiter": true,
 	"snapshot.include.collection.list": true, "hstore.handling.mode": true,
 	"provide.transaction.metadata": true, "topic.transaction": true,
+	"signal.data.collection": true, "signal.enabled.channels": true, "incremental.snapshot.chunk.size": true,
+	"incremental.snapshot.watermarking.strategy": true, "read.only": true,
+	"signal.kafka.topic": true, "signal.kafka.groupId": true, "signal.kafka.bootstrap.servers": true,
+	"signal.kafka.poll.timeout.ms": true,
 }
 
 // ignoredKeys are Debezium keys TrackOps accepts and has nothing to do with,
@@ -218,9 +250,10 @@ var ignoredKeys = map[string]string{
 	"message.prefix.include.list": "", "message.prefix.exclude.list": "", "converters": "",
 	"column.propagate.source.type": "", "datatype.propagate.source.type": "", "skip.messages.without.change": "false",
 	"replica.identity.autoset.values": "", "snapshot.select.statement.overrides": "",
-	"notification.enabled.channels": "", "database.sslcert": "", "database.sslkey": "", "database.sslpassword": "",
+	"database.sslcert": "", "database.sslkey": "", "database.sslpassword": "",
 	"database.sslrootcert": "", "errors.tolerance": "none", "errors.log.enable": "false",
 	"errors.log.include.messages": "false", "header.converter": "org.apache.kafka.connect.storage.SimpleHeaderConverter",
+	"notification.enabled.channels": "", "signal.poll.interval.ms": "5000", "incremental.snapshot.allow.schema.changes": "false",
 }
 
 const (
@@ -391,6 +424,50 @@ func ParseConfig(name string, raw map[string]string) (Config, []string, error) {
 	c.OmitUnavailable = oneOf("trackops.unavailable.value.mode", "placeholder", "placeholder", "omit") == "omit"
 
 	c.ProvideTransactionMetadata = boolKey("provide.transaction.metadata", false)
+
+	// Signals and incremental snapshots (Debezium's CommonConnectorConfig
+	// and RelationalDatabaseConnectorConfig defaults).
+	if sig := get("signal.data.collection", ""); sig != "" {
+		schema, table, ok := splitTableName(sig)
+		if !ok {
+			errs = append(errs, fmt.Sprintf("signal.data.collection=%q: want <schema>.<table>, e.g. public.debezium_signal", sig))
+		}
+		c.SignalSchema, c.SignalTable = schema, table
+	}
+	c.SignalChannels = map[string]bool{}
+	for _, ch := range splitList(strings.ToLower(get("signal.enabled.channels", "source"))) {
+		switch ch {
+		case "source":
+			c.SignalChannels[ch] = true
+		case "kafka":
+			if c.SignalTable == "" {
+				warnings = append(warnings, "signal.enabled.channels: the kafka channel relays signals through the signaling table; set signal.data.collection to use it")
+				continue
+			}
+			c.SignalChannels[ch] = true
+		default:
+			warnings = append(warnings, fmt.Sprintf("signal.enabled.channels: channel %q is not available in TrackOps (source, kafka and the REST API are); ignored", ch))
+		}
+	}
+	c.SignalKafkaTopic = get("signal.kafka.topic", c.TopicPrefix+"-signal")
+	c.SignalKafkaGroup = get("signal.kafka.groupId", "kafka-signal")
+	c.IncrementalChunkSize = 1024
+	if v := get("incremental.snapshot.chunk.size", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Sprintf("incremental.snapshot.chunk.size=%q: want a positive number of rows", v))
+		}
+		c.IncrementalChunkSize = n
+	}
+	c.WatermarkStrategy = oneOf("incremental.snapshot.watermarking.strategy", WatermarkInsertInsert, WatermarkInsertInsert, WatermarkInsertDelete)
+	c.ReadOnly = boolKey("read.only", false)
+	if c.ReadOnly && c.SignalTable != "" {
+		warnings = append(warnings, "read.only=true: incremental snapshots write watermarks to the signaling table, so they are refused; blocking snapshots still run")
+		if c.SignalChannels["kafka"] {
+			delete(c.SignalChannels, "kafka")
+			warnings = append(warnings, "read.only=true: the kafka signal channel relays signals into the signaling table, so it is off")
+		}
+	}
 
 	compile := func(key string, list string) []*regexp.Regexp {
 		var out []*regexp.Regexp
@@ -649,9 +726,14 @@ var identRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func validIdentifier(s string) bool { return identRe.MatchString(s) }
 
 // captures reports whether the connector's filters include schema.table.
+// The signaling table is always included, as Debezium adds
+// signal.data.collection to its table filter.
 func (c Config) captures(schema, table string) bool {
 	if strings.HasPrefix(schema, "pg_") || schema == "information_schema" {
 		return false
+	}
+	if c.isSignalTable(schema, table) {
+		return true
 	}
 	full := schema + "." + table
 	if len(c.SchemaInclude) > 0 && !anyMatch(c.SchemaInclude, schema) {
@@ -664,6 +746,39 @@ func (c Config) captures(schema, table string) bool {
 		return anyMatch(c.TableInclude, full)
 	}
 	return !anyMatch(c.TableExclude, full)
+}
+
+// isSignalTable reports whether schema.table is signal.data.collection.
+func (c Config) isSignalTable(schema, table string) bool {
+	return c.SignalTable != "" && schema == c.SignalSchema && table == c.SignalTable
+}
+
+// splitTableName splits a PostgreSQL <schema>.<table> name; either part
+// may be double-quoted (with "" for a quote inside).
+func splitTableName(s string) (schema, table string, ok bool) {
+	parts := make([]string, 0, 2)
+	var cur strings.Builder
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == '"' && quoted && i+1 < len(s) && s[i+1] == '"':
+			cur.WriteByte('"')
+			i++
+		case ch == '"':
+			quoted = !quoted
+		case ch == '.' && !quoted:
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(ch)
+		}
+	}
+	parts = append(parts, cur.String())
+	if quoted || len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "", "", false
+	}
+	return parts[0], parts[1], true
 }
 
 func anyMatch(res []*regexp.Regexp, s string) bool {

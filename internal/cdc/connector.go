@@ -59,6 +59,10 @@ type Connector struct {
 	runRefs
 	// reads paces the replication connection's reads (set by Run).
 	reads *readahead
+
+	// chunkHook, set by tests, runs after an incremental snapshot reads a
+	// chunk and before its high watermark is written.
+	chunkHook func(ctx context.Context, table string, keys [][]string)
 }
 
 // connectorStats are updated by the stream and read by Status.
@@ -80,6 +84,10 @@ type connectorStats struct {
 	statusSent atomic.Uint64 // standby status updates sent
 	// maxBuffered is the most changes held for a Transform at once.
 	maxBuffered atomic.Int64
+	// snapshot is the progress of the last ad-hoc snapshot (nil: none);
+	// maxWindow the most rows an incremental snapshot held at once.
+	snapshot  atomic.Pointer[SnapshotProgress]
+	maxWindow atomic.Int64
 }
 
 // NewConnector prepares a connector for cfg.
@@ -117,6 +125,10 @@ func (c *Connector) Run(ctx context.Context) error {
 	for k, v := range runtimeParams {
 		poolCfg.ConnConfig.RuntimeParams[k] = v
 	}
+	// The connector's own writes (signals, snapshot watermarks) are made on
+	// the stream's goroutine and wait for their commit: were its own slot a
+	// synchronous standby, waiting for it would wait for itself.
+	poolCfg.ConnConfig.RuntimeParams["synchronous_commit"] = "local"
 	meta, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return fmt.Errorf("connect to %s:%d/%s: %w", c.cfg.Host, c.cfg.Port, c.cfg.DBName, err)
@@ -133,6 +145,14 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	if err := c.ensurePublication(ctx, meta, tables); err != nil {
 		return err
+	}
+	c.checkSignalTable(ctx, meta)
+	if c.cfg.SignalChannels["kafka"] {
+		signalsCtx, stopSignals := context.WithCancel(ctx)
+		var signals sync.WaitGroup
+		signals.Go(func() { c.kafkaSignals(signalsCtx, meta) })
+		defer signals.Wait() // before the pool closes
+		defer stopSignals()
 	}
 
 	// Batches stay under the 1 MB message.max.bytes brokers default to.
@@ -350,6 +370,30 @@ func (c *Connector) ensurePublication(ctx context.Context, db *pgxpool.Pool, tab
 		}
 	}
 	return nil
+}
+
+// checkSignalTable warns when signals cannot arrive: the signaling table is
+// missing or not in the publication (publication.autocreate.mode=disabled),
+// so signals and an incremental snapshot's watermarks would never be seen.
+func (c *Connector) checkSignalTable(ctx context.Context, db *pgxpool.Pool) {
+	if c.cfg.SignalTable == "" {
+		return
+	}
+	var exists, published bool
+	err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+       EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $2 AND schemaname = $3 AND tablename = $4)`,
+		c.cfg.signalTableSQL(), c.cfg.PublicationName, c.cfg.SignalSchema, c.cfg.SignalTable).Scan(&exists, &published)
+	switch {
+	case err != nil:
+		c.log.Warn("cannot check the signaling table", "err", err)
+	case !exists:
+		c.log.Warn("signal.data.collection names a table that does not exist: create it (CREATE TABLE "+c.cfg.signalTableSQL()+
+			" (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)); until then no signal is read",
+			"table", c.cfg.SignalSchema+"."+c.cfg.SignalTable)
+	case !published:
+		c.log.Warn("the signaling table is not in the publication: no signal is read and incremental snapshots cannot run; add it (ALTER PUBLICATION ... ADD TABLE)",
+			"table", c.cfg.SignalSchema+"."+c.cfg.SignalTable, "publication", c.cfg.PublicationName)
+	}
 }
 
 func isDuplicate(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -28,7 +29,12 @@ func uniqueSlot() string {
 	return "cdctest_" + hex.EncodeToString(b)
 }
 
-func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func testLogger() *slog.Logger {
+	if os.Getenv("CDC_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // seedConfig is the seed's trackops-orders-connector configuration (the
 // Debezium JSON of the contract) pointed at databaseURL. The tests capture

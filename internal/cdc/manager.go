@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/kafka"
@@ -711,4 +713,91 @@ func copyMap(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// ExecuteSnapshot asks connector name for an ad-hoc snapshot of tables by
+// writing Debezium's execute-snapshot signal to its signaling table, the
+// row a user would insert: the signal travels through the WAL like any
+// change, so it is durable, ordered with the stream, and applied once the
+// connector reaches it (a paused connector applies it when resumed). It
+// returns the signal. ErrNotFound for an unknown connector;
+// ErrSignalsDisabled when it has no signaling table; a *ConfigError for
+// tables the connector does not capture.
+func (m *Manager) ExecuteSnapshot(ctx context.Context, name string, req SnapshotRequest) (Signal, error) {
+	cfg, err := m.signalConfig(name)
+	if err != nil {
+		return Signal{}, err
+	}
+	var problems []string
+	for _, t := range req.Tables {
+		schema, table, ok := splitTableName(strings.TrimSpace(t))
+		if !ok || !cfg.captures(schema, table) {
+			problems = append(problems, fmt.Sprintf("%s is not a table connector %s captures (table.include.list / table.exclude.list)", t, name))
+		}
+	}
+	if len(problems) > 0 {
+		return Signal{}, &ConfigError{Problems: problems}
+	}
+	sig, err := executeSnapshotSignal(req)
+	if err != nil {
+		return Signal{}, &ConfigError{Problems: []string{err.Error()}}
+	}
+	return sig, m.writeSignal(ctx, name, &cfg, sig)
+}
+
+// StopSnapshot writes the stop-snapshot signal of connector name's
+// incremental snapshot: of tables, or all of it when tables is empty.
+func (m *Manager) StopSnapshot(ctx context.Context, name string, tables []string) (Signal, error) {
+	cfg, err := m.signalConfig(name)
+	if err != nil {
+		return Signal{}, err
+	}
+	sig := stopSnapshotSignal(tables)
+	return sig, m.writeSignal(ctx, name, &cfg, sig)
+}
+
+// signalConfig is the configuration of a connector that takes signals.
+func (m *Manager) signalConfig(name string) (Config, error) {
+	m.mu.Lock()
+	e, ok := m.entries[name]
+	m.mu.Unlock()
+	if !ok {
+		return Config{}, ErrNotFound
+	}
+	e.mu.Lock()
+	raw := e.raw
+	e.mu.Unlock()
+	cfg, _, err := ParseConfig(name, raw)
+	if err != nil {
+		return Config{}, err
+	}
+	if cfg.SignalTable == "" || !cfg.SignalChannels["source"] {
+		return Config{}, fmt.Errorf("connector %s: %w: set signal.data.collection to a table shaped (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048)) and keep source in signal.enabled.channels", name, ErrSignalsDisabled)
+	}
+	return cfg, nil
+}
+
+// writeSignal inserts sig through the running connector's own connection,
+// or a connection of its own when the connector is not running.
+func (m *Manager) writeSignal(ctx context.Context, name string, cfg *Config, sig Signal) error {
+	m.mu.Lock()
+	e := m.entries[name]
+	m.mu.Unlock()
+	var c *Connector
+	if e != nil {
+		e.mu.Lock()
+		c = e.connector
+		e.mu.Unlock()
+	}
+	if c != nil {
+		if pool := c.pool.Load(); pool != nil {
+			return writeSignal(ctx, pool, cfg, sig)
+		}
+	}
+	conn, err := pgx.Connect(ctx, cfg.ConnString(false))
+	if err != nil {
+		return fmt.Errorf("connect to %s:%d/%s to write the signal: %w", cfg.Host, cfg.Port, cfg.DBName, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return writeSignal(ctx, conn, cfg, sig)
 }

@@ -20,6 +20,10 @@ type Offsets struct {
 	// FlushedLSN is the last position confirmed to the slot (informational:
 	// the slot itself is the source of truth for where streaming resumes).
 	FlushedLSN uint64
+	// Incremental is the incremental snapshot state as of FlushedLSN (nil
+	// before the first signal): what is left to read and how far, as
+	// Debezium keeps it in its offsets, so a restart resumes the snapshot.
+	Incremental *IncrementalSnapshot
 }
 
 // OffsetStore persists connector offsets by connector name.
@@ -39,6 +43,7 @@ func (s *MemoryOffsets) LoadOffsets(_ context.Context, name string) (Offsets, bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.m[name]
+	o.Incremental = o.Incremental.clone()
 	return o, ok, nil
 }
 
@@ -49,6 +54,7 @@ func (s *MemoryOffsets) SaveOffsets(_ context.Context, name string, o Offsets) e
 	if s.m == nil {
 		s.m = map[string]Offsets{}
 	}
+	o.Incremental = o.Incremental.clone()
 	s.m[name] = o
 	return nil
 }
@@ -62,8 +68,8 @@ type PostgresOffsets struct {
 func (s PostgresOffsets) LoadOffsets(ctx context.Context, name string) (Offsets, bool, error) {
 	var o Offsets
 	var lsn int64
-	err := s.Pool.QueryRow(ctx, `SELECT slot_name, snapshot_completed, flushed_lsn FROM cdc_offsets WHERE name = $1`, name).
-		Scan(&o.Slot, &o.SnapshotCompleted, &lsn)
+	err := s.Pool.QueryRow(ctx, `SELECT slot_name, snapshot_completed, flushed_lsn, incremental_snapshot FROM cdc_offsets WHERE name = $1`, name).
+		Scan(&o.Slot, &o.SnapshotCompleted, &lsn, &o.Incremental)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Offsets{}, false, nil
 	}
@@ -77,10 +83,11 @@ func (s PostgresOffsets) LoadOffsets(ctx context.Context, name string) (Offsets,
 // SaveOffsets implements OffsetStore.
 func (s PostgresOffsets) SaveOffsets(ctx context.Context, name string, o Offsets) error {
 	_, err := s.Pool.Exec(ctx, `
-INSERT INTO cdc_offsets (name, slot_name, snapshot_completed, flushed_lsn, updated_at)
-VALUES ($1, $2, $3, $4, now())
+INSERT INTO cdc_offsets (name, slot_name, snapshot_completed, flushed_lsn, incremental_snapshot, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (name) DO UPDATE SET slot_name = EXCLUDED.slot_name, snapshot_completed = EXCLUDED.snapshot_completed,
-    flushed_lsn = EXCLUDED.flushed_lsn, updated_at = now()`, name, o.Slot, o.SnapshotCompleted, int64(o.FlushedLSN))
+    flushed_lsn = EXCLUDED.flushed_lsn, incremental_snapshot = EXCLUDED.incremental_snapshot, updated_at = now()`,
+		name, o.Slot, o.SnapshotCompleted, int64(o.FlushedLSN), o.Incremental)
 	if err != nil {
 		return fmt.Errorf("save offsets of connector %s: %w", name, err)
 	}

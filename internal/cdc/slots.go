@@ -95,3 +95,34 @@ func WaitForSlot(ctx context.Context, q postgres.Querier, slot string, limit tim
 		}
 	}
 }
+
+// ConnectorSnapshot is the incremental snapshot one connector's offsets
+// record as running, as `trackops cdc status` shows it.
+type ConnectorSnapshot struct {
+	Connector string `json:"connector"`
+	*SnapshotProgress
+}
+
+// SnapshotsInProgress lists the incremental snapshots the offsets in
+// cdc_offsets record as running, by connector name: their progress as of
+// the last position each connector confirmed, read without a running
+// connector.
+func SnapshotsInProgress(ctx context.Context, q postgres.Querier) ([]ConnectorSnapshot, error) {
+	rows, err := q.Query(ctx, `SELECT name, incremental_snapshot FROM cdc_offsets WHERE incremental_snapshot IS NOT NULL ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("read incremental snapshots: %w", err)
+	}
+	defer rows.Close()
+	var out []ConnectorSnapshot
+	for rows.Next() {
+		var name string
+		var s *IncrementalSnapshot
+		if err := rows.Scan(&name, &s); err != nil {
+			return nil, fmt.Errorf("read incremental snapshots: %w", err)
+		}
+		if p := ProgressOf(s); p != nil {
+			out = append(out, ConnectorSnapshot{Connector: name, SnapshotProgress: p})
+		}
+	}
+	return out, rows.Err()
+}

@@ -44,6 +44,60 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 	// A long snapshot logs how far it has got every 10 s ("snapshot completed" ends it).
 	prog := progress.NewLog(c.log, "snapshot", 0)
 	track := em.tracker.begin()
+	if len(c.cfg.SnapshotInclude) > 0 { // snapshot.include.collection.list
+		var only []tableName
+		for _, tn := range tables {
+			if anyMatch(c.cfg.SnapshotInclude, tn.schema+"."+tn.name) {
+				only = append(only, tn)
+			}
+		}
+		tables = only
+	}
+	r := snapshotReader{c: c, em: em, track: track, xid: xid, lsn: uint64(consistent), at: started, kind: "initial",
+		progress: func(table string, rows int) error {
+			prog.Add(int64(rows), table)
+			return nil
+		}}
+	total, err := r.read(ctx, tx, tables)
+	if err != nil {
+		return err
+	}
+	em.tracker.commit(track, 0)
+	if err := em.producer.Flush(ctx); err != nil {
+		return fmt.Errorf("flush snapshot records: %w", err)
+	}
+	if err := em.tracker.failed(); err != nil {
+		return fmt.Errorf("snapshot records not delivered to Kafka: %w", err)
+	}
+	em.tracker.advance()
+	c.log.Info("snapshot completed", "tables", len(tables), "records", total, "took", time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// snapshotReader reads whole tables in one transaction's snapshot and
+// emits their rows as "r" events with the source.snapshot markers Debezium
+// writes: the initial snapshot and blocking ad-hoc snapshots alike.
+type snapshotReader struct {
+	c     *Connector
+	em    *emitter
+	track *txTrack
+	// xid, lsn and at are the events' source.txId, source.lsn and
+	// source.ts_ms; lastCommitLSN the first element of source.sequence.
+	xid, lsn, lastCommitLSN uint64
+	at                      time.Time
+	// kind labels the rows-read metric: initial or blocking.
+	kind string
+	// queries are SELECT statements replacing "all rows" for some tables
+	// (a blocking snapshot's additional conditions).
+	queries map[tableName]string
+	// progress is told of rows read (every few thousand and at each
+	// table's end); an error stops the reading.
+	progress func(table string, rows int) error
+}
+
+// read emits the rows of tables and returns how many there were.
+func (r *snapshotReader) read(ctx context.Context, tx pgx.Tx, tables []tableName) (int, error) {
+	c, em := r.c, r.em
 	// Markers follow Debezium's RelationalSnapshotChangeEventSource
 	// (setSnapshotMarker): "last" for the last row of the last table,
 	// "first" for the first row of the first table, then
@@ -79,22 +133,14 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		if final != "" {
 			held.snapshot = final
 		}
-		em.emitOne(held, track)
+		em.emitOne(held, r.track)
 		held = nil
 	}
-	if len(c.cfg.SnapshotInclude) > 0 { // snapshot.include.collection.list
-		var only []tableName
-		for _, tn := range tables {
-			if anyMatch(c.cfg.SnapshotInclude, tn.schema+"."+tn.name) {
-				only = append(only, tn)
-			}
-		}
-		tables = only
-	}
+	const progressEvery = 1000
 	for ti, tn := range tables {
-		m, err := loadTableMeta(ctx, conn.Conn(), tn.schema, tn.name)
+		m, err := loadTableMeta(ctx, tx.Conn(), tn.schema, tn.name)
 		if err != nil {
-			return err
+			return total, err
 		}
 		t := newTable(&c.cfg, c.cfg.Name, tn.schema, tn.name, m.order, m, nil)
 		if t.outbox == nil {
@@ -104,50 +150,64 @@ func (c *Connector) snapshot(ctx context.Context, meta *pgxpool.Pool, em *emitte
 		for i, n := range m.order {
 			cols[i] = pgx.Identifier{n}.Sanitize()
 		}
-		rows, err := tx.Query(ctx, "SELECT "+joinComma(cols)+" FROM "+tn.String(), pgx.QueryExecModeSimpleProtocol)
-		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", tn, err)
+		q := "SELECT " + joinComma(cols) + " FROM " + tn.String()
+		if stmt, ok := r.queries[tn]; ok {
+			q = "SELECT " + joinComma(cols) + " FROM (" + stmt + ") AS snapshot_select"
 		}
-		inTable := 0
+		rows, err := tx.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return total, fmt.Errorf("snapshot %s: %w", tn, err)
+		}
+		read := snapshotRowsRead.WithLabelValues(c.cfg.Name, tn.schema+"."+tn.name, r.kind)
+		inTable, unreported := 0, 0
 		for rows.Next() {
 			if held != nil && heldPending {
 				held.snapshot = marker(heldTable, heldFirst, false)
 			}
 			flushHeld("")
-			held = &change{op: 'r', table: t, after: copyRow(rows.RawValues()), commitTime: started, txID: xid, lsn: uint64(consistent)}
+			held = &change{op: 'r', table: t, after: copyRow(rows.RawValues()), commitTime: r.at, txID: r.xid, lsn: r.lsn,
+				lastCommitLSN: r.lastCommitLSN}
 			heldPending, heldFirst, heldTable = true, inTable == 0, ti
 			inTable++
 			total++
-			if total%10_000 == 0 {
-				prog.Add(10_000, tn.String())
-			}
-			if err := em.tracker.failed(); err != nil {
-				rows.Close()
-				return fmt.Errorf("snapshot records not delivered to Kafka: %w", err)
+			if unreported++; unreported == progressEvery {
+				read.Add(progressEvery)
+				if err := r.report(tn, unreported); err != nil {
+					rows.Close()
+					return total, err
+				}
+				unreported = 0
 			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("snapshot %s: %w", tn, err)
+			return total, fmt.Errorf("snapshot %s: %w", tn, err)
+		}
+		read.Add(float64(unreported))
+		if err := r.report(tn, unreported); err != nil {
+			return total, err
 		}
 		if held != nil && heldPending && heldTable == ti {
 			held.snapshot = marker(ti, heldFirst, true)
 			heldPending = false
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return total, ctx.Err()
 		}
 	}
 	flushHeld("last")
-	em.tracker.commit(track, 0)
-	if err := em.producer.Flush(ctx); err != nil {
-		return fmt.Errorf("flush snapshot records: %w", err)
-	}
-	if err := em.tracker.failed(); err != nil {
+	return total, nil
+}
+
+// report tells progress of rows read, and stops the reading once a record
+// could not be delivered.
+func (r *snapshotReader) report(tn tableName, rows int) error {
+	if err := r.em.tracker.failed(); err != nil {
 		return fmt.Errorf("snapshot records not delivered to Kafka: %w", err)
 	}
-	em.tracker.advance()
-	c.log.Info("snapshot completed", "tables", len(tables), "records", total, "took", time.Since(started).Round(time.Millisecond))
+	if r.progress != nil {
+		return r.progress(tn.String(), rows)
+	}
 	return nil
 }
 

@@ -66,7 +66,10 @@ type Status struct {
 	LastEventAt       *time.Time `json:"last_event_at,omitempty"`
 	LastEventAgeSecs  float64    `json:"last_event_age_seconds"`
 	SnapshotCompleted bool       `json:"snapshot_completed"`
-	Topics            []string   `json:"topics,omitempty"`
+	// Snapshot is the progress of the running (or last) ad-hoc snapshot:
+	// incremental or blocking, taken on a signal.
+	Snapshot *SnapshotProgress `json:"snapshot_progress,omitempty"`
+	Topics   []string          `json:"topics,omitempty"`
 	// SlotError is set when the slot could not be inspected.
 	SlotError string `json:"slot_error,omitempty"`
 	// WorkerID is the process reporting; ActiveWorkerID the process
@@ -101,6 +104,10 @@ func (c *Connector) Status(ctx context.Context) Status {
 		EventsTotal:       c.stats.events.Load(),
 		SnapshotCompleted: c.stats.snapshotCompleted.Load(),
 		LastEventAgeSecs:  -1,
+	}
+	if p := c.stats.snapshot.Load(); p != nil {
+		cp := *p
+		s.Snapshot = &cp
 	}
 	if f := c.stats.flushedLSN.Load(); f > 0 {
 		s.FlushedLSN = lsnText(f)

@@ -45,6 +45,10 @@ type streamState struct {
 	// (nil without a barrier); stopping makes the final status wait itself.
 	durable  *durableWaiter
 	stopping bool
+	// repl is the replication connection (for status updates during long
+	// work on the stream's goroutine); snap runs the ad-hoc snapshots.
+	repl *pgconn.PgConn
+	snap *incremental
 }
 
 // stream decodes pgoutput from the slot and produces change events until ctx
@@ -71,11 +75,22 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 	defer stopGrace()
 
 	st := &streamState{relations: map[uint32]*table{}, transformCols: map[uint32]*rowColumns{}, stats: &c.stats, received: confirmed, flushed: confirmed, confirmed: confirmed}
+	st.repl = repl
 	if c.cfg.ProvideTransactionMetadata {
 		em.ensureTopic(ctx, c.cfg.TransactionTopic)
 	}
 	c.stats.flushedLSN.Store(confirmed)
 	c.stats.receivedLSN.Store(confirmed)
+	if c.cfg.SignalTable != "" {
+		st.snap = newIncremental(c, em, &off)
+		if err := st.snap.resume(ctx, st); err != nil {
+			if ctx.Err() != nil {
+				c.stop(repl, em, st)
+				return nil
+			}
+			return err
+		}
+	}
 
 	status := c.cfg.StatusInterval
 	nextStatus := time.Now().Add(status)
@@ -188,6 +203,11 @@ func (c *Connector) stream(ctx context.Context, repl *pgconn.PgConn, em *emitter
 				err = c.handle(ctx, em, st, xld)
 				em.received = time.Time{}
 				if err != nil {
+					if ctx.Err() != nil {
+						// Stopped during a snapshot's work on the database.
+						c.stop(repl, em, st)
+						return nil
+					}
 					return err
 				}
 				c.reads.follow(st.inTx)
@@ -208,6 +228,11 @@ func (c *Connector) sendStatus(ctx context.Context, repl *pgconn.PgConn, em *emi
 		st.flushed = lsn
 	}
 	flush := c.durableFlush(ctx, st)
+	if st.snap != nil && flush > st.confirmed {
+		// An incremental snapshot's progress is recorded before the slot
+		// passes the records it stands for.
+		flush = st.snap.persist(ctx, flush, st.confirmed)
+	}
 	c.stats.flushedLSN.Store(flush)
 	c.stats.receivedLSN.Store(st.received)
 	write := st.received
@@ -352,6 +377,11 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode insert: %w", err)
 		}
 		st.after = vals
+		if st.snap != nil {
+			if err := c.snapshotHook(ctx, st, 'c', t, nil, vals, lsn); err != nil {
+				return err
+			}
+		}
 		st.buffer(data, OpCreate, t, lsn, nil, vals)
 		em.emit(&change{op: 'c', table: t, after: vals, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
@@ -381,6 +411,11 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode update: %w", err)
 		}
 		st.after = after
+		if st.snap != nil {
+			if err := c.snapshotHook(ctx, st, 'u', t, before, after, lsn); err != nil {
+				return err
+			}
+		}
 		st.buffer(data, OpUpdate, t, lsn, before, after)
 		em.emit(&change{op: 'u', table: t, before: before, after: after, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
@@ -397,6 +432,11 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			return fmt.Errorf("decode delete: %w", err)
 		}
 		st.before = before
+		if st.snap != nil {
+			if err := c.snapshotHook(ctx, st, 'd', t, before, nil, lsn); err != nil {
+				return err
+			}
+		}
 		st.buffer(data, OpDelete, t, lsn, before, nil)
 		em.emit(&change{op: 'd', table: t, before: before, commitTime: st.commitTime, txID: st.txID, lsn: lsn,
 			lastCommitLSN: st.lastCommitLSN, snapshot: "false"}, c.txOf(em, st))
@@ -408,6 +448,9 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 		for _, id := range m.RelationIDs {
 			if t := st.relations[id]; t != nil {
 				st.bufferTruncate(id, t, lsn)
+				if st.snap != nil {
+					st.snap.truncated(t)
+				}
 			}
 		}
 		if c.cfg.SkippedOperations["t"] {
@@ -422,6 +465,26 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			em.emitTruncate(ch, c.txOf(em, st))
 		}
 	}
+	return nil
+}
+
+// snapshotHook lets the ad-hoc snapshots see a row change before its event
+// is emitted: a row inserted into the signaling table is a signal (and, with
+// insert_delete, a deleted watermark closes its window); any change of the
+// table an incremental snapshot reads deduplicates the chunk in flight.
+func (c *Connector) snapshotHook(ctx context.Context, st *streamState, op byte, t *table, before, after []tupleValue, lsn uint64) error {
+	if t.signal {
+		switch op {
+		case 'c':
+			if sig, ok := signalOf(after); ok {
+				return st.snap.signal(ctx, st, sig, lsn)
+			}
+		case 'd':
+			return st.snap.signalDelete(ctx, st, t, before, lsn)
+		}
+		return nil
+	}
+	st.snap.observe(st, t, before, after)
 	return nil
 }
 

@@ -29,6 +29,9 @@ type table struct {
 	// outbox is set when an outbox EventRouter transforms this table's
 	// records.
 	outbox *outboxPlan
+	// signal marks the signaling table (signal.data.collection): its
+	// inserts are signals to the connector.
+	signal bool
 }
 
 // columnMeta is what the catalog says about a column.
@@ -108,7 +111,7 @@ ORDER BY a.attnum`, schema, name)
 
 // newTable builds a table whose rows carry the named columns in that order.
 func newTable(cfg *Config, connector, schema, name string, colNames []string, meta tableMeta, fallback map[string]columnMeta) *table {
-	t := &table{schema: schema, name: name, replicaIdentity: meta.replicaIdentity}
+	t := &table{schema: schema, name: name, replicaIdentity: meta.replicaIdentity, signal: cfg.isSignalTable(schema, name)}
 	type keyed struct{ pos, idx int }
 	var keys []keyed
 	for i, n := range colNames {

@@ -186,6 +186,9 @@ func (r *consoleRig) testCreateConnector(t *testing.T) {
 	b.Fill(`#connector-form [name="table.include.list"]`, "public.orders")
 	b.Fill(`#connector-form [name="slot.name"]`, "e2e_console_"+suffix)
 	b.Fill(`#connector-form [name="publication.name"]`, "console_pub_"+suffix)
+	// Debezium's signaling table, which the migrations create: the
+	// "Snapshot tables…" button writes its signals there.
+	b.Fill(`#connector-form [name="extra"]`, "signal.data.collection=public.debezium_signal\nincremental.snapshot.chunk.size=100")
 	// Without a database the Connect API's validation refuses it.
 	b.Click("#connector-validate")
 	b.WaitVisible("#validation-errors")
@@ -198,6 +201,16 @@ func (r *consoleRig) testCreateConnector(t *testing.T) {
 	b.WaitFor("connector page", fmt.Sprintf(`location.hash === "#/cdc/%s"`, name))
 	b.WaitVisible(`.connector-state[data-state="RUNNING"]`)
 	b.Shot("running")
+	// An incremental snapshot of public.orders from the button; the card
+	// shows its progress until it completes.
+	b.Click(`button[data-act="snapshot"]`)
+	b.WaitVisible(`.modal input[name="table"][value="public.orders"]`)
+	b.Click(`.modal-actions button[data-action="ok"]`)
+	b.WaitVisible(`.snapshot-progress[data-type="incremental"][data-state="completed"]`)
+	if text := b.Text(".snapshot-progress"); !strings.Contains(text, "1 of 1 tables") {
+		t.Errorf("the card shows the finished snapshot as %q", text)
+	}
+	b.Shot("snapshot-completed")
 	code, err := call(r.p, http.MethodGet, "/api/v1/ops/connect/connectors/"+name+"/status", "", nil)
 	if err != nil || code != http.StatusOK {
 		t.Errorf("the connector is not known to the Connect API: %d %v", code, err)

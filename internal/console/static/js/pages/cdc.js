@@ -79,7 +79,9 @@ function connectorCard(ctx, name, st, info, redraw) {
       : act("Pause", "pause", () => call("PUT", `/connectors/${encodeURIComponent(name)}/pause`, `${name} paused`)),
     act("Restart", "restart", () => call("POST", `/connectors/${encodeURIComponent(name)}/restart`, `${name} restarted`)),
     h("a", { class: "button", href: href(["cdc", name, "edit"]), dataset: { act: "edit" } }, "Edit config"),
-    act("Snapshot tables…", "snapshot", () => adhocSnapshot(name, cfg)),
+    act("Snapshot tables…", "snapshot", () => adhocSnapshot(name, cfg, redraw)),
+    s.snapshot_progress?.type === "incremental" && ["running", "paused"].includes(s.snapshot_progress.state)
+      ? act("Stop snapshot", "stop-snapshot", () => stopSnapshot(name, redraw)) : null,
     act("Delete", "delete", async () => {
       if (!(await confirmAction(`Delete ${name}?`, "The connector stops and its definition is removed. Its offsets stay, and its slot stays unless slot.drop.on.stop is set.", "Delete", true))) return;
       call("DELETE", `/connectors/${encodeURIComponent(name)}`, `${name} deleted`);
@@ -104,6 +106,7 @@ function connectorCard(ctx, name, st, info, redraw) {
       kv("Events", fmtNum(s.events_total)),
       kv("Last event", s.last_event_age_seconds >= 0 ? fmtDuration(s.last_event_age_seconds) + " ago" : "none yet"),
       kv("Snapshot", snapshot),
+      s.snapshot_progress ? kv("Ad-hoc snapshot", adhocProgress(s.snapshot_progress)) : null,
       kv("Topics", (s.topics || []).join(", ") || "—")),
     s.trace || task?.trace ? h("details", { class: "trace" }, h("summary", null, "Failure"), h("pre", { class: "code" }, s.trace || task.trace)) : null,
     s.slot_error ? h("p", { class: "alert warn" }, s.slot_error) : null,
@@ -112,10 +115,37 @@ function connectorCard(ctx, name, st, info, redraw) {
 
 function kv(k, v) { return [h("dt", null, k), h("dd", null, v)]; }
 
-async function adhocSnapshot(name, cfg) {
+// adhocProgress shows an ad-hoc snapshot as status reports it: type and
+// state, the table being read, tables and chunks done, rows read of the
+// estimated total.
+function adhocProgress(p) {
+  const est = p.table_rows_estimate || 0;
+  const pct = est > 0 ? Math.min(100, Math.round(100 * p.table_rows_read / est)) : null;
+  const parts = [`${p.type} · ${p.state}`];
+  if (p.current_table) parts.push(`${p.current_table} (table ${p.tables_done + 1} of ${p.tables_total})`);
+  else parts.push(`${p.tables_done} of ${p.tables_total} tables`);
+  if (p.type === "incremental") parts.push(`${fmtNum(p.chunks)} chunks of ${fmtNum(p.chunk_size)}`);
+  if (p.current_table) parts.push(`${fmtNum(p.table_rows_read)} of ~${fmtNum(est)} rows`);
+  parts.push(`${fmtNum(p.rows_read)} rows read in all`);
+  if (p.rows_deduplicated) parts.push(`${fmtNum(p.rows_deduplicated)} superseded by the stream`);
+  return h("span", { class: "snapshot-progress", dataset: { state: p.state, type: p.type } }, parts.join(" · "),
+    pct !== null && p.state === "running" ? h("progress", { max: 100, value: pct, title: `${pct}%` }) : null);
+}
+
+async function stopSnapshot(name, redraw) {
+  if (!(await confirmAction(`Stop the snapshot of ${name}?`, "The connector drops the chunk in flight and reads no more; what it emitted stays on the topics.", "Stop snapshot", true))) return;
+  try {
+    await api(`/api/v1/ops/cdc/connectors/${encodeURIComponent(name)}/snapshots`, { method: "DELETE" });
+    toast(`Stop signal sent to ${name}`);
+    await redraw();
+  } catch (err) { toast(err.message, "bad"); }
+}
+
+async function adhocSnapshot(name, cfg, redraw) {
   const tables = String(cfg["table.include.list"] || "").split(",").map(s => s.trim()).filter(Boolean);
   const form = h("form", { class: "form" },
-    h("p", null, "Read the chosen tables again while streaming continues; their rows are emitted as read (op r) events."),
+    h("p", null, "Read the chosen tables again; their rows are emitted as read (op r) events. Incremental: in chunks while streaming continues. Blocking: streaming waits until the tables are read."),
+    field("Type", select("type", [["incremental", "Incremental"], ["blocking", "Blocking"]], "incremental")),
     tables.length ? h("fieldset", { class: "parts" }, h("legend", null, "Tables"),
       tables.map(t => h("label", { class: "check" }, h("input", { type: "checkbox", name: "table", value: t, checked: true }), " " + t))) : null,
     field("Other tables", h("input", { name: "more", placeholder: "public.orders, public.order_items" })));
@@ -124,8 +154,9 @@ async function adhocSnapshot(name, cfg) {
   const f = new FormData(form);
   const chosen = [...f.getAll("table"), ...String(f.get("more") || "").split(",").map(s => s.trim()).filter(Boolean)];
   try {
-    const res = await api(`/api/v1/ops/cdc/connectors/${encodeURIComponent(name)}/snapshots`, { method: "POST", body: { tables: chosen } });
-    toast(`Snapshot ${res.id} of ${res.tables.join(", ")} started`);
+    const res = await api(`/api/v1/ops/cdc/connectors/${encodeURIComponent(name)}/snapshots`, { method: "POST", body: { tables: chosen, type: f.get("type") } });
+    toast(`Snapshot ${res.id} of ${res.tables.join(", ")} requested`);
+    await redraw();
   } catch (err) {
     await dialog("Snapshot not started", errorBox(err), [{ label: "Close", value: "ok" }]);
   }
