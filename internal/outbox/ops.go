@@ -64,9 +64,13 @@ func List(ctx context.Context, db postgres.Querier, f ListFilter) ([]Row, error)
 	f.Limit = min(f.Limit, 1000)
 	rows, err := db.Query(ctx, `SELECT seq, id, aggregate_type, aggregate_id, event_type, topic, failed,
 			octet_length(event_data), attempts, coalesce(last_error, ''), created_at, next_attempt_at
-		FROM (SELECT * FROM outbox_pending WHERE $2 <> 'failed'
+		FROM (SELECT seq, id, aggregate_type, aggregate_id, event_type, topic, failed, event_data, attempts, last_error, created_at,
+				next_attempt_at
+			FROM outbox_pending WHERE $2 <> 'failed'
 			UNION ALL
-			SELECT *, NULL::timestamptz FROM outbox_events WHERE failed AND $2 <> 'pending') o
+			SELECT seq, id, aggregate_type, aggregate_id, event_type, topic, failed, event_data, attempts, last_error, created_at,
+				NULL::timestamptz
+			FROM outbox_events WHERE failed AND $2 <> 'pending') o
 		WHERE seq > $1
 		ORDER BY seq LIMIT $3`, f.AfterSeq, f.State, f.Limit)
 	if err != nil {

@@ -632,7 +632,7 @@ func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int
 			INSERT INTO outbox_retries (seq, aggregate_id, next_attempt_at)
 			SELECT o.seq, o.aggregate_id, now() FROM gone JOIN outbox_events o ON o.seq = gone.seq
 			ON CONFLICT (seq) DO NOTHING)
-		UPDATE outbox_events o SET
+		UPDATE outbox_events o SET processed = false, published_at = NULL,
 			last_error = format('requeued: the broker''s log lost offset %s of partition %s', gone.kafka_offset, gone.kafka_partition)
 		FROM gone WHERE o.seq = gone.seq
 		RETURNING o.topic`, topics, parts, offs)

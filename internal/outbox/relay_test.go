@@ -144,6 +144,16 @@ func TestRelaysRacingOverOneOutbox(t *testing.T) {
 	if unpublished != 0 {
 		t.Fatalf("%d rows not marked published", unpublished)
 	}
+	// The seed's columns tell the same: processed, published when Kafka
+	// acknowledged.
+	var untrue int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events o LEFT JOIN outbox_published p ON p.seq = o.seq
+		WHERE NOT o.processed OR o.published_at IS DISTINCT FROM p.acked_at`).Scan(&untrue); err != nil {
+		t.Fatal(err)
+	}
+	if untrue != 0 {
+		t.Fatalf("%d outbox_events rows whose processed or published_at disagree with the ledger", untrue)
+	}
 }
 
 // lockHolder returns the backend holding the relay's cursor lock, or 0.

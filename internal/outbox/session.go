@@ -384,8 +384,14 @@ func (s *session) queueWrite(qb *pgx.Batch, pub []published, changes []rowChange
 				retried = append(retried, p.seq)
 			}
 		}
-		qb.Queue(`INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at)
-			SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::timestamptz[])`, seqs, parts, offs, acks)
+		// The ledger row, and the seed's columns for people and tools
+		// (a HOT update: no index names them).
+		qb.Queue(`WITH l AS (
+				INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at)
+				SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::timestamptz[])
+				RETURNING seq, acked_at)
+			UPDATE outbox_events o SET processed = true, published_at = l.acked_at FROM l WHERE o.seq = l.seq`,
+			seqs, parts, offs, acks)
 		if len(retried) > 0 {
 			qb.Queue(`DELETE FROM outbox_retries WHERE seq = ANY($1)`, retried)
 		}
