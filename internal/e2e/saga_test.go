@@ -170,12 +170,18 @@ func wantStock(t *testing.T, p *Process, db *postgrestest.Database, sku string, 
 	if got != want {
 		t.Fatalf("stock of %s in PostgreSQL: %+v, want %+v", sku, got, want)
 	}
-	got = apiItem{}
-	mustCall(t, p, http.MethodGet, "/api/v1/inventory/"+sku, "", http.StatusOK, &got)
-	got.SKU = ""
-	if got != want {
-		t.Fatalf("GET /api/v1/inventory/%s: %+v, want %+v", sku, got, want)
-	}
+	// The consumer drops the cached item right after its commit, so a read
+	// between the two may still see the old version: the API must agree
+	// within moments, not at the same instant.
+	waitUntil(t, "GET /api/v1/inventory/"+sku+" agrees with PostgreSQL", 10*time.Second, func(context.Context) (bool, error) {
+		got = apiItem{}
+		mustCall(t, p, http.MethodGet, "/api/v1/inventory/"+sku, "", http.StatusOK, &got)
+		got.SKU = ""
+		if got != want {
+			return false, fmt.Errorf("got %+v, want %+v", got, want)
+		}
+		return true, nil
+	})
 }
 
 // waitReservation waits until the order's reservation reaches status.
