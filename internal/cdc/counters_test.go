@@ -22,7 +22,9 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
-	m := NewManager(db.Pool, ManagerOptions{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1})
+	reg := prometheus.NewRegistry()
+	m := NewManager(db.Pool, ManagerOptions{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1,
+		Metrics: NewMetrics(reg)})
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -61,16 +63,16 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	}
 	insert(2)
 	waitFor(t, "5 events", func() bool { return total() == 5 })
-	if got := metricEvents(t, name); got != 5 {
+	if got := metricEvents(t, reg, name); got != 5 {
 		t.Fatalf("trackops_cdc_events_total for %s = %v, events_total = 5", name, got)
 	}
 }
 
 // metricEvents sums trackops_cdc_events_total over the connector's tables
-// and operations, as /metrics exposes it.
-func metricEvents(t *testing.T, connector string) float64 {
+// and operations, as /metrics exposes it from reg.
+func metricEvents(t *testing.T, reg prometheus.Gatherer, connector string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

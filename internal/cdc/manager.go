@@ -86,6 +86,10 @@ type ManagerOptions struct {
 	SlotReleaseGrace time.Duration
 	// ReconcileInterval: see DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+	// Metrics are shared by every connector the Manager runs, so a
+	// connector's series keep counting across its runs; nil counts without
+	// exporting.
+	Metrics *Metrics
 }
 
 // Manager owns the connectors of one process. Definitions live in
@@ -201,6 +205,9 @@ func NewManager(pool *pgxpool.Pool, opts ManagerOptions) *Manager {
 	}
 	if opts.ReconcileInterval <= 0 {
 		opts.ReconcileInterval = DefaultReconcileInterval
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
 	}
 	direct := opts.DirectURL
 	if direct == "" {
@@ -506,7 +513,7 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 		if err != nil {
 			return Status{Name: name, State: state, Trace: trace, WorkerID: m.opts.WorkerID}, nil
 		}
-		c = NewConnector(cfg, Options{})
+		c = NewConnector(cfg, Options{Metrics: m.opts.Metrics})
 		c.stats.phase.Store("stopped")
 	}
 	s = c.Status(ctx)
@@ -654,7 +661,7 @@ func (m *Manager) run(leaseCtx context.Context, e *entry) error {
 		}
 		m.takeSlot(ctx, cfg, log)
 		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger,
-			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform})
+			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform, Metrics: m.opts.Metrics})
 		e.mu.Lock()
 		if e.connector != nil {
 			e.eventsBefore += e.connector.stats.events.Load()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
@@ -187,7 +189,8 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 	if !rec.Damaged() || len(rec.Lost) != 1 || rec.Lost[0].DurableEnd-rec.Lost[0].RecoveredEnd != 1 {
 		t.Fatalf("recovery = %+v; want one partition that lost one record", rec)
 	}
-	requeued, err := RequeueLost(ctx, db.Pool, rec.Ends)
+	m := NewMetrics(prometheus.NewRegistry())
+	requeued, err := RequeueLost(ctx, db.Pool, rec.Ends, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +198,11 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 		t.Fatalf("requeued %v, want 1 ORDER_CREATED", requeued)
 	}
 	// Idempotent while nothing new was published.
-	if again, err := RequeueLost(ctx, db.Pool, rec.Ends); err != nil || len(again) != 0 {
+	if again, err := RequeueLost(ctx, db.Pool, rec.Ends, m); err != nil || len(again) != 0 {
 		t.Fatalf("second requeue: %v %v", again, err)
+	}
+	if got := testutil.ToFloat64(m.requeued.WithLabelValues(events.OrderCreated)); got != 1 {
+		t.Fatalf("trackops_outbox_requeued_total{topic=%s} = %v, want 1", events.OrderCreated, got)
 	}
 	producer, err = kafka.NewProducer(kafka.Options{Brokers: []string{addr}})
 	if err != nil {
