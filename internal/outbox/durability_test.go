@@ -41,19 +41,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	b, err := kafka.StartEmbedded(freeAddr(t), t.TempDir(), 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
-		t.Fatal(err)
-	}
+	b, producer := startBroker(t, t.TempDir())
 	barrier := &countingBarrier{}
 	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: barrier})
 
@@ -109,6 +97,27 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	if acked.Before(before) || acked.After(published.Add(time.Millisecond)) {
 		t.Fatalf("kafka_acked_at %v not between the batch's start %v and published_at %v", acked, before, published)
 	}
+}
+
+// startBroker starts an embedded broker of three partitions per topic
+// keeping its log in dir ("": in memory), with a producer to it and the
+// ORDER_CREATED topic created; both close when t ends.
+func startBroker(t *testing.T, dir string) (*kafka.Embedded, *kgo.Client) {
+	t.Helper()
+	b, err := kafka.StartEmbedded(freeAddr(t), dir, 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	if err := kafka.EnsureTopics(context.Background(), producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	return b, producer
 }
 
 func readAll(t *testing.T, addr, topic string, want int) []*kgo.Record {
@@ -253,19 +262,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	b, err := kafka.StartEmbedded(freeAddr(t), "", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
-		t.Fatal(err)
-	}
+	b, producer := startBroker(t, "")
 	const n = 60
 	for i := range n {
 		writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]int{"n": i})
