@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strconv"
@@ -273,10 +274,7 @@ func (e *incremental) signal(ctx context.Context, st *streamState, sig Signal, l
 }
 
 // execute applies execute-snapshot.
-func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, lsn uint64, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, lsn uint64, log *slog.Logger) error {
 	d, ok := parseSnapshotData(sig.Data)
 	if !ok || len(d.DataCollections) == 0 {
 		log.Warn("execute-snapshot signal without data-collections, or of an unknown type, ignored", "data", sig.Data)
@@ -337,10 +335,7 @@ func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, 
 
 // stop applies stop-snapshot: the whole incremental snapshot, or some of
 // its tables (data-collections).
-func (e *incremental) stop(ctx context.Context, st *streamState, sig Signal, lsn uint64, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func (e *incremental) stop(ctx context.Context, st *streamState, sig Signal, lsn uint64, log *slog.Logger) error {
 	d, ok := parseSnapshotData(sig.Data)
 	e.state.SignalLSN = lsn
 	defer e.push(st)

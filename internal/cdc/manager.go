@@ -406,22 +406,9 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 }
 
 func (m *Manager) setPaused(ctx context.Context, name string, paused bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.entries[name]; !ok {
-		return ErrNotFound
-	}
-	row, found, err := m.updateDef(ctx, name,
+	return m.redefine(ctx, name,
 		`UPDATE cdc_connectors SET paused = $2, generation = generation + 1, updated_at = now()
 		 WHERE name = $1 AND paused <> $2`, paused)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return ErrNotFound
-	}
-	m.applyLocked(name, &row, false)
-	return nil
 }
 
 // Restart stops and starts a connector (clearing a FAILED state) on every
@@ -430,13 +417,20 @@ func (m *Manager) setPaused(ctx context.Context, name string, paused bool) error
 func (m *Manager) Restart(name string) error {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
+	return m.redefine(ctx, name,
+		`UPDATE cdc_connectors SET generation = generation + 1, updated_at = now() WHERE name = $1`)
+}
+
+// redefine runs update, which gives connector name's row in cdc_connectors
+// a new generation ($1 is the name, args follow), and applies the row here
+// at once; the other processes apply it on its notification.
+func (m *Manager) redefine(ctx context.Context, name, update string, args ...any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.entries[name]; !ok {
 		return ErrNotFound
 	}
-	row, found, err := m.updateDef(ctx, name,
-		`UPDATE cdc_connectors SET generation = generation + 1, updated_at = now() WHERE name = $1`)
+	row, found, err := m.updateDef(ctx, name, update, args...)
 	if err != nil {
 		return err
 	}
@@ -447,15 +441,24 @@ func (m *Manager) Restart(name string) error {
 	return nil
 }
 
+// lookup returns the connector named name, or ErrNotFound.
+func (m *Manager) lookup(name string) (*entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e, nil
+}
+
 // ConnectorState is the connector's state in this process and its failure
 // trace: StateStandby where another process streams it. ClusterState is
 // the state across the cluster, as the Kafka Connect API reports it.
 func (m *Manager) ConnectorState(name string) (state, trace string, err error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return "", "", ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return "", "", err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -494,11 +497,9 @@ func (m *Manager) Status(ctx context.Context) []Status {
 // process's worker id and the active one's, and the slot's lag read from
 // the server.
 func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return Status{}, ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return Status{}, err
 	}
 	e.mu.Lock()
 	c, state, trace := e.connector, e.currentState(), e.trace
@@ -765,11 +766,9 @@ func (m *Manager) StopSnapshot(ctx context.Context, name string, tables []string
 
 // signalConfig is the configuration of a connector that takes signals.
 func (m *Manager) signalConfig(name string) (Config, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return Config{}, ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return Config{}, err
 	}
 	e.mu.Lock()
 	raw := e.raw
