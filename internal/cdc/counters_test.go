@@ -35,7 +35,7 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	}
 	insert := func(n int) {
 		t.Helper()
-		waitFor(t, "connector streaming", func() bool {
+		eventually(t, "connector streaming", 30*time.Second, func() bool {
 			s, err := m.StatusOf(ctx, name)
 			return err == nil && s.State == StateRunning && s.Phase == "streaming"
 		})
@@ -54,7 +54,7 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	}
 
 	insert(3)
-	waitFor(t, "3 events", func() bool { return total() == 3 })
+	eventually(t, "3 events", 30*time.Second, func() bool { return total() == 3 })
 	if err := m.Pause(ctx, name); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	insert(2)
-	waitFor(t, "5 events", func() bool { return total() == 5 })
+	eventually(t, "5 events", 30*time.Second, func() bool { return total() == 5 })
 	if got := metricEvents(t, reg, name); got != 5 {
 		t.Fatalf("trackops_cdc_events_total for %s = %v, events_total = 5", name, got)
 	}
@@ -90,15 +90,4 @@ func metricEvents(t *testing.T, reg prometheus.Gatherer, connector string) float
 		}
 	}
 	return sum
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
