@@ -17,6 +17,7 @@ import (
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -78,7 +79,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	}
 	// Two publishes (the first was acknowledged, then rolled back): the
 	// record the row names is the second, at offset 1 of its partition.
-	recs := readAll(t, b.Addr(), events.OrderCreated, 2)
+	recs := kafkatest.Read(t, b, events.OrderCreated, 2, 30*time.Second)
 	var named *kgo.Record
 	for _, r := range recs {
 		if r.Partition == part && r.Offset == off {
@@ -118,23 +119,6 @@ func startBroker(t *testing.T, dir string) (*kafka.Embedded, *kgo.Client) {
 		t.Fatal(err)
 	}
 	return b, producer
-}
-
-func readAll(t *testing.T, addr, topic string, want int) []*kgo.Record {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
-	}
-	return out
 }
 
 // TestTornBrokerTailIsPublishedAgain is issue 12's point 7 inside one
@@ -235,7 +219,7 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 	ids[next.ID] = true
 	got := map[string]bool{}
 	var order []string
-	for _, r := range readAll(t, addr, events.OrderCreated, total+1) { // one lost, two more
+	for _, r := range kafkatest.Read(t, b, events.OrderCreated, total+1, 30*time.Second) { // one lost, two more
 		env, err := events.Decode(r.Value)
 		if err != nil {
 			t.Fatal(err)
@@ -270,7 +254,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	if got, err := NewRelay(db.Pool, producer, RelayConfig{}).PublishBatch(ctx); err != nil || got != n {
 		t.Fatalf("batch: n=%d err=%v", got, err)
 	}
-	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
+	for _, r := range kafkatest.Read(t, b, events.OrderCreated, n, 30*time.Second) {
 		var part int32
 		var off int64
 		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_status WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {
