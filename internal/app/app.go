@@ -306,7 +306,7 @@ func (a *App) republishLost(ctx context.Context) error {
 	if !rec.NeedsRepublish() {
 		return nil
 	}
-	requeued, err := outbox.RequeueLost(ctx, a.pool, rec.Ends)
+	requeued, err := outbox.RequeueLost(ctx, a.pool, rec.Ends, a.metrics.outbox)
 	if err != nil {
 		return err
 	}
@@ -352,6 +352,7 @@ func (a *App) buildRelay() {
 		PollInterval: a.cfg.Relay.PollInterval,
 		Durability:   a.durability(),
 		ListenPool:   a.direct,
+		Metrics:      a.metrics.outbox,
 		Logger:       a.log.With("component", "relay"),
 	})
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})

@@ -54,6 +54,7 @@ func (a *App) buildCDC(orders *order.Service) error {
 		WorkerID:        cdc.WorkerIDFor(a.cfg.CDC.ConnectAddr),
 		TopicPartitions: a.cfg.Kafka.Partitions,
 		DirectURL:       a.cfg.Database.Direct(),
+		Metrics:         a.metrics.cdc,
 	})
 	a.routes = append(a.routes, httpapi.Route{Method: http.MethodGet, Pattern: "/api/v1/ops/cdc",
 		Role: httpapi.RoleOperator, Handler: connect.ReportHandler(a.cdc, a.pool, a.cfg.EventStrategy)})

@@ -6,12 +6,14 @@ import (
 	"github.com/trackops/trackops/internal/audit"
 	"github.com/trackops/trackops/internal/auth"
 	"github.com/trackops/trackops/internal/cache"
+	"github.com/trackops/trackops/internal/cdc"
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/inventory"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/order"
+	"github.com/trackops/trackops/internal/outbox"
 )
 
 // appMetrics are the process's registry, served on /metrics, and each
@@ -27,6 +29,8 @@ type appMetrics struct {
 	dlq       *dlq.Metrics
 	order     *order.Metrics
 	inventory *inventory.Metrics
+	outbox    *outbox.Metrics
+	cdc       *cdc.Metrics
 }
 
 func newAppMetrics() *appMetrics {
@@ -41,5 +45,7 @@ func newAppMetrics() *appMetrics {
 		dlq:       dlq.NewMetrics(reg),
 		order:     order.NewMetrics(reg),
 		inventory: inventory.NewMetrics(reg),
+		outbox:    outbox.NewMetrics(reg),
+		cdc:       cdc.NewMetrics(reg),
 	}
 }

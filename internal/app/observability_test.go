@@ -33,7 +33,6 @@ import (
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/logging"
-	"github.com/trackops/trackops/internal/metrics"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 	"github.com/trackops/trackops/internal/tracing"
 	"github.com/trackops/trackops/internal/tracing/tracingtest"
@@ -294,7 +293,7 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	t.Run("metric names follow Prometheus conventions", func(t *testing.T) {
 		// client_golang's promlint applies promtool check metrics' rules:
 		// base units, _total on counters only, help on every family.
-		problems, err := testutil.GatherAndLint(metrics.Gatherer(a.metrics.registry))
+		problems, err := testutil.GatherAndLint(a.metrics.registry)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -366,7 +365,7 @@ var seriesAfterLoad = []string{
 	"trackops_db_pool_connections", "trackops_db_pool_max_connections", "trackops_db_pool_acquires_total",
 	"trackops_db_pool_empty_acquire_wait_seconds_total",
 	"trackops_outbox_pending", "trackops_outbox_failed", "trackops_outbox_oldest_pending_age_seconds",
-	"trackops_outbox_published_total", "trackops_relay_publish_latency_seconds",
+	"trackops_outbox_published_total", "trackops_relay_publish_latency_seconds", "trackops_relay_batch_seconds",
 	"trackops_kafka_client_produce_records_total", "trackops_kafka_client_fetch_records_total",
 	"trackops_kafka_client_connects_total", "trackops_kafka_consumed_total", "trackops_kafka_handle_seconds",
 	"trackops_kafka_consumer_lag", "trackops_kafka_dead_lettered_total", "trackops_build_info",

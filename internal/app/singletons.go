@@ -69,7 +69,7 @@ func (a *App) buildSingletonHealth() {
 func (a *App) buildPruning() {
 	if a.cfg.Relay.OutboxRetention > 0 {
 		// A relay that publishes nothing: only its Prune is used.
-		pruner := outbox.NewRelay(a.pool, nil, outbox.RelayConfig{Retention: a.cfg.Relay.OutboxRetention})
+		pruner := outbox.NewRelay(a.pool, nil, outbox.RelayConfig{Retention: a.cfg.Relay.OutboxRetention, Metrics: a.metrics.outbox})
 		log := a.log.With("component", "outbox-pruning")
 		a.singleton(outbox.PruningLease, log, every(outboxPruneInterval, func(ctx context.Context) {
 			if n, err := pruner.Prune(ctx); err != nil && ctx.Err() == nil {

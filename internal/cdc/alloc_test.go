@@ -24,7 +24,7 @@ func allocTable(t *testing.T) (*Config, *table) {
 		"note":     {oid: oidText, typmod: -1, typeName: "text"},
 	}}
 	names := []string{"id", "customer", "status", "amount", "created", "note"}
-	return &cfg, newTable(&cfg, "alloc-test", "public", "bench", names, meta, nil)
+	return &cfg, newTable(&cfg, NewMetrics(nil), "alloc-test", "public", "bench", names, meta, nil)
 }
 
 func allocChange(tbl *table) *change {

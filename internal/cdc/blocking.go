@@ -25,8 +25,8 @@ func (c *Connector) blockingSnapshot(ctx context.Context, em *emitter, st *strea
 	}
 	c.stats.phase.Store("snapshotting")
 	defer c.stats.phase.Store("streaming")
-	snapshotRunning.WithLabelValues(c.cfg.Name, SnapshotBlocking).Set(1)
-	defer snapshotRunning.WithLabelValues(c.cfg.Name, SnapshotBlocking).Set(0)
+	c.metrics.snapshotRunning.WithLabelValues(c.cfg.Name, SnapshotBlocking).Set(1)
+	defer c.metrics.snapshotRunning.WithLabelValues(c.cfg.Name, SnapshotBlocking).Set(0)
 	started := time.Now()
 	p := &SnapshotProgress{Type: SnapshotBlocking, State: "running", SignalID: signalID, TablesTotal: len(tables), StartedAt: started.UTC()}
 	for _, t := range tables {

@@ -73,11 +73,9 @@ type ClusterState struct {
 // the holder in pg_locks and trusts the status that holder published
 // (cdc_connector_status) only when it names the same lease session.
 func (m *Manager) ClusterState(ctx context.Context, name string) (ClusterState, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return ClusterState{}, ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return ClusterState{}, err
 	}
 	self := m.opts.WorkerID
 	e.mu.Lock()

@@ -46,14 +46,18 @@ type Options struct {
 	// Transform, when set, derives records from each committed transaction
 	// (see TxTransform).
 	Transform TxTransform
+	// Metrics count the connector's events, lag and snapshots; nil counts
+	// without exporting.
+	Metrics *Metrics
 }
 
 // Connector streams one database's changes to Kafka. Run it with Run; a
 // Connector is used for one run at a time.
 type Connector struct {
-	cfg  Config
-	opts Options
-	log  *slog.Logger
+	cfg     Config
+	opts    Options
+	log     *slog.Logger
+	metrics *Metrics
 
 	stats connectorStats
 	runRefs
@@ -98,7 +102,10 @@ func NewConnector(cfg Config, opts Options) *Connector {
 	if opts.Offsets == nil {
 		opts.Offsets = &MemoryOffsets{}
 	}
-	c := &Connector{cfg: cfg, opts: opts, log: opts.Logger.With("connector", cfg.Name)}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	c := &Connector{cfg: cfg, opts: opts, log: opts.Logger.With("connector", cfg.Name), metrics: opts.Metrics}
 	c.stats.phase.Store("starting")
 	return c
 }

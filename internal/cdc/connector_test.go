@@ -102,6 +102,13 @@ func parse(t testing.TB, raw map[string]string) Config {
 func runConnector(t testing.TB, cfg Config, b *kafka.Embedded, offsets OffsetStore) (c *Connector, stop func()) {
 	t.Helper()
 	c = NewConnector(cfg, Options{Kafka: kafkatest.Options(b), Offsets: offsets, Logger: testLogger(), TopicPartitions: 1})
+	return c, startConnector(t, c)
+}
+
+// startConnector runs c until stop is called or the test ends; stop waits
+// for Run to return and reports its error.
+func startConnector(t testing.TB, c *Connector) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -117,7 +124,7 @@ func runConnector(t testing.TB, cfg Config, b *kafka.Embedded, offsets OffsetSto
 		}
 	}
 	t.Cleanup(stop)
-	return c, stop
+	return stop
 }
 
 // waitStreaming waits until the connector streams (or fails the test).
@@ -311,6 +318,15 @@ func waitSlotReleased(t testing.TB, db *postgrestest.Database, slot string) {
 	})
 }
 
+// waitConfirmed waits until slot's confirmed position reaches lsn.
+func waitConfirmed(t testing.TB, db *postgrestest.Database, slot string, lsn uint64, what string) {
+	t.Helper()
+	eventually(t, what, 20*time.Second, func() bool {
+		confirmed, _ := slotPositions(t, db, slot)
+		return confirmed >= lsn
+	})
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
@@ -408,10 +424,7 @@ func TestSlotNeverConfirmsUnackedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	afterFirst := currentWAL(t, db)
-	eventually(t, "first order confirmed", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= afterFirst
-	})
+	waitConfirmed(t, db, cfg.SlotName, afterFirst, "first order confirmed")
 
 	cl := b.Cluster()
 	release := make(chan struct{})
@@ -459,10 +472,7 @@ func TestSlotNeverConfirmsUnackedEvents(t *testing.T) {
 		t.Fatalf("slot confirmed %X, the commit (end %X) of a transaction waiting for Kafka acks", confirmed, commitLSN)
 	}
 	close(release)
-	eventually(t, "bulk transaction confirmed after acks", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= afterBulk
-	})
+	waitConfirmed(t, db, cfg.SlotName, afterBulk, "bulk transaction confirmed after acks")
 	if recs := kafkatest.Read(t, b, "orders.orders", 4, 20*time.Second); len(recs) != 4 {
 		t.Fatalf("got %d records, want 4", len(recs))
 	}
@@ -567,10 +577,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 	if end-start < 5<<20 {
 		t.Fatalf("noise wrote only %d bytes of WAL", end-start)
 	}
-	eventually(t, "slot confirms past the noise", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= end
-	})
+	waitConfirmed(t, db, cfg.SlotName, end, "slot confirms past the noise")
 	// restart_lsn moves at the next running-transactions record; a
 	// checkpoint writes one now instead of within 15 s.
 	if _, err := db.Pool.Exec(ctx, `CHECKPOINT`); err != nil {

@@ -22,7 +22,9 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
-	m := NewManager(db.Pool, ManagerOptions{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1})
+	reg := prometheus.NewRegistry()
+	m := NewManager(db.Pool, ManagerOptions{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1,
+		Metrics: NewMetrics(reg)})
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	}
 	insert := func(n int) {
 		t.Helper()
-		waitFor(t, "connector streaming", func() bool {
+		eventually(t, "connector streaming", 30*time.Second, func() bool {
 			s, err := m.StatusOf(ctx, name)
 			return err == nil && s.State == StateRunning && s.Phase == "streaming"
 		})
@@ -52,7 +54,7 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 	}
 
 	insert(3)
-	waitFor(t, "3 events", func() bool { return total() == 3 })
+	eventually(t, "3 events", 30*time.Second, func() bool { return total() == 3 })
 	if err := m.Pause(ctx, name); err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +62,17 @@ func TestEventsTotalSurvivesPauseAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	insert(2)
-	waitFor(t, "5 events", func() bool { return total() == 5 })
-	if got := metricEvents(t, name); got != 5 {
+	eventually(t, "5 events", 30*time.Second, func() bool { return total() == 5 })
+	if got := metricEvents(t, reg, name); got != 5 {
 		t.Fatalf("trackops_cdc_events_total for %s = %v, events_total = 5", name, got)
 	}
 }
 
 // metricEvents sums trackops_cdc_events_total over the connector's tables
-// and operations, as /metrics exposes it.
-func metricEvents(t *testing.T, connector string) float64 {
+// and operations, as /metrics exposes it from reg.
+func metricEvents(t *testing.T, reg prometheus.Gatherer, connector string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,15 +90,4 @@ func metricEvents(t *testing.T, connector string) float64 {
 		}
 	}
 	return sum
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -38,15 +38,7 @@ func TestSlotNeverConfirmsPastTheDurabilityBarrier(t *testing.T) {
 	opts := kafkatest.Options(b)
 	opts.Durability = barrier
 	c := NewConnector(cfg, Options{Kafka: opts, Logger: testLogger(), TopicPartitions: 1})
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connector run: %v", err)
-		}
-	}()
+	startConnector(t, c)
 	waitStreaming(t, c)
 	start, _ := slotPositions(t, db, cfg.SlotName)
 
@@ -64,8 +56,5 @@ func TestSlotNeverConfirmsPastTheDurabilityBarrier(t *testing.T) {
 		t.Fatalf("slot moved from %X to %X although the broker never made the change durable", start, confirmed)
 	}
 	barrier.allowed.Store(true)
-	eventually(t, "slot confirmed once durable", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= afterInsert
-	})
+	waitConfirmed(t, db, cfg.SlotName, afterInsert, "slot confirmed once durable")
 }

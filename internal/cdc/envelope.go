@@ -375,13 +375,10 @@ func (e *recordEncoder) appendKey(b []byte, t *table, ch *change) ([]byte, bool)
 		}
 		c := t.columns[idx]
 		b = append(b, c.jsonName...)
-		if idx >= len(vals) || vals[idx].kind != valueText {
+		data, ok := keyText(c, vals, idx)
+		if !ok {
 			b = append(b, "null"...)
 			continue
-		}
-		data := vals[idx].data
-		if c.mask >= 0 || c.truncate >= 0 {
-			data = applyColumnMappers(c, data)
 		}
 		b = e.appendValue(b, c, data)
 	}
@@ -415,6 +412,20 @@ const (
 	HeaderOldKey = "__debezium.oldkey"
 )
 
+// keyText is the text of key column c, vals[idx], masked and truncated as
+// the column's options say; ok is false when the row has no text for it
+// (null, or absent).
+func keyText(c *column, vals []tupleValue, idx int) (data []byte, ok bool) {
+	if idx >= len(vals) || vals[idx].kind != valueText {
+		return nil, false
+	}
+	data = vals[idx].data
+	if c.mask >= 0 || c.truncate >= 0 {
+		data = applyColumnMappers(c, data)
+	}
+	return data, true
+}
+
 // keyHeader is a row's key as Kafka Connect's SimpleHeaderConverter writes
 // a key Struct (Values.append): {"id":1} with strings quoted, only
 // backslash and double quote escaped, decimals as plain numbers.
@@ -427,13 +438,10 @@ func (e *recordEncoder) keyHeader(t *table, vals []tupleValue) []byte {
 		c := t.columns[idx]
 		b = appendConnectString(b, c.name)
 		b = append(b, ':')
-		if idx >= len(vals) || vals[idx].kind != valueText {
+		data, ok := keyText(c, vals, idx)
+		if !ok {
 			b = append(b, "null"...)
 			continue
-		}
-		data := vals[idx].data
-		if c.mask >= 0 || c.truncate >= 0 {
-			data = applyColumnMappers(c, data)
 		}
 		if (c.kind == kindNumeric || c.kind == kindMoney) && e.cfg.DecimalHandling == DecimalPrecise && c.scale >= 0 {
 			if c.kind == kindMoney {

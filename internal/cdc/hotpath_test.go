@@ -25,15 +25,7 @@ func TestCommittedChangesDoNotLinger(t *testing.T) {
 	cfg := parse(t, rawConfig(t, db, map[string]string{"snapshot.mode": "no_data"}))
 	c := NewConnector(cfg, Options{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1,
 		ProducerOpts: []kgo.Opt{kgo.ProducerLinger(time.Minute)}})
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connector run: %v", err)
-		}
-	}()
+	startConnector(t, c)
 	waitStreaming(t, c)
 	// The first record for a partition the producer has not seen yet
 	// lingers before a commit can reach it (it waits for metadata): let a
@@ -112,23 +104,12 @@ func TestDurableWaiterCoversOnlyWhatWasAskedBeforeTheRound(t *testing.T) {
 		t.Fatalf("covered %d after a failed round, want 100", got)
 	}
 	g.release <- nil
-	eventuallyTrue(t, func() bool { return w.covered.Load() == 200 })
+	eventually(t, "200 covered", 10*time.Second, func() bool { return w.covered.Load() == 200 })
 	w.request(150) // below what is covered: nothing to do
 	select {
 	case <-g.started:
 		t.Fatal("a round started for a position already covered")
 	default:
-	}
-}
-
-func eventuallyTrue(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,8 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Incremental snapshots, as Debezium takes them (DDD-3, DBLog's watermark
@@ -275,10 +274,7 @@ func (e *incremental) signal(ctx context.Context, st *streamState, sig Signal, l
 }
 
 // execute applies execute-snapshot.
-func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, lsn uint64, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, lsn uint64, log *slog.Logger) error {
 	d, ok := parseSnapshotData(sig.Data)
 	if !ok || len(d.DataCollections) == 0 {
 		log.Warn("execute-snapshot signal without data-collections, or of an unknown type, ignored", "data", sig.Data)
@@ -328,7 +324,7 @@ func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, 
 	e.state.TablesTotal += added
 	log.Info("incremental snapshot requested", "tables", added, "chunk_size", e.c.cfg.IncrementalChunkSize)
 	if !wasRunning && e.state.Running() {
-		snapshotRunning.WithLabelValues(e.c.cfg.Name, SnapshotIncremental).Set(1)
+		e.c.metrics.snapshotRunning.WithLabelValues(e.c.cfg.Name, SnapshotIncremental).Set(1)
 		if err := e.readChunk(ctx, st); err != nil {
 			return err
 		}
@@ -339,10 +335,7 @@ func (e *incremental) execute(ctx context.Context, st *streamState, sig Signal, 
 
 // stop applies stop-snapshot: the whole incremental snapshot, or some of
 // its tables (data-collections).
-func (e *incremental) stop(ctx context.Context, st *streamState, sig Signal, lsn uint64, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func (e *incremental) stop(ctx context.Context, st *streamState, sig Signal, lsn uint64, log *slog.Logger) error {
 	d, ok := parseSnapshotData(sig.Data)
 	e.state.SignalLSN = lsn
 	defer e.push(st)
@@ -412,7 +405,7 @@ func (e *incremental) clearWindow() {
 // finish ends the snapshot (completed or stopped).
 func (e *incremental) finish(how string) {
 	e.lastState = how
-	snapshotRunning.WithLabelValues(e.c.cfg.Name, SnapshotIncremental).Set(0)
+	e.c.metrics.snapshotRunning.WithLabelValues(e.c.cfg.Name, SnapshotIncremental).Set(0)
 	e.c.log.Info("incremental snapshot "+how, "tables", e.state.TablesDone, "rows", e.state.RowsRead,
 		"took", time.Since(e.state.StartedAt).Round(time.Millisecond))
 }
@@ -435,7 +428,7 @@ func (e *incremental) observe(st *streamState, t *table, before, after []tupleVa
 		if i, ok := e.index[string(e.keyBuf)]; ok && !e.window[i].gone {
 			e.window[i].gone = true
 			e.deduplicated++
-			snapshotDeduplicated.WithLabelValues(e.c.cfg.Name, e.cur.id).Inc()
+			e.c.metrics.snapshotDeduplicated.WithLabelValues(e.c.cfg.Name, e.cur.id).Inc()
 		}
 	}
 }
@@ -469,8 +462,8 @@ func (e *incremental) closeWindow(ctx context.Context, st *streamState, lsn uint
 		e.state.Chunks++
 		e.state.TableRowsRead += n
 		e.state.RowsRead += n
-		snapshotRowsRead.WithLabelValues(e.c.cfg.Name, e.cur.id, SnapshotIncremental).Add(float64(n))
-		snapshotChunks.WithLabelValues(e.c.cfg.Name, e.cur.id).Inc()
+		e.c.metrics.snapshotRowsRead.WithLabelValues(e.c.cfg.Name, e.cur.id, SnapshotIncremental).Add(float64(n))
+		e.c.metrics.snapshotChunks.WithLabelValues(e.c.cfg.Name, e.cur.id).Inc()
 	}
 	e.clearWindow()
 	if e.state.Running() && !e.state.Paused {
@@ -581,7 +574,7 @@ func (e *incremental) prepare(ctx context.Context, coll SnapshotCollection) (*ch
 		e.c.log.Warn("incremental snapshot: table skipped", "table", coll.ID, "err", err)
 		return nil, nil
 	}
-	t := newTable(&e.c.cfg, e.c.cfg.Name, schema, name, m.order, m, nil)
+	t := newTable(&e.c.cfg, e.c.metrics, e.c.cfg.Name, schema, name, m.order, m, nil)
 	ct := &chunkTable{id: coll.ID, name: tableName{schema, name}, t: t, filter: coll.AdditionalCondition}
 	if coll.SurrogateKey != "" {
 		i := slices.Index(m.order, coll.SurrogateKey)
@@ -619,7 +612,7 @@ func (e *incremental) prepare(ctx context.Context, coll SnapshotCollection) (*ch
 	}
 	if e.state.TableRowsEstimate == 0 {
 		e.state.TableRowsEstimate = e.estimate(ctx, conn.Conn(), ct)
-		snapshotRowsEstimated.WithLabelValues(e.c.cfg.Name, coll.ID).Set(float64(e.state.TableRowsEstimate))
+		e.c.metrics.snapshotRowsEstimated.WithLabelValues(e.c.cfg.Name, coll.ID).Set(float64(e.state.TableRowsEstimate))
 	}
 	e.c.log.Info("incremental snapshot: reading table", "table", coll.ID, "rows_estimated", e.state.TableRowsEstimate)
 	return ct, nil
@@ -820,7 +813,7 @@ func (e *incremental) publish() {
 	if !s.Running() && e.lastState == "" {
 		// No incremental snapshot has run: leave a blocking snapshot's
 		// progress in place.
-		snapshotRemainingTables.WithLabelValues(e.c.cfg.Name).Set(0)
+		e.c.metrics.snapshotRemainingTables.WithLabelValues(e.c.cfg.Name).Set(0)
 		return
 	}
 	p := ProgressOf(s)
@@ -832,32 +825,5 @@ func (e *incremental) publish() {
 	p.RowsDeduplicated = e.deduplicated
 	p.UpdatedAt = time.Now().UTC()
 	e.c.stats.snapshot.Store(p)
-	snapshotRemainingTables.WithLabelValues(e.c.cfg.Name).Set(float64(len(s.Collections)))
+	e.c.metrics.snapshotRemainingTables.WithLabelValues(e.c.cfg.Name).Set(float64(len(s.Collections)))
 }
-
-var (
-	snapshotRunning = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_snapshot_running",
-		Help: "1 while an ad-hoc snapshot (type incremental or blocking) of the connector runs.",
-	}, []string{"connector", "type"})
-	snapshotRowsRead = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_cdc_snapshot_rows_read_total",
-		Help: "Rows read by the connector's snapshots, by table and snapshot type (initial, incremental, blocking).",
-	}, []string{"connector", "table", "type"})
-	snapshotChunks = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_cdc_snapshot_chunks_total",
-		Help: "Chunks an incremental snapshot has read and emitted, by table.",
-	}, []string{"connector", "table"})
-	snapshotDeduplicated = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_cdc_snapshot_rows_deduplicated_total",
-		Help: "Rows an incremental snapshot dropped from a chunk because the stream carried a newer change of them.",
-	}, []string{"connector", "table"})
-	snapshotRowsEstimated = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_snapshot_rows_estimated",
-		Help: "Estimated rows of the table an ad-hoc snapshot reads (pg_class.reltuples, or a count).",
-	}, []string{"connector", "table"})
-	snapshotRemainingTables = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_snapshot_remaining_tables",
-		Help: "Tables an incremental snapshot has still to read, the current one included.",
-	}, []string{"connector"})
-)

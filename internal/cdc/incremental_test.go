@@ -441,15 +441,7 @@ func TestIncrementalSnapshotWindowDeduplication(t *testing.T) {
 					}
 				})
 			}
-			runCtx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- c.Run(runCtx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("connector run: %v", err)
-				}
-			}()
+			startConnector(t, c)
 			waitStreaming(t, c)
 			sendSignal(t, db, "ad-hoc-1", SignalExecuteSnapshot, `{"data-collections": ["public\\.snap"]}`)
 			waitSnapshotState(t, c, "completed", time.Minute)
@@ -573,7 +565,6 @@ func TestStopSnapshot(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
-	ctx := context.Background()
 	createSnapTable(t, db, "snap", 50)
 	createSnapTable(t, db, "snap2", 30)
 	cfg := snapConfig(t, db, map[string]string{"incremental.snapshot.chunk.size": "10"})
@@ -590,15 +581,7 @@ func TestStopSnapshot(t *testing.T) {
 			}
 		}
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connector run: %v", err)
-		}
-	}()
+	startConnector(t, c)
 	waitStreaming(t, c)
 	sendSignal(t, db, "ad-hoc-1", SignalExecuteSnapshot, `{"data-collections": ["public.snap", "public.snap2"]}`)
 	p := waitSnapshotState(t, c, "completed", time.Minute)
@@ -968,7 +951,6 @@ func TestPauseAndResumeSnapshot(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
-	ctx := context.Background()
 	createSnapTable(t, db, "snap", 50)
 	cfg := snapConfig(t, db, map[string]string{"incremental.snapshot.chunk.size": "10"})
 	c := NewConnector(cfg, Options{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1})
@@ -980,15 +962,7 @@ func TestPauseAndResumeSnapshot(t *testing.T) {
 			}
 		}
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(runCtx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connector run: %v", err)
-		}
-	}()
+	startConnector(t, c)
 	waitStreaming(t, c)
 	sendSignal(t, db, "ad-hoc-1", SignalExecuteSnapshot, `{"data-collections": ["public.snap"]}`)
 	eventually(t, "paused after the chunk in flight", time.Minute, func() bool {

@@ -86,6 +86,10 @@ type ManagerOptions struct {
 	SlotReleaseGrace time.Duration
 	// ReconcileInterval: see DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+	// Metrics are shared by every connector the Manager runs, so a
+	// connector's series keep counting across its runs; nil counts without
+	// exporting.
+	Metrics *Metrics
 }
 
 // Manager owns the connectors of one process. Definitions live in
@@ -201,6 +205,9 @@ func NewManager(pool *pgxpool.Pool, opts ManagerOptions) *Manager {
 	}
 	if opts.ReconcileInterval <= 0 {
 		opts.ReconcileInterval = DefaultReconcileInterval
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
 	}
 	direct := opts.DirectURL
 	if direct == "" {
@@ -399,22 +406,9 @@ func (m *Manager) Resume(ctx context.Context, name string) error {
 }
 
 func (m *Manager) setPaused(ctx context.Context, name string, paused bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.entries[name]; !ok {
-		return ErrNotFound
-	}
-	row, found, err := m.updateDef(ctx, name,
+	return m.redefine(ctx, name,
 		`UPDATE cdc_connectors SET paused = $2, generation = generation + 1, updated_at = now()
 		 WHERE name = $1 AND paused <> $2`, paused)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return ErrNotFound
-	}
-	m.applyLocked(name, &row, false)
-	return nil
 }
 
 // Restart stops and starts a connector (clearing a FAILED state) on every
@@ -423,13 +417,20 @@ func (m *Manager) setPaused(ctx context.Context, name string, paused bool) error
 func (m *Manager) Restart(name string) error {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
+	return m.redefine(ctx, name,
+		`UPDATE cdc_connectors SET generation = generation + 1, updated_at = now() WHERE name = $1`)
+}
+
+// redefine runs update, which gives connector name's row in cdc_connectors
+// a new generation ($1 is the name, args follow), and applies the row here
+// at once; the other processes apply it on its notification.
+func (m *Manager) redefine(ctx context.Context, name, update string, args ...any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.entries[name]; !ok {
 		return ErrNotFound
 	}
-	row, found, err := m.updateDef(ctx, name,
-		`UPDATE cdc_connectors SET generation = generation + 1, updated_at = now() WHERE name = $1`)
+	row, found, err := m.updateDef(ctx, name, update, args...)
 	if err != nil {
 		return err
 	}
@@ -440,15 +441,24 @@ func (m *Manager) Restart(name string) error {
 	return nil
 }
 
+// lookup returns the connector named name, or ErrNotFound.
+func (m *Manager) lookup(name string) (*entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e, nil
+}
+
 // ConnectorState is the connector's state in this process and its failure
 // trace: StateStandby where another process streams it. ClusterState is
 // the state across the cluster, as the Kafka Connect API reports it.
 func (m *Manager) ConnectorState(name string) (state, trace string, err error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return "", "", ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return "", "", err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -487,11 +497,9 @@ func (m *Manager) Status(ctx context.Context) []Status {
 // process's worker id and the active one's, and the slot's lag read from
 // the server.
 func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return Status{}, ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return Status{}, err
 	}
 	e.mu.Lock()
 	c, state, trace := e.connector, e.currentState(), e.trace
@@ -506,7 +514,7 @@ func (m *Manager) StatusOf(ctx context.Context, name string) (Status, error) {
 		if err != nil {
 			return Status{Name: name, State: state, Trace: trace, WorkerID: m.opts.WorkerID}, nil
 		}
-		c = NewConnector(cfg, Options{})
+		c = NewConnector(cfg, Options{Metrics: m.opts.Metrics})
 		c.stats.phase.Store("stopped")
 	}
 	s = c.Status(ctx)
@@ -654,7 +662,7 @@ func (m *Manager) run(leaseCtx context.Context, e *entry) error {
 		}
 		m.takeSlot(ctx, cfg, log)
 		c := NewConnector(cfg, Options{Kafka: m.opts.Kafka, Offsets: PostgresOffsets{Pool: m.pool}, Logger: m.opts.Logger,
-			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform})
+			TopicPartitions: m.opts.TopicPartitions, Transform: e.transform, Metrics: m.opts.Metrics})
 		e.mu.Lock()
 		if e.connector != nil {
 			e.eventsBefore += e.connector.stats.events.Load()
@@ -758,11 +766,9 @@ func (m *Manager) StopSnapshot(ctx context.Context, name string, tables []string
 
 // signalConfig is the configuration of a connector that takes signals.
 func (m *Manager) signalConfig(name string) (Config, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return Config{}, ErrNotFound
+	e, err := m.lookup(name)
+	if err != nil {
+		return Config{}, err
 	}
 	e.mu.Lock()
 	raw := e.raw

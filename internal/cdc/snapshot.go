@@ -142,7 +142,7 @@ func (r *snapshotReader) read(ctx context.Context, tx pgx.Tx, tables []tableName
 		if err != nil {
 			return total, err
 		}
-		t := newTable(&c.cfg, c.cfg.Name, tn.schema, tn.name, m.order, m, nil)
+		t := newTable(&c.cfg, c.metrics, c.cfg.Name, tn.schema, tn.name, m.order, m, nil)
 		if t.outbox == nil {
 			em.ensureTopic(ctx, t.topic)
 		}
@@ -158,7 +158,7 @@ func (r *snapshotReader) read(ctx context.Context, tx pgx.Tx, tables []tableName
 		if err != nil {
 			return total, fmt.Errorf("snapshot %s: %w", tn, err)
 		}
-		read := snapshotRowsRead.WithLabelValues(c.cfg.Name, tn.schema+"."+tn.name, r.kind)
+		read := c.metrics.snapshotRowsRead.WithLabelValues(c.cfg.Name, tn.schema+"."+tn.name, r.kind)
 		inTable, unreported := 0, 0
 		for rows.Next() {
 			if held != nil && heldPending {

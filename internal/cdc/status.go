@@ -9,31 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-)
-
-var (
-	eventsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_cdc_events_total",
-		Help: "Change events produced by the built-in CDC connector, by connector, table and op (c, u, d, r, t).",
-	}, []string{"connector", "table", "op"})
-	retainedWALBytes = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_lag_bytes",
-		Help: "WAL the connector's replication slot retains: pg_current_wal_lsn() - restart_lsn.",
-	}, []string{"connector", "slot"})
-	flushLagBytes = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_flush_lag_bytes",
-		Help: "WAL written but not yet confirmed by the connector: pg_current_wal_lsn() - confirmed_flush_lsn.",
-	}, []string{"connector", "slot"})
-	lastEventAge = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_last_event_age_seconds",
-		Help: "Seconds since the connector last produced a change event (-1 before the first).",
-	}, []string{"connector"})
-	sourceLagMillis = promauto.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "trackops_cdc_source_lag_milliseconds",
-		Help: "Commit-to-produce delay of the last change event.",
-	}, []string{"connector"})
 )
 
 // Status is a connector's health and lag, for `trackops cdc status`,
@@ -131,10 +106,11 @@ func (c *Connector) Status(ctx context.Context) Status {
 	if err := c.slotLag(ctx, &s); err != nil {
 		s.SlotError = err.Error()
 	}
-	retainedWALBytes.WithLabelValues(c.cfg.Name, c.cfg.SlotName).Set(float64(s.RetainedWALBytes))
-	flushLagBytes.WithLabelValues(c.cfg.Name, c.cfg.SlotName).Set(float64(s.FlushLagBytes))
-	lastEventAge.WithLabelValues(c.cfg.Name).Set(s.LastEventAgeSecs)
-	sourceLagMillis.WithLabelValues(c.cfg.Name).Set(float64(s.LagMillis))
+	m := c.metrics
+	m.retainedWAL.WithLabelValues(c.cfg.Name, c.cfg.SlotName).Set(float64(s.RetainedWALBytes))
+	m.flushLag.WithLabelValues(c.cfg.Name, c.cfg.SlotName).Set(float64(s.FlushLagBytes))
+	m.lastEventAge.WithLabelValues(c.cfg.Name).Set(s.LastEventAgeSecs)
+	m.sourceLagMillis.WithLabelValues(c.cfg.Name).Set(float64(s.LagMillis))
 	return s
 }
 

@@ -355,7 +355,7 @@ func (c *Connector) handle(ctx context.Context, em *emitter, st *streamState, xl
 			c.log.Warn("no catalog data for relation; types from the relation message, no key", "table", m.Namespace+"."+m.RelationName, "err", err)
 			meta = tableMeta{columns: fallback}
 		}
-		t := newTable(&c.cfg, c.cfg.Name, m.Namespace, m.RelationName, names, meta, fallback)
+		t := newTable(&c.cfg, c.metrics, c.cfg.Name, m.Namespace, m.RelationName, names, meta, fallback)
 		t.replicaIdentity = m.ReplicaIdentity
 		if t.outbox == nil { // outbox events go to the topics their rows name
 			em.ensureTopic(ctx, t.topic)

@@ -109,8 +109,9 @@ ORDER BY a.attnum`, schema, name)
 	return m, nil
 }
 
-// newTable builds a table whose rows carry the named columns in that order.
-func newTable(cfg *Config, connector, schema, name string, colNames []string, meta tableMeta, fallback map[string]columnMeta) *table {
+// newTable builds a table whose rows carry the named columns in that order
+// and count their events in m under the connector's name.
+func newTable(cfg *Config, m *Metrics, connector, schema, name string, colNames []string, meta tableMeta, fallback map[string]columnMeta) *table {
 	t := &table{schema: schema, name: name, replicaIdentity: meta.replicaIdentity, signal: cfg.isSignalTable(schema, name)}
 	type keyed struct{ pos, idx int }
 	var keys []keyed
@@ -179,7 +180,7 @@ func newTable(cfg *Config, connector, schema, name string, colNames []string, me
 	}
 	t.counters = map[string]prometheus.Counter{}
 	for _, op := range []string{"c", "u", "d", "r", "t"} {
-		t.counters[op] = eventsTotal.WithLabelValues(connector, schema+"."+name, op)
+		t.counters[op] = m.events.WithLabelValues(connector, schema+"."+name, op)
 	}
 	return t
 }

@@ -52,15 +52,7 @@ func runTransformConnector(t *testing.T, db *postgrestest.Database, extra map[st
 	b := kafkatest.New(t)
 	cfg := parse(t, rawConfig(t, db, extra))
 	c := NewConnector(cfg, Options{Kafka: kafkatest.Options(b), Logger: testLogger(), TopicPartitions: 1, Transform: tr})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("connector run: %v", err)
-		}
-	})
+	startConnector(t, c)
 	waitStreaming(t, c)
 	return c, cfg, b
 }
@@ -251,10 +243,7 @@ func TestSlotNeverConfirmsUnackedDerivedRecords(t *testing.T) {
 		t.Fatalf("slot confirmed %X while the transaction's AfterAck (commit end %X) was still running", confirmed, commit1)
 	}
 	close(releaseAfter)
-	eventually(t, "transaction confirmed once AfterAck returned", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= commit1
-	})
+	waitConfirmed(t, db, cfg.SlotName, commit1, "transaction confirmed once AfterAck returned")
 
 	// 2. Unacknowledged derived records hold confirmation.
 	// Produce v13 names topics by id.
@@ -296,10 +285,7 @@ func TestSlotNeverConfirmsUnackedDerivedRecords(t *testing.T) {
 		t.Fatalf("slot confirmed %X past a transaction (commit end %X) whose derived record Kafka has not acknowledged", confirmed, commit2)
 	}
 	close(release)
-	eventually(t, "transaction confirmed after the derived record's ack", 20*time.Second, func() bool {
-		confirmed, _ := slotPositions(t, db, cfg.SlotName)
-		return confirmed >= commit2
-	})
+	waitConfirmed(t, db, cfg.SlotName, commit2, "transaction confirmed after the derived record's ack")
 	_ = readTopic(t, c, derivedTopic, 2)
 }
 

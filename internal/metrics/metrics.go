@@ -16,12 +16,10 @@ package metrics
 import (
 	"net/http"
 	"runtime"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Namespace prefixes every TrackOps metric.
@@ -40,33 +38,9 @@ func NewRegistry(version string) *prometheus.Registry {
 }
 
 // Handler serves reg in the Prometheus text format.
-//
-// Until internal/outbox and internal/cdc take their metrics through their
-// constructors too, their series live on the default registry; the handler
-// adds the default registry's trackops_* families (not its Go and process
-// ones, which reg has). Once both are converted, Legacy goes and this is
-// promhttp.HandlerFor(reg, ...).
 func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(Gatherer(reg), promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
-
-// Gatherer is what Handler serves: reg and the Legacy families.
-func Gatherer(reg *prometheus.Registry) prometheus.Gatherer {
-	return prometheus.Gatherers{reg, Legacy}
-}
-
-// Legacy gathers the trackops_* families still registered on the default
-// registry (the outbox relay's and the CDC engine's).
-var Legacy prometheus.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	out := mfs[:0]
-	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), Namespace+"_") {
-			out = append(out, mf)
-		}
-	}
-	return out, err
-})
 
 // BuildInfo is a constant gauge of 1 labelled with the running version, the
 // usual way to show versions on a dashboard.

@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -39,19 +42,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	b, err := kafka.StartEmbedded(freeAddr(t), t.TempDir(), 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
-		t.Fatal(err)
-	}
+	b, producer := startBroker(t, t.TempDir())
 	barrier := &countingBarrier{}
 	relay := NewRelay(db.Pool, producer, RelayConfig{Durability: barrier})
 
@@ -88,7 +79,7 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	}
 	// Two publishes (the first was acknowledged, then rolled back): the
 	// record the row names is the second, at offset 1 of its partition.
-	recs := readAll(t, b.Addr(), events.OrderCreated, 2)
+	recs := kafkatest.Read(t, b, events.OrderCreated, 2, 30*time.Second)
 	var named *kgo.Record
 	for _, r := range recs {
 		if r.Partition == part && r.Offset == off {
@@ -109,21 +100,25 @@ func TestRelayMarksOnlyDurableEventsWithTheirKafkaPosition(t *testing.T) {
 	}
 }
 
-func readAll(t *testing.T, addr, topic string, want int) []*kgo.Record {
+// startBroker starts an embedded broker of three partitions per topic
+// keeping its log in dir ("": in memory), with a producer to it and the
+// ORDER_CREATED topic created; both close when t ends.
+func startBroker(t *testing.T, dir string) (*kafka.Embedded, *kgo.Client) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+	b, err := kafka.StartEmbedded(freeAddr(t), dir, 3, kafka.EmbeddedLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < want && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	t.Cleanup(b.Close)
+	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	t.Cleanup(producer.Close)
+	if err := kafka.EnsureTopics(context.Background(), producer, 3, events.OrderCreated); err != nil {
+		t.Fatal(err)
+	}
+	return b, producer
 }
 
 // TestTornBrokerTailIsPublishedAgain is issue 12's point 7 inside one
@@ -187,7 +182,8 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 	if !rec.Damaged() || len(rec.Lost) != 1 || rec.Lost[0].DurableEnd-rec.Lost[0].RecoveredEnd != 1 {
 		t.Fatalf("recovery = %+v; want one partition that lost one record", rec)
 	}
-	requeued, err := RequeueLost(ctx, db.Pool, rec.Ends)
+	m := NewMetrics(prometheus.NewRegistry())
+	requeued, err := RequeueLost(ctx, db.Pool, rec.Ends, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +191,11 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 		t.Fatalf("requeued %v, want 1 ORDER_CREATED", requeued)
 	}
 	// Idempotent while nothing new was published.
-	if again, err := RequeueLost(ctx, db.Pool, rec.Ends); err != nil || len(again) != 0 {
+	if again, err := RequeueLost(ctx, db.Pool, rec.Ends, m); err != nil || len(again) != 0 {
 		t.Fatalf("second requeue: %v %v", again, err)
+	}
+	if got := testutil.ToFloat64(m.requeued.WithLabelValues(events.OrderCreated)); got != 1 {
+		t.Fatalf("trackops_outbox_requeued_total{topic=%s} = %v, want 1", events.OrderCreated, got)
 	}
 	producer, err = kafka.NewProducer(kafka.Options{Brokers: []string{addr}})
 	if err != nil {
@@ -220,7 +219,7 @@ func TestTornBrokerTailIsPublishedAgain(t *testing.T) {
 	ids[next.ID] = true
 	got := map[string]bool{}
 	var order []string
-	for _, r := range readAll(t, addr, events.OrderCreated, total+1) { // one lost, two more
+	for _, r := range kafkatest.Read(t, b, events.OrderCreated, total+1, 30*time.Second) { // one lost, two more
 		env, err := events.Decode(r.Value)
 		if err != nil {
 			t.Fatal(err)
@@ -247,19 +246,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	b, err := kafka.StartEmbedded(freeAddr(t), "", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	producer, err := kafka.NewProducer(kafka.Options{Brokers: []string{b.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	if err := kafka.EnsureTopics(ctx, producer, 3, events.OrderCreated); err != nil {
-		t.Fatal(err)
-	}
+	b, producer := startBroker(t, "")
 	const n = 60
 	for i := range n {
 		writeEvent(t, db.Pool, events.OrderCreated, uuid.NewString(), map[string]int{"n": i})
@@ -267,7 +254,7 @@ func TestRelayRecordsEachEventsOwnPosition(t *testing.T) {
 	if got, err := NewRelay(db.Pool, producer, RelayConfig{}).PublishBatch(ctx); err != nil || got != n {
 		t.Fatalf("batch: n=%d err=%v", got, err)
 	}
-	for _, r := range readAll(t, b.Addr(), events.OrderCreated, n) {
+	for _, r := range kafkatest.Read(t, b, events.OrderCreated, n, 30*time.Second) {
 		var part int32
 		var off int64
 		if err := db.Pool.QueryRow(ctx, `SELECT kafka_partition, kafka_offset FROM outbox_status WHERE aggregate_id = $1`, string(r.Key)).Scan(&part, &off); err != nil {

@@ -103,20 +103,7 @@ func TestBrokerStoppedDuringOrderLoadLosesNothing(t *testing.T) {
 	restarted, backlog := time.Now(), stats.Pending
 	place("after", 40)
 
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		stats, err = outbox.ReadStats(ctx, db.Pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stats.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the backlog did not drain: %+v", stats)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stats = waitDrained(t, db.Pool, 90*time.Second)
 	drained := time.Now()
 	if stats.Failed != 0 || stats.Published != 160 {
 		t.Fatalf("outbox after the outage: %+v, want 160 published, none failed", stats)

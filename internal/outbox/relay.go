@@ -12,8 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -27,27 +25,6 @@ const NotifyChannel = "trackops_outbox"
 // NotifyRetry is the payload of a notification that the retry queue gained
 // rows from outside the relay (an operator's requeue).
 const NotifyRetry = "retry"
-
-var (
-	publishedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_outbox_published_total",
-		Help: "Outbox events published to Kafka, by topic.",
-	}, []string{"topic"})
-	publishFailures = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "trackops_outbox_publish_failures_total",
-		Help: "Failed attempts to publish an outbox event, by topic and whether the event was given up (permanent).",
-	}, []string{"topic", "permanent"})
-	relayLatency = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name:    "trackops_relay_publish_latency_seconds",
-		Help:    "Time from an outbox event's creation to Kafka's acknowledgement of it.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
-	})
-	relayBatchSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
-		Name:    "trackops_relay_batch_seconds",
-		Help:    "Time from reading one relay batch to recording it published (after the broker's durability barrier).",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	})
-)
 
 // RelayConfig tunes a Relay.
 type RelayConfig struct {
@@ -77,7 +54,10 @@ type RelayConfig struct {
 	// pooler (PgBouncer) both need a session of their own, so the app
 	// passes a pool on the direct database URL.
 	ListenPool *pgxpool.Pool
-	Logger     *slog.Logger
+	// Metrics count what the relay publishes; nil counts without
+	// exporting.
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 func (c *RelayConfig) defaults() {
@@ -98,6 +78,9 @@ func (c *RelayConfig) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
 	}
 }
 
@@ -490,7 +473,7 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 			return err
 		}
 		if len(pub) > 0 {
-			relayBatchSeconds.Observe(time.Since(b.started).Seconds())
+			r.cfg.Metrics.batchSeconds.Observe(time.Since(b.started).Seconds())
 		}
 		return nil
 	})
@@ -590,11 +573,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-var requeuedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "trackops_outbox_requeued_total",
-	Help: "Published outbox events queued again because the broker's log no longer held them, by topic.",
-}, []string{"topic"})
-
 // RequeueLost queues again every published event whose recorded Kafka
 // offset is at or beyond the end of its partition in ends (topic →
 // end offset per partition; a topic missing from ends counts as empty): the
@@ -604,8 +582,8 @@ var requeuedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 // any relay publishes to the recovered broker, while recorded offsets still
 // refer to the log that was loaded. Events published before offsets were
 // recorded cannot be checked. It returns how many events it queued again,
-// per topic.
-func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int64) (map[string]int64, error) {
+// per topic, and counts them in m (nil: not counted).
+func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int64, m *Metrics) (map[string]int64, error) {
 	var (
 		topics []string
 		parts  []int32
@@ -644,8 +622,10 @@ func RequeueLost(ctx context.Context, db postgres.Querier, ends map[string][]int
 	if _, err := pgx.ForEachRow(rows, []any{&topic}, func() error { out[topic]++; return nil }); err != nil {
 		return nil, fmt.Errorf("requeue events the broker lost: %w", err)
 	}
-	for t, n := range out {
-		requeuedTotal.WithLabelValues(t).Add(float64(n))
+	if m != nil {
+		for t, n := range out {
+			m.requeued.WithLabelValues(t).Add(float64(n))
+		}
 	}
 	return out, nil
 }

@@ -102,7 +102,9 @@ func checkDelivery(t *testing.T, recs []*kgo.Record, ids map[string]bool) {
 	}
 }
 
-func waitDrained(t *testing.T, pool *pgxpool.Pool, timeout time.Duration) {
+// waitDrained waits until no outbox event is pending and returns the
+// outbox's statistics then.
+func waitDrained(t *testing.T, pool *pgxpool.Pool, timeout time.Duration) outbox.Stats {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -111,7 +113,7 @@ func waitDrained(t *testing.T, pool *pgxpool.Pool, timeout time.Duration) {
 			t.Fatal(err)
 		}
 		if st.Pending == 0 {
-			return
+			return st
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("outbox not drained: %+v", st)

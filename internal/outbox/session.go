@@ -265,12 +265,12 @@ func (s *session) resolve(ctx context.Context) *batch {
 		if err == nil {
 			rec, acked := b.recs[i], b.ackedAt[i]
 			b.published = append(b.published, published{seq: r.seq, partition: rec.Partition, offset: rec.Offset, ackedAt: acked, retry: r.retry})
-			publishedTotal.WithLabelValues(r.topic).Inc()
-			relayLatency.Observe(acked.Sub(r.createdAt).Seconds())
+			s.r.cfg.Metrics.published.WithLabelValues(r.topic).Inc()
+			s.r.cfg.Metrics.latency.Observe(acked.Sub(r.createdAt).Seconds())
 			continue
 		}
 		perm := permanentProduceError(err)
-		publishFailures.WithLabelValues(r.topic, strconv.FormatBool(perm)).Inc()
+		s.r.cfg.Metrics.failures.WithLabelValues(r.topic, strconv.FormatBool(perm)).Inc()
 		c := rowChange{seq: r.seq, failed: 1, err: err.Error(), perm: perm, retry: !perm, waitSecs: s.r.backoff(r.attempts + 1).Seconds()}
 		b.changes = append(b.changes, c)
 		if perm {
@@ -472,7 +472,7 @@ func (s *session) committed(batches []*batch) bool {
 			}
 		}
 		if len(b.published) > 0 {
-			relayBatchSeconds.Observe(time.Since(b.started).Seconds())
+			s.r.cfg.Metrics.batchSeconds.Observe(time.Since(b.started).Seconds())
 		}
 	}
 	return queued

@@ -77,6 +77,7 @@ type Platform struct {
 
 	waitTimeout time.Duration
 	kafkaM      *kafka.Metrics
+	outboxM     *outbox.Metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -122,6 +123,7 @@ func Start(t testing.TB, opts ...Options) *Platform {
 		Registry:    reg,
 		waitTimeout: o.WaitTimeout,
 		kafkaM:      kafka.NewMetrics(reg),
+		outboxM:     outbox.NewMetrics(reg),
 	}
 	p.Kafka.Metrics = p.kafkaM
 	var err error
@@ -160,7 +162,7 @@ func (p *Platform) StartRelay(t testing.TB) {
 	t.Helper()
 	relay := outbox.NewRelay(p.DB.Pool, p.Producer, outbox.RelayConfig{
 		PollInterval: 50 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		Workers: 2, Logger: p.Log,
+		Workers: 2, Metrics: p.outboxM, Logger: p.Log,
 	})
 	p.run(func(ctx context.Context) error { return relay.Run(ctx) })
 }
