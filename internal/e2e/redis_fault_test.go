@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/redis/go-redis/v9"
@@ -366,21 +367,7 @@ func cachedStatus(t *testing.T, orders *redis.Client, id string) string {
 // from the process's /metrics.
 func cacheHits(t *testing.T, p *Process) float64 {
 	t.Helper()
-	resp, err := httpClient.Get(p.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	mf, ok := mfs["trackops_cache_requests_total"]
-	if !ok {
-		t.Fatal("/metrics lacks trackops_cache_requests_total")
-	}
-	for _, m := range mf.GetMetric() {
+	for _, m := range metricFamily(t, p, "trackops_cache_requests_total").GetMetric() {
 		labels := map[string]string{}
 		for _, lp := range m.GetLabel() {
 			labels[lp.GetName()] = lp.GetValue()
@@ -420,4 +407,25 @@ func checkFreshHits(t *testing.T, p *Process, orders *redis.Client, watched stri
 	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
 		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
 	}
+}
+
+// metricFamily is one family from the process's /metrics; the test fails
+// when the process does not serve it.
+func metricFamily(t *testing.T, p *Process, name string) *dto.MetricFamily {
+	t.Helper()
+	resp, err := httpClient.Get(p.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	mf, ok := mfs[name]
+	if !ok {
+		t.Fatalf("/metrics lacks %s", name)
+	}
+	return mf
 }

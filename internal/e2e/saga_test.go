@@ -134,6 +134,16 @@ func TestSagaUnderBothStrategies(t *testing.T) {
 				t.Fatalf("reservations: %d reserved, %d released, %d committed; want %d, 1, 1", reserved, released, committed, onHand-2)
 			}
 			wantOrderEventsFrom(t, db, strategy, slot)
+			if strategy == "cdc" {
+				// The connector counts on the process's registry.
+				var changes float64
+				for _, m := range metricFamily(t, p, "trackops_cdc_events_total").GetMetric() {
+					changes += m.GetCounter().GetValue()
+				}
+				if changes < orders {
+					t.Fatalf("trackops_cdc_events_total sums to %v on /metrics, want at least the %d orders' inserts", changes, orders)
+				}
+			}
 			wantJourney(t, p, shipped, strategy)
 		})
 	}
