@@ -46,7 +46,8 @@ type chaosSettings struct {
 type chaosRow struct {
 	Strategy, Fault string
 	Requests        uint64
-	Status5xx       int
+	Status5xx       int // other than 503
+	Unavailable     int // 503: the database could not be reached (with Retry-After)
 	Refused         int
 	Lost            int
 	Duplicates      int
@@ -92,15 +93,15 @@ func chaosTable(rows []chaosRow, set chaosSettings) string {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&b, "Chaos run of %s (load per run %s at %d req/s over %d SKUs of %d units; load average at the end %s)\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), set.load, set.rate, set.skus, set.stock, strings.Join(strings.Fields(string(load))[:3], " "))
-	b.WriteString("| strategy | fault | runs | requests | 5xx | refused (process down) | lost | duplicates absorbed | oversold | stuck | other failed checks |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| strategy | fault | runs | requests | 503 unavailable | other 5xx | refused (process down) | lost | duplicates absorbed | oversold | stuck | other failed checks |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		other := strings.Join(r.OtherFailures, ", ")
 		if r.Note != "" {
 			other = strings.TrimPrefix(other+"; "+r.Note, "; ")
 		}
-		fmt.Fprintf(&b, "| %s | %s | 1 | %d | %d | %d | %d | %d | %d | %d | %s |\n",
-			r.Strategy, r.Fault, r.Requests, r.Status5xx, r.Refused, r.Lost, r.Duplicates, r.Oversold, r.Stuck, other)
+		fmt.Fprintf(&b, "| %s | %s | 1 | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n",
+			r.Strategy, r.Fault, r.Requests, r.Unavailable, r.Status5xx, r.Refused, r.Lost, r.Duplicates, r.Oversold, r.Stuck, other)
 	}
 	return b.String()
 }
@@ -233,6 +234,8 @@ func runChaos(t *testing.T, pg *privateCluster, strategy, fault string, set chao
 	for code, n := range res.sum.StatusCodes {
 		c, _ := strconv.Atoi(code)
 		switch {
+		case c == 503:
+			row.Unavailable += n
 		case c >= 500:
 			row.Status5xx += n
 		case c == 0:
