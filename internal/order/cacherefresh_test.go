@@ -30,11 +30,7 @@ func TestCacheConsumerRefreshesTheCacheOncePerChange(t *testing.T) {
 	counted := &countingCache{Cache: order.NewRedisCache(cachetest.New(t)), calls: map[string]int{}}
 	svc := order.NewService(db.Pool, order.WithCache(counted))
 
-	producer, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, b)
 	relay := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{PollInterval: 50 * time.Millisecond, Logger: quiet})
 	refreshed := make(chan events.Envelope, 16)
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Options: kafkatest.Options(b), Group: order.CacheGroup,

@@ -116,11 +116,7 @@ func TestSameOrderEventsUnderBothStrategies(t *testing.T) {
 	ensureEventTopics(t, outboxBroker, cdcBroker)
 	ctx := context.Background()
 
-	producer, err := kafka.NewProducer(kafkatest.Options(outboxBroker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, outboxBroker)
 	relay := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{PollInterval: 50 * time.Millisecond, Logger: quiet})
 	rctx, stopRelay := context.WithCancel(ctx)
 	var wg sync.WaitGroup
