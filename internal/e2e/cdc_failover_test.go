@@ -68,10 +68,7 @@ type cdcNode struct {
 // topics, with one ORDER_CREATED id per order (the unconfirmed tail is
 // streamed again, with the same event ids).
 func TestCDCFailsOverOnSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	base, slot := strategyConfig(t, db, "cdc")

@@ -57,10 +57,7 @@ type flushSample struct {
 //     on Kafka at an offset below E. The reference slot gives each
 //     transaction's end LSN, the position the connector confirms.
 func TestCDCKillMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	cfg, slot := strategyConfig(t, db, "cdc")
