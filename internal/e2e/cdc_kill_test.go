@@ -595,16 +595,7 @@ func startFlushSampler(db *postgrestest.Database, brokers string, slot string) *
 				reset()
 				continue
 			}
-			smp := flushSample{flushed: f, ends: map[string]map[int32]int64{}}
-			ends.Each(func(o kadm.ListedOffset) {
-				if smp.ends[o.Topic] == nil {
-					smp.ends[o.Topic] = map[int32]int64{}
-				}
-				smp.ends[o.Topic][o.Partition] = o.Offset
-			})
-			s.mu.Lock()
-			s.samples = append(s.samples, smp)
-			s.mu.Unlock()
+			s.add(f, ends)
 		}
 	}()
 	return s
@@ -627,7 +618,13 @@ func (s *flushSampler) takeFinal(t *testing.T, db *postgrestest.Database, adm *k
 	if err != nil || ends.Error() != nil {
 		t.Fatalf("end offsets: %v %v", err, ends.Error())
 	}
-	smp := flushSample{flushed: f, ends: map[string]map[int32]int64{}}
+	s.add(f, ends)
+}
+
+// add records a sample: the slot's confirmed flush position and the end
+// offsets read after it.
+func (s *flushSampler) add(flushed uint64, ends kadm.ListedOffsets) {
+	smp := flushSample{flushed: flushed, ends: map[string]map[int32]int64{}}
 	ends.Each(func(o kadm.ListedOffset) {
 		if smp.ends[o.Topic] == nil {
 			smp.ends[o.Topic] = map[int32]int64{}
