@@ -133,31 +133,41 @@ func TestZshCompletionNamesEveryCommand(t *testing.T) {
 	}
 }
 
+// configOn is the default configuration with db as the database.
+func configOn(t testing.TB, db *postgrestest.Database) config.Config {
+	t.Helper()
+	cfg, err := config.LoadFrom(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database.URL = db.URL
+	return cfg
+}
+
+// cdcStatus runs `cdc status` with args under cfg and returns its output.
+func cdcStatus(t *testing.T, cfg config.Config, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := cdcCommand(context.Background(), &Env{Config: cfg, Stdout: &out, Stderr: &out}, append([]string{"status"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
 // `cdc status` reports the strategy the running platform recorded, not the
 // one of the shell it runs in.
 func TestCDCStatusReportsTheRunningPlatformsStrategy(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	cfg, err := config.LoadFrom(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Database.URL = db.URL
-	status := func() string {
-		var out bytes.Buffer
-		if err := cdcCommand(ctx, &Env{Config: cfg, Stdout: &out, Stderr: &out}, []string{"status"}); err != nil {
-			t.Fatal(err)
-		}
-		return out.String()
-	}
-	if got := status(); !strings.HasPrefix(got, "strategy: outbox (no platform has run on this database") {
+	cfg := configOn(t, db)
+	if got := cdcStatus(t, cfg); !strings.HasPrefix(got, "strategy: outbox (no platform has run on this database") {
 		t.Fatalf("before any run: %q", got)
 	}
 	if err := runinfo.Record(ctx, db.Pool, runinfo.EventStrategy, "cdc", "test"); err != nil {
 		t.Fatal(err)
 	}
-	got := status()
+	got := cdcStatus(t, cfg)
 	if !strings.HasPrefix(got, "strategy: cdc (recorded by ") || !strings.Contains(got, "this shell's TRACKOPS_EVENT_STRATEGY is outbox") {
 		t.Fatalf("with the platform in cdc mode and this shell in outbox: %q", got)
 	}
@@ -169,11 +179,7 @@ func TestCDCStatusShowsIncrementalSnapshotProgress(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
 	ctx := context.Background()
-	cfg, err := config.LoadFrom(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Database.URL = db.URL
+	cfg := configOn(t, db)
 	state := `{"incremental_snapshot_collections": [{"incremental_snapshot_collections_id": "public.orders"},
 		{"incremental_snapshot_collections_id": "public.order_items"}], "incremental_snapshot_primary_key": ["2048"],
 		"incremental_snapshot_correlation_id": "ad-hoc-1", "tables_total": 2, "chunks": 2, "table_rows_read": 2048,
@@ -182,14 +188,7 @@ func TestCDCStatusShowsIncrementalSnapshotProgress(t *testing.T) {
 		VALUES ('c1', 's1', true, $1), ('c2', 's2', true, '{"incremental_snapshot_collections": [], "signal_lsn": 5}')`, state); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) string {
-		var out bytes.Buffer
-		if err := cdcCommand(ctx, &Env{Config: cfg, Stdout: &out, Stderr: &out}, append([]string{"status"}, args...)); err != nil {
-			t.Fatal(err)
-		}
-		return out.String()
-	}
-	text := run()
+	text := cdcStatus(t, cfg)
 	line := ""
 	for _, l := range strings.Split(text, "\n") {
 		if strings.HasPrefix(l, "c1 ") {
@@ -209,7 +208,7 @@ func TestCDCStatusShowsIncrementalSnapshotProgress(t *testing.T) {
 			Estimate     int64    `json:"table_rows_estimate"`
 		} `json:"incremental_snapshots"`
 	}
-	if err := json.Unmarshal([]byte(run("--json")), &rep); err != nil {
+	if err := json.Unmarshal([]byte(cdcStatus(t, cfg, "--json")), &rep); err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Snapshots) != 1 || rep.Snapshots[0].Connector != "c1" || rep.Snapshots[0].State != "running" ||
@@ -231,11 +230,7 @@ func quoteAll(words []string) []string {
 func TestVerifyShowsProgress(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
-	cfg, err := config.LoadFrom(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Database.URL = db.URL
+	cfg := configOn(t, db)
 	var out, errOut bytes.Buffer
 	if err := verifyCommand(context.Background(), &Env{Config: cfg, Stdout: &out, Stderr: &errOut}, nil); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

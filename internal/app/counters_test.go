@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trackops/trackops/internal/config"
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
@@ -34,11 +33,7 @@ func TestDLQListJSONMatchesTheAPI(t *testing.T) {
 		}
 	}
 
-	cfg, err := config.LoadFrom(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Database.URL = db.URL
+	cfg := configOn(t, db)
 	var out bytes.Buffer
 	if err := dlqList(ctx, &Env{Config: cfg, Stdout: &out, Stderr: io.Discard}, []string{"--json"}); err != nil {
 		t.Fatal(err)

@@ -41,11 +41,7 @@ func startFullApp(t testing.TB, logger *slog.Logger, tweaks ...func(*config.Conf
 	db := postgrestest.New(t)
 	broker := kafkatest.New(t)
 	redis := cachetest.StartServer(t)
-	cfg, err := config.LoadFrom(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Database.URL = db.URL
+	cfg := configOn(t, db)
 	cfg.Redis.URL = redis.URL()
 	cfg.Kafka.Brokers = []string{broker.Addr()}
 	cfg.HTTP.Addr = "127.0.0.1:0"

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/httpapi"
 )
@@ -81,17 +82,15 @@ type Metrics struct {
 // NewMetrics creates the audit writer's metrics and registers them on reg
 // (nil: counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		written: prometheus.NewCounter(prometheus.CounterOpts{
+		written: f.NewCounter(prometheus.CounterOpts{
 			Name: "trackops_audit_rows_written_total", Help: "Audit rows written to PostgreSQL.",
 		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
+		failed: f.NewCounter(prometheus.CounterOpts{
 			Name: "trackops_audit_rows_failed_total",
 			Help: "Audit rows that could not be written after retries (they are logged at error level instead).",
 		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.written, m.failed)
 	}
 	return m
 }

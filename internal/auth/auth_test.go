@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,30 +24,13 @@ import (
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/logging"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // fastPasswords keep argon2id cheap in tests; production uses the defaults.
 var fastPasswords = auth.PasswordParams{Memory: 1024, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
 const password = "correct horse battery staple"
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type env struct {
 	t       *testing.T
@@ -58,7 +40,7 @@ type env struct {
 	limiter *auth.RateLimiter
 	audit   *audit.Writer
 	h       http.Handler
-	logs    *syncBuffer
+	logs    *testfix.TailBuffer
 }
 
 // newEnv wires the service, limiter and audit log into the real router on a
@@ -72,7 +54,7 @@ func newEnv(t *testing.T, limits auth.Limits) *env {
 // newEnvOn is newEnv with the Redis stores given (a Redis Cluster's, say).
 func newEnvOn(t *testing.T, limits auth.Limits, stores *cache.Stores) *env {
 	t.Helper()
-	e := &env{t: t, db: postgrestest.New(t), stores: stores, logs: &syncBuffer{}}
+	e := &env{t: t, db: postgrestest.New(t), stores: stores, logs: &testfix.TailBuffer{}}
 	logger := slog.New(logging.Mask(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e.limiter = auth.NewRateLimiter(e.stores.Sessions, limits, logger, nil)
 	e.svc = auth.NewService(e.db.Pool, e.stores.Sessions, auth.Options{Logger: logger, Password: fastPasswords, Limiter: e.limiter})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/trackops/trackops/internal/cache"
 )
@@ -53,18 +54,16 @@ type Metrics struct {
 // NewMetrics creates the limiter's metrics and registers them on reg (nil:
 // counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		errors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_ratelimit_errors_total",
 			Help: "Rate-limit checks that could not reach Redis and were let through (fail open).",
 		}, []string{"limiter"}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+		rejections: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_ratelimit_rejections_total",
 			Help: "Requests refused with 429 by limiter.",
 		}, []string{"limiter"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.errors, m.rejections)
 	}
 	return m
 }

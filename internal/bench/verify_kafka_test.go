@@ -31,14 +31,8 @@ type kafkaRig struct {
 func newKafkaRig(t *testing.T, broker *kafka.Embedded) *kafkaRig {
 	t.Helper()
 	db := postgrestest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(broker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	if err := kafka.EnsureTopics(context.Background(), p, 3, append(append([]string{}, events.AllTypes...), "orders.orders", "orders.order_items")...); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, broker)
+	kafkatest.CreateTopics(t, p, 3, append(append([]string{}, events.AllTypes...), "orders.orders", "orders.order_items")...)
 	r := &kafkaRig{db: db, broker: broker, producer: p, ids: placeOrders(t, db, 3)}
 	ctx := context.Background()
 	svc := order.NewService(db.Pool)

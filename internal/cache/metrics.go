@@ -1,6 +1,9 @@
 package cache
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
 
 // Metrics are the cache's series: calls and their latency per store,
 // invalidations, purges, and the degraded state. A process builds them once,
@@ -17,36 +20,34 @@ type Metrics struct {
 // NewMetrics creates the cache's metrics and registers them on reg (nil:
 // counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_cache_requests_total",
 			Help: "Cache calls by store and result: hit or miss for reads, error for any failed or skipped call (Redis down, degraded).",
 		}, []string{"store", "result"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trackops_cache_latency_seconds",
 			Help:    "Latency of cache operations (get, set, invalidate) and of the loads behind misses (load).",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}, []string{"store", "op"}),
-		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+		invalidations: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_cache_invalidations_total",
 			Help: "Keys invalidated (version tombstones requested), including replays after an outage.",
 		}, []string{"store"}),
-		purges: prometheus.NewCounterVec(prometheus.CounterOpts{
+		purges: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_cache_purges_total",
 			Help: "Whole-store purges after a Redis restart or an overflow of remembered invalidations.",
 		}, []string{"store"}),
-		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+		degraded: f.NewGauge(prometheus.GaugeOpts{
 			Name: "trackops_cache_degraded",
 			Help: "1 while the cache is degraded (Redis failing; reads served from PostgreSQL).",
 		}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+		pending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "trackops_cache_pending_invalidations",
 			Help: "Invalidations remembered while Redis was unreachable, to replay on recovery.",
 		}),
 	}
 	m.degraded.Set(1) // until the first reconcile succeeds
-	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.invalidations, m.purges, m.degraded, m.pending)
-	}
 	return m
 }

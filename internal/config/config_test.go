@@ -10,6 +10,39 @@ import (
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// loadCase is one environment for LoadFrom: either check holds on the
+// config it loads, or the error names wantErr.
+type loadCase struct {
+	name    string
+	env     map[string]string
+	check   func(Config) bool
+	wantErr string
+}
+
+// runLoadCases loads each case's environment (in JSON log format) as a
+// subtest.
+func runLoadCases(t *testing.T, cases []loadCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env["TRACKOPS_LOG_FORMAT"] = "json"
+			c, err := LoadFrom(envOf(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}
+
 func TestDefaultsMatchTheContract(t *testing.T) {
 	c, err := LoadFrom(envOf(map[string]string{"TRACKOPS_LOG_FORMAT": "json"}))
 	if err != nil {
@@ -43,12 +76,7 @@ func TestLoadFrom(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("postgres://u:p@db/x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		env     map[string]string
-		check   func(Config) bool
-		wantErr string
-	}{
+	runLoadCases(t, []loadCase{
 		{"debezium is an alias of cdc", map[string]string{"TRACKOPS_EVENT_STRATEGY": "debezium"},
 			func(c Config) bool { return c.EventStrategy == StrategyCDC }, ""},
 		{"brokers list", map[string]string{"TRACKOPS_KAFKA_BROKERS": " k1:9092, k2:9092 ,"},
@@ -75,25 +103,7 @@ func TestLoadFrom(t *testing.T) {
 			nil, "want redis://HOST:6379"},
 		{"redis cluster list", map[string]string{"TRACKOPS_REDIS_URL": "redis+cluster://a:1,b:2"},
 			func(c Config) bool { return c.Redis.URL == "redis+cluster://a:1,b:2" }, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.env["TRACKOPS_LOG_FORMAT"] = "json"
-			c, err := LoadFrom(envOf(tt.env))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(c) {
-				t.Fatalf("config %+v", c)
-			}
-		})
-	}
+	})
 }
 
 func TestScaleOutSettings(t *testing.T) {
@@ -101,12 +111,7 @@ func TestScaleOutSettings(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte("tok_secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		env     map[string]string
-		check   func(Config) bool
-		wantErr string
-	}{
+	runLoadCases(t, []loadCase{
 		{"direct URL defaults to the database URL, no pooler",
 			map[string]string{"TRACKOPS_DATABASE_URL": "postgres://a/x"},
 			func(c Config) bool { return c.Database.Direct() == "postgres://a/x" && !c.Database.Pooled() }, ""},
@@ -132,25 +137,7 @@ func TestScaleOutSettings(t *testing.T) {
 		{"zero replicas", map[string]string{"TRACKOPS_KAFKA_BROKERS": "k:1", "TRACKOPS_KAFKA_REPLICATION_FACTOR": "0"}, nil, "TRACKOPS_KAFKA_REPLICATION_FACTOR"},
 		{"more in sync than replicas",
 			map[string]string{"TRACKOPS_KAFKA_BROKERS": "k:1", "TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS": "4"}, nil, "TRACKOPS_KAFKA_MIN_INSYNC_REPLICAS"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.env["TRACKOPS_LOG_FORMAT"] = "json"
-			c, err := LoadFrom(envOf(tt.env))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tt.check(c) {
-				t.Fatalf("config %+v", c)
-			}
-		})
-	}
+	})
 }
 
 // Every bad variable of every section is reported at once — values that

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/kafka"
@@ -26,22 +27,20 @@ type Metrics struct {
 // NewMetrics creates the DLQ metrics and registers them on reg (nil:
 // counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+		messages: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_dlq_messages_total",
 			Help: "Dead letters recorded by the DLQ monitor, by dead-letter topic and error class (kafka_dlt-exception-fqcn).",
 		}, []string{"topic", "error_class"}),
-		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+		replays: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_dlq_replays_total",
 			Help: "Dead-letter replay outcomes, by original topic and outcome (replayed, blocked).",
 		}, []string{"topic", "outcome"}),
-		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		alerts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_dlq_alerts_total",
 			Help: "DLQ webhook alerts, by outcome (sent, failed, suppressed by the rate limit, dropped on a full queue).",
 		}, []string{"outcome"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.messages, m.replays, m.alerts)
 	}
 	return m
 }

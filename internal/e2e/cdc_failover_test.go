@@ -68,10 +68,7 @@ type cdcNode struct {
 // topics, with one ORDER_CREATED id per order (the unconfirmed tail is
 // streamed again, with the same event ids).
 func TestCDCFailsOverOnSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	base, slot := strategyConfig(t, db, "cdc")
@@ -195,15 +192,7 @@ func TestCDCFailsOverOnSIGKILL(t *testing.T) {
 
 	// Every committed change is on the change topics.
 	committed := committedChanges(t, db)
-	var endText string
-	if err := db.Pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&endText); err != nil {
-		t.Fatal(err)
-	}
-	end := parseLSN(t, endText)
-	waitUntil(t, "slot confirmed past "+endText, 90*time.Second, func(ctx context.Context) (bool, error) {
-		f, err := slotFlushed(ctx, db, slot)
-		return f >= end, err
-	})
+	waitSlotPastNow(t, db, slot, 90*time.Second)
 	onKafka := readChanges(t, api.KafkaAddr, adm)
 	missing := 0
 	for _, k := range committed {
@@ -218,22 +207,7 @@ func TestCDCFailsOverOnSIGKILL(t *testing.T) {
 		t.Fatalf("%d of %d committed changes missing after the fail-over", missing, len(committed))
 	}
 	// One ORDER_CREATED id per order, however often it was produced.
-	ids := map[string]map[string]bool{}
-	for _, r := range readTopicToEnd(t, api.KafkaAddr, adm, "ORDER_CREATED") {
-		var ev struct {
-			ID   string `json:"id"`
-			Data struct {
-				OrderID string `json:"order_id"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(r.Value, &ev); err != nil {
-			t.Fatal(err)
-		}
-		if ids[ev.Data.OrderID] == nil {
-			ids[ev.Data.OrderID] = map[string]bool{}
-		}
-		ids[ev.Data.OrderID][ev.ID] = true
-	}
+	ids, _ := createdEventIDs(t, api.KafkaAddr, adm)
 	for _, k := range committed {
 		if k.table == "orders" && k.version == 1 && len(ids[k.id]) != 1 {
 			t.Errorf("order %s: %d distinct ORDER_CREATED ids on Kafka, want 1", k.id, len(ids[k.id]))

@@ -57,10 +57,7 @@ type flushSample struct {
 //     on Kafka at an offset below E. The reference slot gives each
 //     transaction's end LSN, the position the connector confirms.
 func TestCDCKillMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	cfg, slot := strategyConfig(t, db, "cdc")
@@ -160,16 +157,7 @@ func TestCDCKillMidStream(t *testing.T) {
 
 	// What PostgreSQL committed: the tables' rows, read before the end LSN.
 	committed := committedChanges(t, db)
-	var end uint64
-	var endText string
-	if err := db.Pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&endText); err != nil {
-		t.Fatal(err)
-	}
-	end = parseLSN(t, endText)
-	waitUntil(t, "slot confirmed past "+endText, 60*time.Second, func(ctx context.Context) (bool, error) {
-		f, err := slotFlushed(ctx, db, slot)
-		return f >= end, err
-	})
+	endText := waitSlotPastNow(t, db, slot, 60*time.Second)
 	samples.stop()
 	samples.takeFinal(t, db, adm, slot)
 	onKafka := readChanges(t, cfg.KafkaAddr, adm)
@@ -227,24 +215,7 @@ func TestCDCKillMidStream(t *testing.T) {
 	// 3. The order events derived from the change stream: the slot confirmed
 	// every transaction, so each order's ORDER_CREATED is on Kafka; a
 	// transaction streamed again after the kill yields the same event id.
-	createdIDs := map[string]map[string]bool{}
-	records := 0
-	for _, r := range readTopicToEnd(t, cfg.KafkaAddr, adm, "ORDER_CREATED") {
-		var ev struct {
-			ID   string `json:"id"`
-			Data struct {
-				OrderID string `json:"order_id"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(r.Value, &ev); err != nil {
-			t.Fatal(err)
-		}
-		if createdIDs[ev.Data.OrderID] == nil {
-			createdIDs[ev.Data.OrderID] = map[string]bool{}
-		}
-		createdIDs[ev.Data.OrderID][ev.ID] = true
-		records++
-	}
+	createdIDs, records := createdEventIDs(t, cfg.KafkaAddr, adm)
 	orders := 0
 	for _, k := range committed {
 		if k.table != "orders" || k.version != 1 {
@@ -508,6 +479,47 @@ func topicRecords(ctx context.Context, adm *kadm.Client, topic string) (int64, e
 	return n, nil
 }
 
+// waitSlotPastNow waits until slot has confirmed the server's current WAL
+// insert position, and returns that position.
+func waitSlotPastNow(t *testing.T, db *postgrestest.Database, slot string, timeout time.Duration) string {
+	t.Helper()
+	var endText string
+	if err := db.Pool.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&endText); err != nil {
+		t.Fatal(err)
+	}
+	end := parseLSN(t, endText)
+	waitUntil(t, "slot confirmed past "+endText, timeout, func(ctx context.Context) (bool, error) {
+		f, err := slotFlushed(ctx, db, slot)
+		return f >= end, err
+	})
+	return endText
+}
+
+// createdEventIDs reads the ORDER_CREATED topic to its end and returns the
+// distinct event ids of each order and the number of records.
+func createdEventIDs(t *testing.T, brokers string, adm *kadm.Client) (map[string]map[string]bool, int) {
+	t.Helper()
+	ids := map[string]map[string]bool{}
+	records := 0
+	for _, r := range readTopicToEnd(t, brokers, adm, "ORDER_CREATED") {
+		var ev struct {
+			ID   string `json:"id"`
+			Data struct {
+				OrderID string `json:"order_id"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ids[ev.Data.OrderID] == nil {
+			ids[ev.Data.OrderID] = map[string]bool{}
+		}
+		ids[ev.Data.OrderID][ev.ID] = true
+		records++
+	}
+	return ids, records
+}
+
 func slotFlushed(ctx context.Context, db *postgrestest.Database, slot string) (uint64, error) {
 	var s *string
 	if err := db.Pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s); err != nil || s == nil {
@@ -583,16 +595,7 @@ func startFlushSampler(db *postgrestest.Database, brokers string, slot string) *
 				reset()
 				continue
 			}
-			smp := flushSample{flushed: f, ends: map[string]map[int32]int64{}}
-			ends.Each(func(o kadm.ListedOffset) {
-				if smp.ends[o.Topic] == nil {
-					smp.ends[o.Topic] = map[int32]int64{}
-				}
-				smp.ends[o.Topic][o.Partition] = o.Offset
-			})
-			s.mu.Lock()
-			s.samples = append(s.samples, smp)
-			s.mu.Unlock()
+			s.add(f, ends)
 		}
 	}()
 	return s
@@ -615,7 +618,13 @@ func (s *flushSampler) takeFinal(t *testing.T, db *postgrestest.Database, adm *k
 	if err != nil || ends.Error() != nil {
 		t.Fatalf("end offsets: %v %v", err, ends.Error())
 	}
-	smp := flushSample{flushed: f, ends: map[string]map[int32]int64{}}
+	s.add(f, ends)
+}
+
+// add records a sample: the slot's confirmed flush position and the end
+// offsets read after it.
+func (s *flushSampler) add(flushed uint64, ends kadm.ListedOffsets) {
+	smp := flushSample{flushed: flushed, ends: map[string]map[int32]int64{}}
 	ends.Each(func(o kadm.ListedOffset) {
 		if smp.ends[o.Topic] == nil {
 			smp.ends[o.Topic] = map[int32]int64{}

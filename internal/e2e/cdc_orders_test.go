@@ -37,10 +37,7 @@ type line struct {
 // racing, lines not yet visible — what loadgen found), be dead-lettered as
 // "order has no lines" and leave the order PENDING.
 func TestCDCManyMultiItemOrders(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	const (
 		apiOrders = 200
 		sqlOrders = 10

@@ -369,10 +369,7 @@ func (c *cluster) checkSingletons() {
 // singleton job held by a live process of its role. `make chaos` runs a
 // longer variant under both strategies (TestClusterChaos).
 func TestClusterOnLoopback(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	const pending = 15 * time.Second
 	c := startCluster(t, "cdc", pending)
 	sum := c.run(clusterRun{load: 24 * time.Second, rate: 20, rounds: 1})

@@ -47,10 +47,7 @@ const seedConnector = `{
 // answers 201, its status becomes RUNNING, and rows inserted into orders
 // and order_items appear on orders.orders and orders.order_items.
 func TestSeedConnectorOverConnectREST(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	cfg, _ := strategyConfig(t, db, "outbox")

@@ -39,10 +39,7 @@ type kafkaJSRecord struct {
 // defaults. KafkaJS implements no Snappy, LZ4 or ZSTD codec of its own, so
 // this is what catches a producer compressing by default.
 func TestKafkaJSReadsEveryTopic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	node := kafkaJSHarness(t)
 	db := postgrestest.New(t)
 	cfg, _ := strategyConfig(t, db, "cdc")
@@ -136,10 +133,7 @@ func TestKafkaJSReadsEveryTopic(t *testing.T) {
 // TestKafkaJSHarnessCatchesSnappy shows the harness above can fail: a
 // Snappy-compressed batch, franz-go's own default, makes KafkaJS give up.
 func TestKafkaJSHarnessCatchesSnappy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	kafkaJSHarness(t)
 	broker := kafkatest.New(t).Addr()
 	client, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.AllowAutoTopicCreation(),

@@ -16,10 +16,7 @@ import (
 // and checks that every line the process writes is a JSON object: no
 // library prints its own plain-text lines into the log.
 func TestOneLogFormatWhileRedisIsUnreachable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	db := postgrestest.New(t)
 	cfg := newConfig(t, db)
 	cfg.Extra = []string{"TRACKOPS_REDIS_URL=redis://" + FreeAddr(t)}

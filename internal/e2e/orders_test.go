@@ -17,6 +17,16 @@ import (
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
+// endToEnd marks t as an end-to-end test: skipped under -short, run in
+// parallel with the others.
+func endToEnd(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	t.Parallel()
+}
+
 func newConfig(t *testing.T, db *postgrestest.Database) Config {
 	return Config{
 		DatabaseURL: db.URL,
@@ -99,10 +109,7 @@ func waitOutboxDrained(t *testing.T, db *postgrestest.Database, timeout time.Dur
 // give exactly 1,000 ORDER_CREATED records with distinct order ids, keyed by
 // order id, and every outbox row marked published.
 func TestThousandConcurrentOrders(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	db := postgrestest.New(t)
 	cfg := newConfig(t, db)
 	p := Start(t, cfg)
@@ -151,10 +158,7 @@ func TestThousandConcurrentOrders(t *testing.T) {
 // then restart on the same data: every order committed in PostgreSQL has
 // its ORDER_CREATED event on Kafka (duplicates allowed, never a loss).
 func TestKillDuringLoadLosesNoEvent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	db := postgrestest.New(t)
 	cfg := newConfig(t, db)
 	p := Start(t, cfg)

@@ -34,22 +34,9 @@ import (
 //     of at most 3,600 s, and trackops_cache_requests_total{result="hit"}
 //     of the orders store grows.
 func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
-	db := postgrestest.New(t)
-	srv := cachetest.StartServer(t)
-	cfg := newConfig(t, db)
-	cfg.Extra = []string{"TRACKOPS_REDIS_URL=" + srv.URL(), "TRACKOPS_RELAY_POLL_INTERVAL=50ms",
-		"TRACKOPS_CONSUMER_RETRY_BACKOFF=20ms", "TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF=100ms"}
-	p := Start(t, cfg)
+	endToEnd(t)
+	p, srv, orders := startOnPrivateRedis(t)
 	ctx := context.Background()
-	orders := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), DB: 2,
-		MaxRetries: -1, DialTimeout: time.Second})
-	t.Cleanup(func() { orders.Close() })
-
-	mustCall(t, p, http.MethodPut, "/api/v1/inventory/SKU-REDIS", `{"name":"fault widget","on_hand":1000000}`, http.StatusCreated, nil)
 
 	// The watched order: confirmed, read twice (a hit), in the snapshot.
 	watched := createConfirmed(t, p)
@@ -70,11 +57,7 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 	stopLoop := loop.stop
 	after(30, "30 requests with Redis up")
 	srv.Kill()
-	var health healthReport
-	waitUntil(t, "/health DEGRADED", hangGuard, until(func() bool {
-		health = getHealth(t, p)
-		return health.Status == "DEGRADED"
-	}))
+	health := waitDegraded(t, p)
 	if health.code != http.StatusOK || health.Components["redis"].Status != "DOWN" {
 		stopLoop()
 		t.Fatalf("with Redis down: /health %d, status %s, redis %s; want 200, DEGRADED, DOWN",
@@ -112,20 +95,8 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 // and after Redis resumes an order changed meanwhile reads new and is
 // cached again.
 func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
-	db := postgrestest.New(t)
-	srv := cachetest.StartServer(t)
-	cfg := newConfig(t, db)
-	cfg.Extra = []string{"TRACKOPS_REDIS_URL=" + srv.URL(), "TRACKOPS_RELAY_POLL_INTERVAL=50ms",
-		"TRACKOPS_CONSUMER_RETRY_BACKOFF=20ms", "TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF=100ms"}
-	p := Start(t, cfg)
-	orders := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), DB: 2,
-		MaxRetries: -1, DialTimeout: time.Second})
-	t.Cleanup(func() { orders.Close() })
-	mustCall(t, p, http.MethodPut, "/api/v1/inventory/SKU-REDIS", `{"name":"fault widget","on_hand":1000000}`, http.StatusCreated, nil)
+	endToEnd(t)
+	p, srv, orders := startOnPrivateRedis(t)
 	watched := createConfirmed(t, p)
 	readStatus(t, p, watched)
 	if got := cachedStatus(t, orders, watched); got != "CONFIRMED" {
@@ -137,11 +108,7 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 	slowest := loop.watchSlowest()
 	srv.Pause()                       // SIGKILL at cleanup ends it even if the test fails frozen
 	burst(t, loop, p, watched, 32, 5) // many requests meeting the freeze at once
-	var health healthReport
-	waitUntil(t, "/health DEGRADED", hangGuard, until(func() bool {
-		health = getHealth(t, p)
-		return health.Status == "DEGRADED"
-	}))
+	health := waitDegraded(t, p)
 	if health.code != http.StatusOK {
 		t.Fatalf("with Redis frozen: /health %d, want 200", health.code)
 	}
@@ -166,6 +133,35 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 	loop.report()
 
 	checkFreshHits(t, p, orders, watched)
+}
+
+// startOnPrivateRedis starts TrackOps on a private redis-server, with short
+// relay and retry intervals and SKU-REDIS in stock, and returns the process,
+// the server and a client on the orders cache (db 2).
+func startOnPrivateRedis(t *testing.T) (*Process, *cachetest.Server, *redis.Client) {
+	t.Helper()
+	db := postgrestest.New(t)
+	srv := cachetest.StartServer(t)
+	cfg := newConfig(t, db)
+	cfg.Extra = []string{"TRACKOPS_REDIS_URL=" + srv.URL(), "TRACKOPS_RELAY_POLL_INTERVAL=50ms",
+		"TRACKOPS_CONSUMER_RETRY_BACKOFF=20ms", "TRACKOPS_CONSUMER_RETRY_MAX_BACKOFF=100ms"}
+	p := Start(t, cfg)
+	orders := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port), DB: 2,
+		MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { orders.Close() })
+	mustCall(t, p, http.MethodPut, "/api/v1/inventory/SKU-REDIS", `{"name":"fault widget","on_hand":1000000}`, http.StatusCreated, nil)
+	return p, srv, orders
+}
+
+// waitDegraded waits until /health reports DEGRADED and returns that report.
+func waitDegraded(t *testing.T, p *Process) healthReport {
+	t.Helper()
+	var health healthReport
+	waitUntil(t, "/health DEGRADED", hangGuard, until(func() bool {
+		health = getHealth(t, p)
+		return health.Status == "DEGRADED"
+	}))
+	return health
 }
 
 // loop is the load of the Redis fault tests: three workers, each creating

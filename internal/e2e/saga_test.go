@@ -21,10 +21,7 @@ import (
 // constraint enforces; 0 <= reserved <= on_hand is a CHECK and cannot fail
 // here); then a cancel releases its unit and a shipment commits its unit.
 func TestSagaUnderBothStrategies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	const (
 		orders = 200
 		onHand = 50

@@ -15,10 +15,7 @@ import (
 // dependency or setting and checks that it exits 1 with one line naming
 // what failed and what to do — not a panic, not a wall of driver text.
 func TestFailedStartSaysWhy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	db := postgrestest.New(t)
 	taken := holdPort(t)
 	dead := FreeAddr(t) // nothing listens here

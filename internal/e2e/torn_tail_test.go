@@ -36,10 +36,7 @@ func largestSegment(t testing.TB, dataDir, topic string) (string, int64) {
 // damage is logged and shown in health, the lost event is published again
 // with its event id, and `trackops verify --kafka` passes.
 func TestTornBrokerTailAfterKillIsPublishedAgain(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	t.Parallel()
+	endToEnd(t)
 	db := postgrestest.New(t)
 	cfg := newConfig(t, db)
 	p := Start(t, cfg)

@@ -42,11 +42,7 @@ func newPlatformTB(t testing.TB, pool *pgxpool.Pool, stores *cache.Stores) platf
 		stores = cachetest.New(t)
 	}
 	b := kafkatest.New(t)
-	producer, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, b)
 	topics := append([]string{}, events.AllTypes...)
 	for _, tp := range events.AllTypes {
 		topics = append(topics, tp+events.DLQSuffix)

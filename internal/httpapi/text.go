@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -173,12 +175,7 @@ func walkDoc(doc any, path string, errs *validation.Errors) {
 			walkDoc(e, fmt.Sprintf("%s[%d]", path, i), errs)
 		}
 	case map[string]any:
-		keys := make([]string, 0, len(d))
-		for k := range d {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(d)) {
 			if p := validation.TextProblem(k); p != "" {
 				errs.Add(nameOr(path), "object key %s %s", strconv.QuoteToASCII(k), p)
 				continue
@@ -222,12 +219,7 @@ func CheckRequestText(r *http.Request) validation.Errors {
 		errs.Add("query", "is not a valid URL query: %v", err)
 		return errs
 	}
-	names := make([]string, 0, len(q))
-	for k := range q {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
 		if p := validation.TextProblem(k); p != "" {
 			errs.Add("query", "parameter name %s %s", strconv.QuoteToASCII(k), p)
 			continue

@@ -1,6 +1,9 @@
 package inventory
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
 
 // Metrics are the inventory service's series: reservations decided, order
 // events handled, and transactions rerun. A process builds them once, on
@@ -14,22 +17,20 @@ type Metrics struct {
 // NewMetrics creates the inventory metrics and registers them on reg (nil:
 // counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
+		reservations: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_inventory_reservations_total",
 			Help: "Orders whose reservation was decided, by outcome (reserved, failed).",
 		}, []string{"outcome"}),
-		reactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		reactions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_inventory_reactions_total",
 			Help: "Order events the inventory reactions handled, by event type and outcome (applied, duplicate, ignored).",
 		}, []string{"type", "outcome"}),
-		txRetries: prometheus.NewCounter(prometheus.CounterOpts{
+		txRetries: f.NewCounter(prometheus.CounterOpts{
 			Name: "trackops_inventory_tx_retries_total",
 			Help: "Inventory transactions rerun after a deadlock or serialization failure.",
 		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.reservations, m.reactions, m.txRetries)
 	}
 	return m
 }

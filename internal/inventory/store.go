@@ -156,12 +156,9 @@ func (store) reservations(ctx context.Context, q postgres.Querier, f Reservation
 	if err != nil {
 		return nil, "", fmt.Errorf("list reservations: %w", err)
 	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = pagination.Encode(last.CreatedAt, uuid.MustParse(last.OrderID))
-	}
+	out, next := pagination.Page(out, f.Limit, func(r Reservation) (time.Time, uuid.UUID) {
+		return r.CreatedAt, uuid.MustParse(r.OrderID)
+	})
 	return out, next, nil
 }
 

@@ -36,15 +36,9 @@ type rig struct {
 func newRig(t *testing.T, topics ...string) *rig {
 	t.Helper()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := kafkatest.NewProducer(t, b)
 	if len(topics) > 0 {
-		if err := kafka.EnsureTopics(context.Background(), p, 1, topics...); err != nil {
-			t.Fatal(err)
-		}
+		kafkatest.CreateTopics(t, p, 1, topics...)
 	}
 	return &rig{t: t, broker: b, producer: p, admin: kadm.NewClient(p)}
 }

@@ -323,67 +323,64 @@ func (s *syncer) syncChanged() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("walk %s: %w", s.dir, err)
 	}
-	n := 0
-	seen := make(map[string]bool, len(files))
 	var errs []error
-	for _, path := range files {
-		seen[path] = true
-		fi, err := os.Stat(path)
-		if err != nil {
-			continue // removed since the walk
-		}
-		st := stampOf(fi)
-		if old, ok := s.files[path]; ok && old == st {
-			continue
-		}
-		// The stamp is taken before the fsync: a write racing with it
-		// changes the size again and is synced by the next round.
-		if err := syncPath(path); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			errs = append(errs, err)
-			continue
-		}
-		s.files[path] = st
-		n++
-	}
-	for path := range s.files {
-		if !seen[path] {
-			delete(s.files, path)
-		}
-	}
+	n := syncStamped(files, s.files, fileStampOf, &errs)
 	// Deepest directories first, so a parent's entry for a new child
 	// directory is synced after the child's own entries.
 	slices.SortFunc(dirs, func(a, b string) int {
 		return strings.Count(b, string(os.PathSeparator)) - strings.Count(a, string(os.PathSeparator))
 	})
-	seenDirs := make(map[string]bool, len(dirs))
-	for _, path := range dirs {
-		seenDirs[path] = true
-		sig, err := dirSignature(path)
+	n += syncStamped(dirs, s.dirs, dirSignature, &errs)
+	return n, errors.Join(errs...)
+}
+
+// syncStamped fsyncs, in order, each of paths whose stamp differs from the
+// one synced holds for it, and records the new stamp; paths no longer there
+// are forgotten. A path that cannot be stamped, or that vanished before its
+// fsync, is skipped; other fsync errors are added to errs. It returns how
+// many it synced.
+func syncStamped[S comparable](paths []string, synced map[string]S, stamp func(string) (S, error), errs *[]error) int {
+	n := 0
+	seen := make(map[string]bool, len(paths))
+	for _, path := range paths {
+		seen[path] = true
+		st, err := stamp(path)
 		if err != nil {
+			continue // removed since the walk
+		}
+		// A path never synced compares with the zero stamp: a file's is
+		// never zero (it has an inode), and a new empty directory needs no
+		// fsync of its own (its parent's entry for it is what counts).
+		if synced[path] == st {
 			continue
 		}
-		if s.dirs[path] == sig {
-			continue
-		}
+		// The stamp is taken before the fsync: a write racing with it
+		// changes the stamp again and is synced by the next round.
 		if err := syncPath(path); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			errs = append(errs, err)
+			*errs = append(*errs, err)
 			continue
 		}
-		s.dirs[path] = sig
+		synced[path] = st
 		n++
 	}
-	for path := range s.dirs {
-		if !seenDirs[path] {
-			delete(s.dirs, path)
+	for path := range synced {
+		if !seen[path] {
+			delete(synced, path)
 		}
 	}
-	return n, errors.Join(errs...)
+	return n
+}
+
+// fileStampOf stats path for its stamp.
+func fileStampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return stampOf(fi), nil
 }
 
 func stampOf(fi os.FileInfo) fileStamp {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 )
@@ -37,25 +38,23 @@ const ClientSubsystem = "kafka_client"
 // unregisters them when it is closed. A nil reg counts without exporting
 // (and builds clients without kprom hooks).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
 		reg: reg,
-		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		consumed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_kafka_consumed_total",
 			Help: "Records handled by TrackOps consumers, by topic, group and outcome (ok, retry, dead_letter).",
 		}, []string{"topic", "group", "outcome"}),
-		handle: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		handle: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trackops_kafka_handle_seconds",
 			Help:    "Time to handle one record, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"topic", "group"}),
-		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+		deadLettered: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_kafka_dead_lettered_total",
 			Help: "Records sent to a dead-letter topic by TrackOps consumers.",
 		}, []string{"topic", "group", "permanent"}),
 		live: map[string]bool{},
-	}
-	if reg != nil {
-		reg.MustRegister(m.consumed, m.handle, m.deadLettered)
 	}
 	return m
 }

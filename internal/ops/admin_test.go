@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/trackops/trackops/internal/httpapi"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/order"
@@ -25,11 +24,7 @@ func TestCreateAndDescribeTopic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := kafkatest.NewProducer(t, b)
 	k := ops.NewKafka(p, kafkatest.Options(b))
 	if err := k.CreateTopic(ctx, ops.NewTopic{Name: "audit.events", Partitions: 4, Config: map[string]string{"retention.ms": "3600000"}}); err != nil {
 		t.Fatal(err)
@@ -64,14 +59,8 @@ func TestGroupDetailAndOffsetReset(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := kafka.EnsureTopics(ctx, p, 2, "T"); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, b)
+	kafkatest.CreateTopics(t, p, 2, "T")
 	for i := range 8 {
 		if err := p.ProduceSync(ctx, &kgo.Record{Topic: "T", Key: []byte{byte(i)}, Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -257,14 +246,8 @@ func TestPulseSamplesRates(t *testing.T) {
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := kafka.EnsureTopics(ctx, p, 1, "ORDER_CREATED"); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, b)
+	kafkatest.CreateTopics(t, p, 1, "ORDER_CREATED")
 	pulse := ops.NewPulse(db.Pool, p, ops.PulseOptions{Interval: time.Second, Window: 3 * time.Second})
 	first := pulse.Sample(ctx)
 	if len(first.Errors) != 0 || first.EventsPerSecond != 0 {
@@ -300,14 +283,8 @@ func TestChangeFinderLocatesAnOrdersChanges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := kafka.EnsureTopics(ctx, p, 3, "orders.orders"); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, b)
+	kafkatest.CreateTopics(t, p, 3, "orders.orders")
 	const id = "0b6f3c8e-1111-4222-8333-444455556666"
 	start := time.Now()
 	change := func(order, op string, version int, lsn int64) *kgo.Record {

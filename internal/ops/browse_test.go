@@ -9,7 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/ops"
 	"github.com/trackops/trackops/internal/validation"
@@ -29,14 +28,8 @@ func newBrowseRig(t *testing.T) *browseRig {
 	t.Helper()
 	ctx := context.Background()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	if err := kafka.EnsureTopics(ctx, p, 3, "EVENTS"); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, b)
+	kafkatest.CreateTopics(t, p, 3, "EVENTS")
 	// Timestamps from now on: the producer's delivery timeout counts from
 	// a record's timestamp, so they must not lie in the past.
 	base := time.Now().UTC().Truncate(time.Second)

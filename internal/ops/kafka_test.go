@@ -6,7 +6,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/ops"
 )
@@ -15,14 +14,8 @@ func TestTopicsAndGroupLag(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := kafkatest.New(t)
-	p, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := kafka.EnsureTopics(ctx, p, 2, "T1"); err != nil {
-		t.Fatal(err)
-	}
+	p := kafkatest.NewProducer(t, b)
+	kafkatest.CreateTopics(t, p, 2, "T1")
 	for i := range 10 {
 		rec := &kgo.Record{Topic: "T1", Key: []byte{byte(i)}, Value: []byte("v")}
 		if err := p.ProduceSync(ctx, rec).FirstErr(); err != nil {

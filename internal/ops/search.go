@@ -109,12 +109,7 @@ func (s *Search) Orders(ctx context.Context, q OrderQuery) ([]OrderRow, string, 
 	if err != nil {
 		return nil, "", fmt.Errorf("search orders: %w", err)
 	}
-	next := ""
-	if len(out) > q.Limit {
-		out = out[:q.Limit]
-		last := out[len(out)-1]
-		next = pagination.Encode(last.CreatedAt, last.ID)
-	}
+	out, next := pagination.Page(out, q.Limit, func(o OrderRow) (time.Time, uuid.UUID) { return o.CreatedAt, o.ID })
 	return out, next, nil
 }
 

@@ -30,11 +30,7 @@ func TestCacheConsumerRefreshesTheCacheOncePerChange(t *testing.T) {
 	counted := &countingCache{Cache: order.NewRedisCache(cachetest.New(t)), calls: map[string]int{}}
 	svc := order.NewService(db.Pool, order.WithCache(counted))
 
-	producer, err := kafka.NewProducer(kafkatest.Options(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, b)
 	relay := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{PollInterval: 50 * time.Millisecond, Logger: quiet})
 	refreshed := make(chan events.Envelope, 16)
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Options: kafkatest.Options(b), Group: order.CacheGroup,
@@ -61,26 +57,11 @@ func TestCacheConsumerRefreshesTheCacheOncePerChange(t *testing.T) {
 	if o, err := svc.Get(ctx, id); err != nil || o.Version != 1 {
 		t.Fatalf("cached order: %v %+v", err, o)
 	}
-	steps := []struct {
-		to      order.Status
-		version int
-	}{{order.StatusConfirmed, 2}, {order.StatusProcessing, 3}, {order.StatusShipped, 4}}
-	for _, step := range steps {
-		if _, err := svc.Update(ctx, id, func(o *order.Order) error {
-			_, err := o.Transition(step.to, "", "api:ops", svc.Now())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		// Read-your-writes while the refresh is on its way.
-		if o, err := svc.Get(ctx, id); err != nil || o.Version != step.version || o.Status != step.to {
-			t.Fatalf("read after writing version %d: %v %+v", step.version, err, o)
-		}
-	}
+	changes := shipReadingBack(t, svc, id)
 	// Every change's event has been handled by the cache consumer once
 	// these arrive; each version was then invalidated exactly once.
 	deadline := time.After(30 * time.Second) // a deadlock guard, not a speed assertion
-	for range steps {
+	for range changes {
 		select {
 		case <-refreshed:
 		case <-deadline:

@@ -116,11 +116,7 @@ func TestSameOrderEventsUnderBothStrategies(t *testing.T) {
 	ensureEventTopics(t, outboxBroker, cdcBroker)
 	ctx := context.Background()
 
-	producer, err := kafka.NewProducer(kafkatest.Options(outboxBroker))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, outboxBroker)
 	relay := outbox.NewRelay(db.Pool, producer, outbox.RelayConfig{PollInterval: 50 * time.Millisecond, Logger: quiet})
 	rctx, stopRelay := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -274,10 +270,32 @@ func TestChangeStreamRefreshesTheCacheOncePerChange(t *testing.T) {
 	if o, err := svc.Get(ctx, id); err != nil || o.Version != 1 {
 		t.Fatalf("cached order: %v %+v", err, o)
 	}
-	for _, step := range []struct {
+	shipReadingBack(t, svc, id)
+	// The slot confirms a transaction only after its refresh returned: once
+	// it has confirmed them all, every refresh there will be has run, and
+	// each version was invalidated exactly once.
+	waitConfirmed(t, db, slot)
+	for v := 1; v <= 4; v++ {
+		if n := counted.count(id, v); n != 1 {
+			t.Errorf("version %d invalidated %d times, want once", v, n)
+		}
+	}
+	if o, err := svc.Get(ctx, id); err != nil || o.Version != 4 {
+		t.Fatalf("final read: %v %+v", err, o)
+	}
+}
+
+// shipReadingBack moves order id (version 1, PENDING) through CONFIRMED
+// and PROCESSING to SHIPPED, reading it after each change while its cache
+// refresh is on the way, and returns the number of changes.
+func shipReadingBack(t *testing.T, svc *order.Service, id uuid.UUID) int {
+	t.Helper()
+	ctx := context.Background()
+	steps := []struct {
 		to      order.Status
 		version int
-	}{{order.StatusConfirmed, 2}, {order.StatusProcessing, 3}, {order.StatusShipped, 4}} {
+	}{{order.StatusConfirmed, 2}, {order.StatusProcessing, 3}, {order.StatusShipped, 4}}
+	for _, step := range steps {
 		// The platform's path: no inventory runs here, and a client's
 		// ChangeStatus would need the order's stock held.
 		if _, err := svc.Update(ctx, id, func(o *order.Order) error {
@@ -291,18 +309,7 @@ func TestChangeStreamRefreshesTheCacheOncePerChange(t *testing.T) {
 			t.Fatalf("read after writing version %d: %v %+v", step.version, err, o)
 		}
 	}
-	// The slot confirms a transaction only after its refresh returned: once
-	// it has confirmed them all, every refresh there will be has run, and
-	// each version was invalidated exactly once.
-	waitConfirmed(t, db, slot)
-	for v := 1; v <= 4; v++ {
-		if n := counted.count(id, v); n != 1 {
-			t.Errorf("version %d invalidated %d times, want once", v, n)
-		}
-	}
-	if o, err := svc.Get(ctx, id); err != nil || o.Version != 4 {
-		t.Fatalf("final read: %v %+v", err, o)
-	}
+	return len(steps)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

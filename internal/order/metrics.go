@@ -1,6 +1,9 @@
 package order
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
 
 // Metrics are the order domain's series: the saga's outcomes and the
 // pending-order sweeper's work. A process builds them once, on its
@@ -15,22 +18,20 @@ type Metrics struct {
 // NewMetrics creates the order metrics and registers them on reg (nil:
 // counted, not exported).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		sagaOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		sagaOutcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_order_saga_events_total",
 			Help: "Inventory outcomes the order saga handled, by event type and outcome (confirmed, cancelled, stale, duplicate).",
 		}, []string{"type", "outcome"}),
-		sweepOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		sweepOutcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_order_sweeper_orders_total",
 			Help: "Orders found PENDING past TRACKOPS_SAGA_PENDING_TIMEOUT by the sweeper, by outcome (confirmed, cancelled, skipped, failed).",
 		}, []string{"outcome"}),
-		sweeperPasses: prometheus.NewCounter(prometheus.CounterOpts{
+		sweeperPasses: f.NewCounter(prometheus.CounterOpts{
 			Name: "trackops_order_sweeper_passes_total",
 			Help: "Passes of the pending-order sweeper in this process.",
 		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.sagaOutcomes, m.sweepOutcomes, m.sweeperPasses)
 	}
 	return m
 }

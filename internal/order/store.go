@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -203,12 +204,7 @@ func (Store) List(ctx context.Context, q postgres.Querier, f ListFilter) ([]*Ord
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("list orders: %w", err)
 	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		next = pagination.Encode(last.CreatedAt, last.ID)
-	}
+	out, next := pagination.Page(out, f.Limit, func(o *Order) (time.Time, uuid.UUID) { return o.CreatedAt, o.ID })
 	return out, next, nil
 }
 

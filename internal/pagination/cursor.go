@@ -20,6 +20,17 @@ func Encode(at time.Time, id uuid.UUID) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
 }
 
+// Page trims rows, read with a limit of limit+1, to one page and returns
+// the cursor of the next: that of the page's last row by key, or "" when
+// there are no more rows.
+func Page[T any](rows []T, limit int, key func(T) (time.Time, uuid.UUID)) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, Encode(key(rows[len(rows)-1]))
+}
+
 // Decode reads a cursor made by Encode.
 func Decode(s string) (time.Time, uuid.UUID, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)

@@ -50,9 +50,30 @@ func MaxConns(n int32) Option {
 
 // Connect opens a pool to url and checks that the server answers.
 func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, opts)
 	if err != nil {
 		return nil, fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL; want the form postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, connectError(url, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User, err)
+	}
+	return pool, nil
+}
+
+// poolConfig parses url into a pool configuration with TrackOps' defaults
+// (at least 10 connections, a connect timeout, idle connections closed
+// after 5 minutes) and applies opts.
+func poolConfig(url string, opts []Option) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxConns < 10 {
 		cfg.MaxConns = 10
@@ -67,17 +88,7 @@ func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, er
 	for _, o := range opts {
 		o(cfg, url)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database pool: %w", err)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, connectError(url, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User, err)
-	}
-	return pool, nil
+	return cfg, nil
 }
 
 // connectError says in one line why PostgreSQL could not be used and what

@@ -59,19 +59,9 @@ type ReadsStatus struct {
 // answer: a replica that is down at start must not stop the process (Reads
 // sends reads to the primary until it answers).
 func ConnectReplica(url string, opts ...Option) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, opts)
 	if err != nil {
 		return nil, fmt.Errorf("TRACKOPS_DATABASE_READ_URL is not a PostgreSQL URL: %w", err)
-	}
-	if cfg.MaxConns < 10 {
-		cfg.MaxConns = 10
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
-	}
-	cfg.MaxConnIdleTime = 5 * time.Minute
-	for _, o := range opts {
-		o(cfg, url)
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {

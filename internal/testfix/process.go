@@ -213,8 +213,8 @@ func readVmHWM(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
-// TailBuffer keeps the last Max bytes written to it; safe for concurrent
-// writers.
+// TailBuffer keeps the last Max bytes written to it (all of them when Max
+// is 0); safe for concurrent writers.
 type TailBuffer struct {
 	Max int
 

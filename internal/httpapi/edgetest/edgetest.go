@@ -19,7 +19,6 @@ import (
 	"github.com/trackops/trackops/internal/dlq"
 	"github.com/trackops/trackops/internal/httpapi"
 	"github.com/trackops/trackops/internal/inventory"
-	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/order"
 	"github.com/trackops/trackops/internal/outbox"
@@ -41,11 +40,7 @@ func New(t testing.TB) *Edge {
 	db := postgrestest.New(t)
 	stores := cachetest.New(t)
 	broker := kafkatest.New(t)
-	producer, err := kafka.NewProducer(kafkatest.Options(broker))
-	if err != nil {
-		t.Fatalf("edgetest: %v", err)
-	}
-	t.Cleanup(producer.Close)
+	producer := kafkatest.NewProducer(t, broker)
 	log := slog.New(slog.DiscardHandler)
 	authSvc := auth.NewService(db.Pool, stores.Sessions, auth.Options{Logger: log, Password: fastPasswords})
 	t.Cleanup(authSvc.Close)

@@ -28,6 +28,25 @@ func Options(b *kafka.Embedded) kafka.Options {
 	return kafka.Options{Brokers: []string{b.Addr()}, ClientID: "trackops-test"}
 }
 
+// NewProducer returns a producer on b, closed when t ends.
+func NewProducer(t testing.TB, b *kafka.Embedded, extra ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	p, err := kafka.NewProducer(Options(b), extra...)
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// CreateTopics creates topics of the given number of partitions through p.
+func CreateTopics(t testing.TB, p *kgo.Client, partitions int32, topics ...string) {
+	t.Helper()
+	if err := kafka.EnsureTopics(context.Background(), p, partitions, topics...); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+}
+
 // Read consumes topic from the start until n records arrived or timeout
 // passed, and returns what it got.
 func Read(t testing.TB, b *kafka.Embedded, topic string, n int, timeout time.Duration) []*kgo.Record {

@@ -1,7 +1,6 @@
 package postgrestest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +25,7 @@ type PgBouncer struct {
 	Port int
 	user string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testfix.TailBuffer
 }
 
 // PgBouncerOptions tune StartPgBouncer.
@@ -66,7 +64,7 @@ func StartPgBouncer(t testing.TB, opts ...PgBouncerOptions) *PgBouncer {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("postgrestest: %v", err)
 	}
-	b := &PgBouncer{Port: freePort(t), user: server.User, log: &syncBuffer{}}
+	b := &PgBouncer{Port: freePort(t), user: server.User, log: &testfix.TailBuffer{}}
 	users := filepath.Join(dir, "userlist.txt")
 	ini := filepath.Join(dir, "pgbouncer.ini")
 	writeFile(t, users, fmt.Sprintf("%q %q\n", server.User, server.Password))
@@ -192,22 +190,4 @@ func writeFile(t testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatalf("postgrestest: %v", err)
 	}
-}
-
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
