@@ -66,8 +66,12 @@ func (s *Saga) Apply(ctx context.Context, inboxName string, env events.Envelope)
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
-		// Retrying cannot make the order appear: dead-letter the event.
-		return events.Permanent(fmt.Errorf("order saga: %s %s names unknown order %s", env.Type, env.ID, id))
+		// Not permanent: under the cdc strategy the order's transaction
+		// reaches the replication stream when its commit record is flushed,
+		// a moment before other sessions see it, and inventory may answer
+		// within that moment. A retry finds the order; an event naming an
+		// order that never comes is dead-lettered once the retries run out.
+		return fmt.Errorf("order saga: %s %s names order %s, which this database does not show (yet): %w", env.Type, env.ID, id, err)
 	}
 	if err != nil {
 		return fmt.Errorf("order saga: %s for order %s: %w", env.Type, id, err)
