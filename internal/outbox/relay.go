@@ -269,6 +269,14 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	defer poll.Stop()
 	maxUncommitted := 4 * r.cfg.BatchSize
 	more := true // there may be rows to read
+	// A new holder starts as busy, whatever its predecessor left: it reads
+	// at once, and asks writers to notify once it has found nothing for a
+	// while.
+	w := wakeState{listening: true}
+	if err := w.busy(ctx, r.pool); err != nil {
+		return err
+	}
+	short := false // the poll timer is a busy poll
 	for {
 		if ctx.Err() != nil {
 			for len(s.inflight) > 0 {
@@ -288,6 +296,9 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 				more = false
 				continue
 			}
+			if err := w.busy(ctx, r.pool); err != nil {
+				r.cfg.Logger.Warn("outbox relay could not tell writers to stop notifying", "err", err)
+			}
 			// An aggregate's next event waits for the previous one's
 			// outcome.
 			for len(s.inflight) > 0 && s.conflicts(b) {
@@ -303,7 +314,26 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 		if len(s.inflight) > 0 {
 			done = s.inflight[0].done()
 		}
-		poll.Reset(r.nextPoll(s))
+		next := r.nextPoll(s)
+		if !more && len(s.inflight) == 0 {
+			// Nothing to read: poll briefly while recently busy, then
+			// ask writers to notify again and read once more, since a
+			// writer that looked before this may have committed since.
+			wait, reread, err := w.idle(ctx, r.pool)
+			if err != nil {
+				r.cfg.Logger.Warn("outbox relay could not ask writers to notify; polling", "err", err)
+				wait = busyPoll
+			}
+			if reread {
+				more = true
+				continue
+			}
+			if wait > 0 && wait < next {
+				next = wait
+			}
+		}
+		short = next == busyPoll
+		poll.Reset(next)
 		select {
 		case <-done:
 			q.put(s.resolve(bctx))
@@ -311,11 +341,68 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 		case <-r.wake:
 			more = true
 		case <-poll.C:
-			s.markRetries()
+			if !short {
+				s.markRetries()
+			}
 			more = true
 		case <-ctx.Done():
 		}
 	}
+}
+
+// While the relay is busy, writers do not notify (see migration 00063:
+// a notifying commit serialises with every other one); the relay polls
+// every busyPoll instead, for idleAfter after its last read that found
+// rows, then for listenGrace more after asking writers to notify again.
+const (
+	busyPoll    = 5 * time.Millisecond
+	idleAfter   = 250 * time.Millisecond
+	listenGrace = 100 * time.Millisecond
+)
+
+// wakeState is whether writers notify the relay (outbox_relay.listening)
+// and since when the relay found nothing to read.
+type wakeState struct {
+	listening bool
+	idleSince time.Time // zero while rows keep coming
+	listenAt  time.Time // when listening was set again
+}
+
+// busy clears listening once rows come while it is set.
+func (w *wakeState) busy(ctx context.Context, db postgres.Querier) error {
+	w.idleSince = time.Time{}
+	if !w.listening {
+		return nil
+	}
+	if _, err := db.Exec(ctx, `UPDATE outbox_relay SET listening = false WHERE id = 1 AND listening`); err != nil {
+		return fmt.Errorf("clear outbox_relay.listening: %w", err)
+	}
+	w.listening = false
+	return nil
+}
+
+// idle is called when a read found nothing: it returns how long to wait
+// at most before polling again (0: the poll interval), and reread when
+// listening was just set and the outbox must be read once more.
+func (w *wakeState) idle(ctx context.Context, db postgres.Querier) (wait time.Duration, reread bool, err error) {
+	now := time.Now()
+	if w.idleSince.IsZero() {
+		w.idleSince = now
+	}
+	if w.listening {
+		if now.Sub(w.listenAt) < listenGrace {
+			return busyPoll, false, nil
+		}
+		return 0, false, nil
+	}
+	if now.Sub(w.idleSince) < idleAfter {
+		return busyPoll, false, nil
+	}
+	if _, err := db.Exec(ctx, `UPDATE outbox_relay SET listening = true WHERE id = 1`); err != nil {
+		return 0, false, fmt.Errorf("set outbox_relay.listening: %w", err)
+	}
+	w.listening, w.listenAt = true, now
+	return busyPoll, true, nil
 }
 
 // nextPoll is how long the relay may sleep: the poll interval, or less when
