@@ -270,10 +270,10 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	maxUncommitted := 4 * r.cfg.BatchSize
 	more := true // there may be rows to read
 	// A new holder starts as busy, whatever its predecessor left: it reads
-	// at once, and asks writers to notify once it has found nothing for a
-	// while.
-	w := wakeState{listening: true}
-	if err := w.busy(ctx, r.pool); err != nil {
+	// at once, and asks writers to notify once the rate it reads at is low
+	// or it found nothing for a while.
+	var w wakeState
+	if err := w.setListening(ctx, r.pool, false, time.Now()); err != nil {
 		return err
 	}
 	short := false // the poll timer is a busy poll
@@ -296,8 +296,9 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 				more = false
 				continue
 			}
-			if err := w.busy(ctx, r.pool); err != nil {
-				r.cfg.Logger.Warn("outbox relay could not tell writers to stop notifying", "err", err)
+			reread, err := w.found(ctx, r.pool, len(b.rows))
+			if err != nil {
+				r.cfg.Logger.Warn("outbox relay could not switch writers' notifications", "err", err)
 			}
 			// An aggregate's next event waits for the previous one's
 			// outcome.
@@ -305,7 +306,7 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 				q.put(s.resolve(bctx))
 			}
 			s.produce(bctx, b)
-			more = len(b.rows) >= r.cfg.BatchSize || b.cursor.open
+			more = reread || len(b.rows) >= r.cfg.BatchSize || b.cursor.open
 			continue
 		}
 		// Wait for the oldest batch's acknowledgements, the committer to
@@ -350,34 +351,71 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	}
 }
 
-// While the relay is busy, writers do not notify (see migration 00063:
-// a notifying commit serialises with every other one); the relay polls
-// every busyPoll instead, for idleAfter after its last read that found
-// rows, then for listenGrace more after asking writers to notify again.
+// Writers notify the relay only while it listens (outbox_relay.listening,
+// migration 00063): a notifying commit serialises with every other one,
+// which at high rates queues commits behind each other's WAL flushes. The
+// relay measures the rate of events it reads over windows of rateWindow:
+// from busyRate on it clears listening and polls every busyPoll instead;
+// below half that rate, or after idleAfter with nothing to read, it sets
+// listening again, reads once more (a writer may have looked at the flag
+// just before) and keeps polling for listenGrace before it sleeps until a
+// notification. At low rates a notification wakes it at once, as before.
 const (
+	busyRate    = 500 // events/s
+	rateWindow  = 100 * time.Millisecond
 	busyPoll    = 5 * time.Millisecond
 	idleAfter   = 250 * time.Millisecond
 	listenGrace = 100 * time.Millisecond
 )
 
-// wakeState is whether writers notify the relay (outbox_relay.listening)
-// and since when the relay found nothing to read.
+// wakeState is whether writers notify the relay and the rate it reads at.
 type wakeState struct {
-	listening bool
-	idleSince time.Time // zero while rows keep coming
-	listenAt  time.Time // when listening was set again
+	listening   bool
+	idleSince   time.Time // zero while rows keep coming
+	listenAt    time.Time // when listening was set again
+	windowStart time.Time
+	windowRows  int
 }
 
-// busy clears listening once rows come while it is set.
-func (w *wakeState) busy(ctx context.Context, db postgres.Querier) error {
+// found counts n rows read; reread is true when listening was just set
+// again (the rate fell) and the outbox must be read once more.
+func (w *wakeState) found(ctx context.Context, db postgres.Querier, n int) (reread bool, err error) {
+	now := time.Now()
 	w.idleSince = time.Time{}
-	if !w.listening {
-		return nil
+	reread, err = w.roll(ctx, db, now)
+	w.windowRows += n
+	return reread, err
+}
+
+// roll closes the rate window once it is over and switches listening by
+// the rate it measured.
+func (w *wakeState) roll(ctx context.Context, db postgres.Querier, now time.Time) (reread bool, err error) {
+	if w.windowStart.IsZero() {
+		w.windowStart = now
 	}
-	if _, err := db.Exec(ctx, `UPDATE outbox_relay SET listening = false WHERE id = 1 AND listening`); err != nil {
-		return fmt.Errorf("clear outbox_relay.listening: %w", err)
+	elapsed := now.Sub(w.windowStart)
+	if elapsed < rateWindow {
+		return false, nil
 	}
-	w.listening = false
+	rate := float64(w.windowRows) / elapsed.Seconds()
+	w.windowStart, w.windowRows = now, 0
+	switch {
+	case w.listening && rate >= busyRate:
+		return false, w.setListening(ctx, db, false, now)
+	case !w.listening && rate < busyRate/2:
+		return true, w.setListening(ctx, db, true, now)
+	}
+	return false, nil
+}
+
+func (w *wakeState) setListening(ctx context.Context, db postgres.Querier, on bool, now time.Time) error {
+	if _, err := db.Exec(ctx, `UPDATE outbox_relay SET listening = $1 WHERE id = 1`, on); err != nil {
+		return fmt.Errorf("set outbox_relay.listening: %w", err)
+	}
+	w.listening = on
+	if on {
+		w.listenAt = now
+	}
 	return nil
 }
 
@@ -389,6 +427,9 @@ func (w *wakeState) idle(ctx context.Context, db postgres.Querier) (wait time.Du
 	if w.idleSince.IsZero() {
 		w.idleSince = now
 	}
+	if reread, err := w.roll(ctx, db, now); err != nil || reread {
+		return busyPoll, reread, err
+	}
 	if w.listening {
 		if now.Sub(w.listenAt) < listenGrace {
 			return busyPoll, false, nil
@@ -398,10 +439,9 @@ func (w *wakeState) idle(ctx context.Context, db postgres.Querier) (wait time.Du
 	if now.Sub(w.idleSince) < idleAfter {
 		return busyPoll, false, nil
 	}
-	if _, err := db.Exec(ctx, `UPDATE outbox_relay SET listening = true WHERE id = 1`); err != nil {
-		return 0, false, fmt.Errorf("set outbox_relay.listening: %w", err)
+	if err := w.setListening(ctx, db, true, now); err != nil {
+		return 0, false, err
 	}
-	w.listening, w.listenAt = true, now
 	return busyPoll, true, nil
 }
 
