@@ -42,11 +42,9 @@ func TestRedisStoppedDuringReadsAndWrites(t *testing.T) {
 	watched := createConfirmed(t, p)
 	readStatus(t, p, watched)
 	readStatus(t, p, watched)
+	wantCached(t, p, orders, watched, "CONFIRMED")
 	if ttl := keyTTL(t, orders, watched); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("order:%s TTL %v, want (0, 1h]", watched, ttl)
-	}
-	if got := cachedStatus(t, orders, watched); got != "CONFIRMED" {
-		t.Fatalf("order:%s holds status %s before the snapshot, want CONFIRMED", watched, got)
 	}
 	if err := orders.Save(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -99,9 +97,7 @@ func TestRedisFrozenDuringReadsAndWrites(t *testing.T) {
 	p, srv, orders := startOnPrivateRedis(t)
 	watched := createConfirmed(t, p)
 	readStatus(t, p, watched)
-	if got := cachedStatus(t, orders, watched); got != "CONFIRMED" {
-		t.Fatalf("order:%s holds status %s, want CONFIRMED", watched, got)
-	}
+	wantCached(t, p, orders, watched, "CONFIRMED")
 
 	loop := startLoop(t, p, watched)
 	loop.after(30, "30 requests with Redis up")
@@ -344,19 +340,28 @@ func until(cond func() bool) func(context.Context) (bool, error) {
 	return func(context.Context) (bool, error) { return cond(), nil }
 }
 
-// cachedStatus is the status of the order cached under order:{id}: the
-// entry is the version, "V", then the order's JSON.
-func cachedStatus(t *testing.T, orders *redis.Client, id string) string {
+// wantCached waits until order:{id} caches the order with status want (the
+// entry is the version, "V", then the order's JSON). The saga's change is
+// cached a moment after a read can see it — the cache is refreshed once
+// Kafka holds the change, first invalidated ("<version>T"), then filled by
+// a read — so each try reads the order through the API first.
+func wantCached(t *testing.T, p *Process, orders *redis.Client, id, want string) {
 	t.Helper()
-	raw, err := orders.Get(context.Background(), "order:"+id).Bytes()
-	if err != nil {
-		t.Fatalf("order:%s not in db 2: %v", id, err)
-	}
-	var o struct{ Status string }
-	if i := bytes.IndexByte(raw, '{'); i < 0 || json.Unmarshal(raw[i:], &o) != nil {
-		t.Fatalf("order:%s holds %q, not a cached order", id, raw)
-	}
-	return o.Status
+	waitUntil(t, "order:"+id+" cached as "+want, 10*time.Second, func(ctx context.Context) (bool, error) {
+		readStatus(t, p, id)
+		raw, err := orders.Get(ctx, "order:"+id).Bytes()
+		if err != nil {
+			return false, fmt.Errorf("order:%s not in db 2: %w", id, err)
+		}
+		var o struct{ Status string }
+		if i := bytes.IndexByte(raw, '{'); i < 0 || json.Unmarshal(raw[i:], &o) != nil {
+			return false, fmt.Errorf("order:%s holds %q, not a cached order", id, raw)
+		}
+		if o.Status != want {
+			return false, fmt.Errorf("order:%s holds status %s", id, o.Status)
+		}
+		return true, nil
+	})
 }
 
 // cacheHits is trackops_cache_requests_total{store="orders",result="hit"}
@@ -400,9 +405,7 @@ func checkFreshHits(t *testing.T, p *Process, orders *redis.Client, watched stri
 	if hits := cacheHits(t, p); hits < hitsBefore+2 {
 		t.Errorf("orders cache hits went from %v to %v over 3 reads of one order, want at least 2 more", hitsBefore, hits)
 	}
-	if got := cachedStatus(t, orders, watched); got != "PROCESSING" {
-		t.Errorf("order:%s holds status %s after recovery, want PROCESSING", watched, got)
-	}
+	wantCached(t, p, orders, watched, "PROCESSING")
 }
 
 // metricFamily is one family from the process's /metrics; the test fails

@@ -3,19 +3,47 @@ package testfix
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
 
 // FreeAddr returns a loopback address with a port nobody listens on now.
+// The port comes from below the kernel's ephemeral range: a port the
+// kernel hands out for 127.0.0.1:0 is also what it gives the next outgoing
+// connection (to PostgreSQL, Redis, the broker), which could take it before
+// the process the test starts binds it. Below that range only explicit
+// binds compete, and a random pick makes two tests' picks unlikely to meet.
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("testfix: free port: %w", err)
+	low := ephemeralLow()
+	from := max(low-12000, 10000)
+	var lastErr error
+	for range 50 {
+		port := from + rand.IntN(low-from)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr, nil
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", fmt.Errorf("testfix: free port below %d: %w", low, lastErr)
+}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo > 11000 {
+			low = lo
+		}
+	}
+	return low
 }
 
 // FreePort returns a loopback port nobody listens on now.
