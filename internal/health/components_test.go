@@ -102,7 +102,18 @@ func TestAllSixComponentsWithDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, body := get(t, router(p.checker("outbox")), "/health")
+	// Redis is shared with the other tests: a read that ran past its
+	// budget shows as an error in the keys detail, and is asked again.
+	var (
+		code int
+		body map[string]any
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body = get(t, router(p.checker("outbox")), "/health")
+		if !redisKeysFailed(body) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 200 || body["status"] != "UP" {
 		t.Fatalf("/health %d %v", code, body)
 	}
@@ -287,4 +298,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// redisKeysFailed reports whether /health's redis component could not
+// count the stores' keys.
+func redisKeysFailed(body map[string]any) bool {
+	comps, _ := body["components"].(map[string]any)
+	redis, _ := comps["redis"].(map[string]any)
+	details, _ := redis["details"].(map[string]any)
+	keys, _ := details["keys"].(map[string]any)
+	_, failed := keys["error"]
+	return failed
 }
