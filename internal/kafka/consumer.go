@@ -170,7 +170,8 @@ type Consumer struct {
 	metrics  *Metrics
 	// produced is set when a dead letter was published since the last
 	// offset commit.
-	produced atomic.Bool
+	produced  atomic.Bool
+	closeOnce sync.Once
 }
 
 // NewConsumer connects a consumer for cfg. Records of a new group are read
@@ -234,14 +235,24 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	return &Consumer{cfg: cfg, client: client, producer: producer, log: log, metrics: cfg.metricsOf()}, nil
 }
 
+// Close releases the consumer's Kafka clients; Run does so when it ends. A
+// consumer built but never run (its process failed to start) must be
+// closed, or its clients keep dialling the broker. Calling it again does
+// nothing.
+func (c *Consumer) Close() {
+	c.closeOnce.Do(func() {
+		c.client.Close()
+		c.producer.Close()
+	})
+}
+
 // Client exposes the group client, e.g. for lag queries.
 func (c *Consumer) Client() *kgo.Client { return c.client }
 
 // Run consumes until ctx ends, then commits what was handled and leaves the
 // group. It returns nil on a clean stop.
 func (c *Consumer) Run(ctx context.Context) error {
-	defer c.producer.Close()
-	defer c.client.Close()
+	defer c.Close()
 	for {
 		fetches := c.client.PollRecords(ctx, 2000)
 		if ctx.Err() != nil || fetches.IsClientClosed() {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // fastRetry keeps the seed's shape (3 attempts, x2, capped) at test speed.
@@ -533,5 +535,33 @@ func TestDeadLetterRecordReplacesOldDeadLetterHeaders(t *testing.T) {
 	}
 	if again := kafka.DeadLetterRecord(dl, "saga", errors.New("no"), 1); again.Topic != "ORDER_CREATED.dlq" {
 		t.Errorf("dead letter of a dead letter goes to %q, want the same .dlq topic", again.Topic)
+	}
+}
+
+// TestConsumerNeverRunIsReleasedByClose: a process that builds a consumer
+// and then fails to start never runs it; Close must release its clients, or
+// they keep dialling the broker (and logging about it) after the broker is
+// gone and the process has reported its error.
+func TestConsumerNeverRunIsReleasedByClose(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.New(t)
+	logs := &testfix.TailBuffer{} // keeps everything
+	opts := kafkatest.Options(b)
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Options: opts, Group: "never-run", Topics: []string{"never-run"},
+		Handler: func(context.Context, *kgo.Record) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client().Ping(context.Background()); err != nil { // connected, as a built consumer is
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close() // again: nothing
+	b.Close()
+	before := len(logs.String())
+	time.Sleep(1500 * time.Millisecond) // the clients' dial back-off is well under this
+	if late := logs.String()[before:]; late != "" {
+		t.Fatalf("the consumer's clients logged after Close and the broker's end:\n%s", late)
 	}
 }

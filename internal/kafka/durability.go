@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -106,9 +107,29 @@ type syncer struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// owned by the loop goroutine
+	// owned by the loop goroutine (and by Close once the loop has ended)
+	watch *changeWatch // nil: every round walks the data directory
+	// pending is what the next round syncs besides the watch's events:
+	// everything in the log when the watch was (re)started.
+	pending *pathChanges
+	// stamps of the walk, used only without a watch
 	files map[string]fileStamp
 	dirs  map[string]string
+}
+
+// pathChanges are the paths a round must fsync, as the change watch saw
+// them.
+type pathChanges struct {
+	files map[string]bool
+	dirs  map[string]bool
+	// all says events were lost (queue overflow, a renamed directory, a
+	// watch that could not be added): everything must be synced and the
+	// watch rebuilt.
+	all bool
+}
+
+func newPathChanges() *pathChanges {
+	return &pathChanges{files: map[string]bool{}, dirs: map[string]bool{}}
 }
 
 type fileStamp struct {
@@ -239,8 +260,9 @@ func (s *syncer) stopLoop() {
 }
 
 // finalSync syncs, after kfake closed its files and wrote its shutdown
-// state, whatever changed.
+// state, whatever changed, and stops watching.
 func (s *syncer) finalSync() error {
+	defer s.closeWatch()
 	s.mu.Lock()
 	broken := s.broken
 	s.mu.Unlock()
@@ -301,10 +323,89 @@ func splitPartitionDir(name string) (topic string, partition int32, ok bool) {
 	return t, int32(p), true
 }
 
-// syncChanged fsyncs every regular file whose inode, size or modification
-// time changed since its last fsync, then every directory whose entries
-// changed, deepest first. It returns how many it synced.
+// startWatch has the kernel report changes to the data directory, so that
+// rounds need not walk it. Setting up the watch lists the whole log, which
+// the next round syncs; reason says why (start, events_lost). Without
+// change notifications every round walks.
+func (s *syncer) startWatch(reason string) {
+	w, all, err := watchChanges(s.dir)
+	if err != nil {
+		s.log.Info("embedded broker: no change notifications; each fsync round walks the log", "err", err)
+		return
+	}
+	s.watch, s.pending = w, all
+	s.metrics.walked(reason)
+}
+
+func (s *syncer) closeWatch() {
+	if s.watch != nil {
+		s.watch.close()
+		s.watch = nil
+	}
+}
+
+// syncChanged fsyncs every file written and every directory whose entries
+// changed since the last round, directories after files and deepest first.
+// It returns how many it synced.
 func (s *syncer) syncChanged() (int, error) {
+	if s.watch == nil {
+		s.metrics.walked("no_notifications")
+		return s.syncWalked()
+	}
+	c := s.pending
+	if c == nil {
+		c = newPathChanges()
+	}
+	s.pending = nil
+	// Drained after the caller read the end offsets: whatever was written
+	// before them is in c.
+	if err := s.watch.drain(c); err != nil || c.all {
+		s.log.Warn("embedded broker: change notifications lost; syncing the whole log", "dir", s.dir, "err", err)
+		s.closeWatch()
+		s.startWatch("events_lost")
+		if s.watch == nil {
+			s.metrics.walked("events_lost")
+			return s.syncWalked() // no stamps yet: syncs everything
+		}
+		c, s.pending = s.pending, nil
+	}
+	var errs []error
+	n := syncPaths(slices.Collect(maps.Keys(c.files)), &errs)
+	dirs := slices.Collect(maps.Keys(c.dirs))
+	sortDeepestFirst(dirs)
+	n += syncPaths(dirs, &errs)
+	return n, errors.Join(errs...)
+}
+
+// syncPaths fsyncs each of paths, skipping those removed since they
+// changed, and returns how many it synced.
+func syncPaths(paths []string, errs *[]error) int {
+	n := 0
+	for _, path := range paths {
+		if err := syncPath(path); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				*errs = append(*errs, err)
+			}
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// sortDeepestFirst orders directories so a parent's entry for a new child
+// directory is synced after the child's own entries.
+func sortDeepestFirst(dirs []string) {
+	slices.SortFunc(dirs, func(a, b string) int {
+		return strings.Count(b, string(os.PathSeparator)) - strings.Count(a, string(os.PathSeparator))
+	})
+}
+
+// syncWalked walks the data directory and fsyncs every regular file whose
+// inode, size or modification time changed since its last fsync, then every
+// directory whose entries changed, deepest first. It returns how many it
+// synced.
+func (s *syncer) syncWalked() (int, error) {
 	var files, dirs []string
 	err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -325,11 +426,7 @@ func (s *syncer) syncChanged() (int, error) {
 	}
 	var errs []error
 	n := syncStamped(files, s.files, fileStampOf, &errs)
-	// Deepest directories first, so a parent's entry for a new child
-	// directory is synced after the child's own entries.
-	slices.SortFunc(dirs, func(a, b string) int {
-		return strings.Count(b, string(os.PathSeparator)) - strings.Count(a, string(os.PathSeparator))
-	})
+	sortDeepestFirst(dirs)
 	n += syncStamped(dirs, s.dirs, dirSignature, &errs)
 	return n, errors.Join(errs...)
 }

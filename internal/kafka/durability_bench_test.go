@@ -3,12 +3,16 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // BenchmarkEmbeddedDurability produces records on a fixed schedule (1,000
@@ -95,4 +99,58 @@ func benchDurability(b *testing.B, mode Durability, rate int) {
 	report("ack", acks)
 	report("durable", durable)
 	b.ReportMetric(rounds/elapsed.Seconds(), "fsync-rounds/s")
+}
+
+// BenchmarkSyncRound is a group-commit round that finds one segment written
+// and fsyncs it, in a data directory of 24 partitions, finding the change by
+// walking the log and by change notifications: its time (mostly the fsync)
+// and the process's CPU per round (cpu-µs/op). Run it alone:
+//
+//	go test -run '^$' -bench SyncRound ./internal/kafka
+func BenchmarkSyncRound(b *testing.B) {
+	for _, watched := range []bool{false, true} {
+		name := map[bool]string{false: "walk", true: "watch"}[watched]
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			var segment string
+			for t := range 8 {
+				for p := range 3 {
+					d := filepath.Join(dir, "partitions", fmt.Sprintf("topic%d-%d", t, p))
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					segment = filepath.Join(d, "0.dat")
+					for _, f := range []string{"0.dat", "0.idx", "meta.json"} {
+						if err := os.WriteFile(filepath.Join(d, f), []byte("x"), 0o644); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+			f, err := os.OpenFile(segment, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			s := newSyncer(dir, nil, 0, nil, nil, quietLog)
+			if watched {
+				s.startWatch("start")
+				defer s.closeWatch()
+			}
+			if _, err := s.syncChanged(); err != nil {
+				b.Fatal(err)
+			}
+			record := make([]byte, 300)
+			cpu := testfix.SelfCPU()
+			for b.Loop() {
+				if _, err := f.Write(record); err != nil {
+					b.Fatal(err)
+				}
+				if n, err := s.syncChanged(); err != nil || n != 1 {
+					b.Fatalf("round synced %d (err %v), want the one segment", n, err)
+				}
+			}
+			b.ReportMetric(float64((testfix.SelfCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
 }

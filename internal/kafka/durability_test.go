@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -145,14 +146,22 @@ func TestExternalFsyncCoversBrokerWrites(t *testing.T) {
 	}
 }
 
+// ownSyncer starts a broker that never syncs by itself, produces records to
+// topic, and returns its data directory, the broker and a syncer of the
+// test's own over its log, whose rounds the test runs.
+func ownSyncer(t *testing.T, topic string, records int) (string, *Embedded, *syncer) {
+	t.Helper()
+	dir := t.TempDir()
+	b := startTestBroker(t, dir, WithDurability(DurabilityNone, 0))
+	t.Cleanup(b.Close)
+	produceN(t, b.Addr(), topic, records)
+	return dir, b, newSyncer(dir, b.cluster, time.Hour, nil, b.metrics, quietLog)
+}
+
 // TestWaitDurableShareOneRound: every waiter registered before a round
 // starts is answered by it.
 func TestWaitDurableShareOneRound(t *testing.T) {
-	dir := t.TempDir()
-	b := startTestBroker(t, dir, WithDurability(DurabilityNone, 0))
-	defer b.Close()
-	produceN(t, b.Addr(), "shared", 3)
-	s := newSyncer(dir, b.cluster, time.Hour, nil, b.metrics, quietLog)
+	_, _, s := ownSyncer(t, "shared", 3)
 	const waiters = 20
 	var wg sync.WaitGroup
 	errs := make(chan error, waiters)
@@ -189,6 +198,48 @@ func TestWaitDurableShareOneRound(t *testing.T) {
 	// A second round finds nothing changed and syncs nothing.
 	if n, err := s.syncChanged(); err != nil || n != 0 {
 		t.Fatalf("second sync: %d synced, err %v; want 0", n, err)
+	}
+}
+
+// TestWatchedRoundSyncsWhatTheBrokerWrote: with change notifications a
+// round fsyncs what the broker wrote since the last one, found without
+// walking the log, and leaves none of its pages dirty; a round with nothing
+// written syncs nothing.
+func TestWatchedRoundSyncsWhatTheBrokerWrote(t *testing.T) {
+	dir, b, s := ownSyncer(t, "watched", 1)
+	walks := func(reason string) float64 { return testutil.ToFloat64(b.metrics.walks.WithLabelValues(reason)) }
+	s.startWatch("start")
+	defer s.closeWatch()
+	if s.watch == nil {
+		t.Fatal("no change watch on Linux")
+	}
+	all, err := s.syncChanged() // the first round syncs everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, "partitions", "watched-0", "0.dat")
+	for range 3 {
+		produceN(t, b.Addr(), "watched", 50)
+		n, err := s.syncChanged()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 || n >= all {
+			t.Fatalf("a round after 50 records synced %d paths, the first %d: want some, not all", n, all)
+		}
+		if dirty, resident := dirtyPages(t, seg); dirty != 0 {
+			t.Fatalf("after the round %d of %d resident pages of the segment are dirty", dirty, resident)
+		}
+		if s.watch == nil || walks("events_lost") != 0 {
+			t.Fatal("the round fell back to walking the log")
+		}
+	}
+	if n, err := s.syncChanged(); err != nil || n != 0 {
+		t.Fatalf("a round with nothing written synced %d (err %v), want 0", n, err)
+	}
+	if walks("start") != 1 || walks("events_lost") != 0 || walks("no_notifications") != 0 {
+		t.Fatalf("log walks: start %v, events_lost %v, no_notifications %v; want the one at the start",
+			walks("start"), walks("events_lost"), walks("no_notifications"))
 	}
 }
 

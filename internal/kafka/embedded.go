@@ -215,9 +215,11 @@ func StartEmbedded(addr, dataDir string, partitions int32, opts ...EmbeddedOptio
 			return nil, err
 		}
 		e.syncer = newSyncer(dataDir, c, cfg.interval, e.state, e.metrics, cfg.log)
+		e.syncer.startWatch("start")
 		// Whatever kfake loaded (and truncated) is synced before anyone
 		// produces, so the first round's ends are a true baseline.
 		if _, err := e.syncer.syncChanged(); err != nil {
+			e.syncer.closeWatch()
 			e.state.close()
 			c.Close()
 			return nil, fmt.Errorf("embedded kafka: sync the log on start: %w", err)
@@ -442,8 +444,7 @@ func (e *Embedded) Close() {
 			err = e.syncer.finalSync()
 		} else {
 			// DurabilityNone syncs once, at a clean stop.
-			s := newSyncer(e.dir, e.cluster, 0, nil, e.metrics, e.log)
-			_, err = s.syncChanged()
+			_, err = newSyncer(e.dir, e.cluster, 0, nil, e.metrics, e.log).syncWalked()
 		}
 		if e.state != nil {
 			err = errors.Join(err, e.state.close())
@@ -513,6 +514,7 @@ type durabilityMetrics struct {
 	lostRecords    *prometheus.CounterVec
 	truncatedBytes *prometheus.CounterVec
 	recoveries     *prometheus.CounterVec
+	walks          *prometheus.CounterVec
 }
 
 func newDurabilityMetrics() *durabilityMetrics {
@@ -534,6 +536,8 @@ func newDurabilityMetrics() *durabilityMetrics {
 			Help: "Bytes of torn segment tails cut off when the log was loaded, by topic."}, []string{"topic"}),
 		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "log_checks_total",
 			Help: "Checks of the log on start, by outcome (clean, unclean, damaged)."}, []string{"outcome"}),
+		walks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "log_walks_total",
+			Help: "Group-commit rounds that walked the whole log instead of syncing what change notifications named, by reason (start, events_lost, no_notifications)."}, []string{"reason"}),
 	}
 }
 
@@ -551,7 +555,14 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 }
 
 func (m *durabilityMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rounds, m.roundSeconds, m.waitSeconds, m.waitersPer, m.fsyncFailures, m.lostRecords, m.truncatedBytes, m.recoveries}
+	return []prometheus.Collector{m.rounds, m.roundSeconds, m.waitSeconds, m.waitersPer, m.fsyncFailures, m.lostRecords, m.truncatedBytes, m.recoveries, m.walks}
+}
+
+// walked counts a round that walked the whole log, for reason.
+func (m *durabilityMetrics) walked(reason string) {
+	if m != nil {
+		m.walks.WithLabelValues(reason).Inc()
+	}
 }
 
 func (m *durabilityMetrics) observeRound(d time.Duration, synced, waiters int) {
