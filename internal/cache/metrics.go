@@ -13,8 +13,10 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	invalidations *prometheus.CounterVec
 	purges        *prometheus.CounterVec
+	behind        *prometheus.CounterVec
 	degraded      prometheus.Gauge
 	pending       prometheus.Gauge
+	nearEntries   *prometheus.GaugeVec
 }
 
 // NewMetrics creates the cache's metrics and registers them on reg (nil:
@@ -24,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "trackops_cache_requests_total",
-			Help: "Cache calls by store and result: hit or miss for reads, error for any failed or skipped call (Redis down, degraded).",
+			Help: "Cache calls by store and result: hit or miss for Redis reads, near_hit or near_miss for the in-process near cache in front of them, error for any failed or skipped call (Redis down, degraded).",
 		}, []string{"store", "result"}),
 		latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "trackops_cache_latency_seconds",
@@ -39,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "trackops_cache_purges_total",
 			Help: "Whole-store purges after a Redis restart or an overflow of remembered invalidations.",
 		}, []string{"store"}),
+		behind: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "trackops_cache_loads_behind_total",
+			Help: "Loads that returned a version older than the invalidation their reader found (the commit was reported before PostgreSQL showed it) and were read again.",
+		}, []string{"store"}),
 		degraded: f.NewGauge(prometheus.GaugeOpts{
 			Name: "trackops_cache_degraded",
 			Help: "1 while the cache is degraded (Redis failing; reads served from PostgreSQL).",
@@ -47,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "trackops_cache_pending_invalidations",
 			Help: "Invalidations remembered while Redis was unreachable, to replay on recovery.",
 		}),
+		nearEntries: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trackops_cache_near_entries",
+			Help: "Keys held by the in-process near cache of a store.",
+		}, []string{"store"}),
 	}
 	m.degraded.Set(1) // until the first reconcile succeeds
 	return m

@@ -55,6 +55,17 @@ type StoreStats struct {
 	Misses     uint64  `json:"misses"`
 	Errors     uint64  `json:"errors"`
 	HitRate    float64 `json:"hit_rate"`
+	// Near is the store's in-process near cache; absent when it has none.
+	Near *NearStats `json:"near,omitempty"`
+}
+
+// NearStats describe a store's near cache. Its hits are counted in the
+// store's hits as well: a near hit is a read the cache answered.
+type NearStats struct {
+	// Live is false while its Redis subscription is down: it serves nothing.
+	Live    bool   `json:"live"`
+	Entries int    `json:"entries"`
+	Hits    uint64 `json:"hits"`
 }
 
 // maxCountedKeys bounds a SCAN count by prefix, so Stats stays cheap.
@@ -97,7 +108,10 @@ func (s *Stores) Stats(ctx context.Context) Stats {
 	for _, store := range s.All() {
 		ss := StoreStats{Name: store.name, DB: store.db, Prefix: store.prefix, TTLSeconds: int64(store.ttl.Seconds())}
 		if v := store.versioned; v != nil {
-			ss.Hits, ss.Misses, ss.Errors = v.hits.Load(), v.misses.Load(), v.errs.Load()
+			ss.Hits, ss.Misses, ss.Errors = store.hits(), v.misses.Load(), v.errs.Load()
+			if n := store.near; n != nil {
+				ss.Near = &NearStats{Live: n.Live(), Entries: n.Len(), Hits: n.hits.Load()}
+			}
 			ss.HitRate = ratio(ss.Hits, ss.Misses)
 			st.Hits += ss.Hits
 			st.Misses += ss.Misses
@@ -120,12 +134,22 @@ func (s *Stores) Stats(ctx context.Context) Stats {
 func (s *Stores) Counters() (hits, misses, errs uint64) {
 	for _, store := range s.All() {
 		if v := store.versioned; v != nil {
-			hits += v.hits.Load()
+			hits += store.hits()
 			misses += v.misses.Load()
 			errs += v.errs.Load()
 		}
 	}
 	return hits, misses, errs
+}
+
+// hits are the reads of a versioned store the cache answered: from Redis
+// or from its near cache.
+func (s *Store) hits() uint64 {
+	n := s.versioned.hits.Load()
+	if s.near != nil {
+		n += s.near.hits.Load()
+	}
+	return n
 }
 
 func ratio(hits, misses uint64) float64 {

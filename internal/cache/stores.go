@@ -30,11 +30,15 @@ type Store struct {
 	ttl       time.Duration
 	db        int // -1 on Redis Cluster
 	versioned *Versioned
+	near      *Near // nil: reads of the store always go to Redis
 }
 
 // Versioned is the store's version-guarded cache-aside view (see Versioned).
 // It is nil for the sessions store, whose entries are not row copies.
 func (s *Store) Versioned() *Versioned { return s.versioned }
+
+// Near is the store's in-process near cache, or nil when it has none.
+func (s *Store) Near() *Near { return s.near }
 
 // DB is the Redis database number of the store, or -1 on Redis Cluster.
 func (s *Store) DB() int { return s.db }
@@ -77,6 +81,7 @@ type Stores struct {
 	clients   []redis.UniversalClient
 	guard     *guard
 	cluster   bool
+	near      *nearListener
 }
 
 // Options tune Open. Zero values take the defaults named on each field.
@@ -111,6 +116,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics count the stores' calls; nil counts without exporting.
 	Metrics *Metrics
+	// NearEntries bounds the in-process near cache in front of the orders
+	// store (see Near); 0 turns it off. It is always off on Redis Cluster,
+	// where a tracking subscription would be needed on every master.
+	NearEntries int
+	// NearTTL is the longest a near cache entry is served. Default 10 s.
+	NearTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -137,6 +148,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
+	}
+	if o.NearTTL <= 0 {
+		o.NearTTL = 10 * time.Second
 	}
 	return o
 }
@@ -190,11 +204,18 @@ func Open(url string, o Options) (*Stores, error) {
 		s.Inventory = mk("inventory", 1, InventoryTTL)
 		s.Orders = mk("orders", 2, OrdersTTL)
 		s.System = mk("system", 3, SystemTTL)
+		if o.NearEntries > 0 {
+			s.Orders.near = newNear(s.Orders, o.NearEntries, o.NearTTL, o.Metrics)
+			s.near = newNearListener(base, s.Orders.Key("order", ""), s.Orders.near, o.Logger)
+		}
 	}
 	for _, st := range []*Store{s.Inventory, s.Orders, s.System} {
 		st.versioned = newVersioned(st, g)
 	}
 	g.start()
+	if s.near != nil {
+		s.near.start()
+	}
 	return s, nil
 }
 
@@ -213,6 +234,9 @@ func (s *Stores) Ping(ctx context.Context) error {
 
 // Close stops the recovery probe and closes every client.
 func (s *Stores) Close() error {
+	if s.near != nil {
+		s.near.stop()
+	}
 	s.guard.stop()
 	var first error
 	for _, c := range s.clients {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // JSONCache is a read-through cache of values of type T, stored as JSON in a
@@ -21,8 +22,27 @@ func NewJSONCache[T any](store *Store, version func(*T) int64) *JSONCache[T] {
 }
 
 // Get returns the value at key, loading and caching it on a miss. Only
-// load's errors are returned; a broken cache falls back to load.
+// load's errors are returned; a broken cache falls back to load. When the
+// store has a near cache the value may come from it and be shared with other
+// callers: it must not be modified.
 func (c *JSONCache[T]) Get(ctx context.Context, key string, load func(context.Context) (*T, error)) (*T, error) {
+	near := c.v.store.near
+	if near == nil || !c.v.g.up() {
+		return c.get(ctx, key, load)
+	}
+	now := time.Now()
+	if v, ok := near.lookup(key, now); ok {
+		return v.(*T), nil
+	}
+	slot := near.reserve(key, now)
+	val, err := c.get(ctx, key, load)
+	if err == nil && val != nil {
+		near.fill(key, slot, val, c.version(val), time.Now())
+	}
+	return val, err
+}
+
+func (c *JSONCache[T]) get(ctx context.Context, key string, load func(context.Context) (*T, error)) (*T, error) {
 	var loaded *T
 	e, err := c.v.GetOrLoad(ctx, key, func(ctx context.Context) ([]byte, int64, error) {
 		val, err := load(ctx)

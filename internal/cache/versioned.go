@@ -46,7 +46,7 @@ type Versioned struct {
 
 	mHit, mMiss, mErr              prometheus.Counter
 	lGet, lSet, lInvalidate, lLoad prometheus.Observer
-	mInvalidations                 prometheus.Counter
+	mInvalidations, mBehind        prometheus.Counter
 	joinedFlight                   func() // test hook: called once a caller has joined a load
 }
 
@@ -64,6 +64,7 @@ func newVersioned(st *Store, g *guard) *Versioned {
 		lInvalidate:    g.o.Metrics.latency.WithLabelValues(n, "invalidate"),
 		lLoad:          g.o.Metrics.latency.WithLabelValues(n, "load"),
 		mInvalidations: g.o.Metrics.invalidations.WithLabelValues(n),
+		mBehind:        g.o.Metrics.behind.WithLabelValues(n),
 	}
 }
 
@@ -201,6 +202,11 @@ func (v *Versioned) InvalidateMany(ctx context.Context, version int64, keys ...s
 	if len(keys) == 0 {
 		return nil
 	}
+	if v.store.near != nil {
+		// At once, so this process never serves the old version again,
+		// whether Redis takes the tombstone now, later or never.
+		v.store.near.invalidate(keys...)
+	}
 	v.mInvalidations.Add(float64(len(keys)))
 	for range 2 {
 		if !v.g.up() {
@@ -283,10 +289,48 @@ func (v *Versioned) GetOrLoad(ctx context.Context, key string, load Loader) (Ent
 		if r.Err != nil {
 			return Entry{}, r.Err
 		}
-		return r.Val.(Entry), nil
+		e := r.Val.(Entry)
+		if e.Version < floor {
+			return v.loadUpTo(ctx, lctx, key, load, floor, e)
+		}
+		return e, nil
 	case <-ctx.Done():
 		return Entry{}, ctx.Err()
 	}
+}
+
+// behindRetries bounds how often loadUpTo reads again, waiting 1, 2, 4 ms
+// between reads: a commit shows in new snapshots microseconds after its
+// record is in the WAL.
+const behindRetries = 3
+
+// loadUpTo handles a load that returned a version older than the tombstone
+// the caller found (floor). The tombstone says version floor is committed,
+// so the load ran before that commit was visible: a change stream can
+// report a commit (and its refresh invalidate the key) a moment before
+// PostgreSQL shows it to new snapshots. Such a load is never handed to a
+// caller that came after the commit: this caller reads again on its own,
+// briefly, and gets the stale entry only if the row still does not show
+// the version.
+func (v *Versioned) loadUpTo(ctx, lctx context.Context, key string, load Loader, floor int64, e Entry) (Entry, error) {
+	v.mBehind.Inc()
+	wait := time.Millisecond
+	for range behindRetries {
+		select {
+		case <-ctx.Done():
+			return Entry{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+		next, err := v.loadAndSet(lctx, key, load)
+		if err != nil {
+			return Entry{}, err
+		}
+		if e = next; e.Version >= floor {
+			return e, nil
+		}
+	}
+	return e, nil
 }
 
 // loadAndSet runs load and stores its result unless the cache was degraded

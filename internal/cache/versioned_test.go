@@ -434,3 +434,75 @@ func testWarmAfterInvalidation(t *testing.T, stores *cache.Stores) {
 		t.Fatalf("negative version accepted: %v", err)
 	}
 }
+
+// A change stream can report a commit, and its refresh invalidate the key,
+// a moment before PostgreSQL shows the commit to new snapshots. A load that
+// ran in that moment returns the older version: a reader that found the new
+// version's tombstone reads again instead of being handed it.
+func TestLoadBehindTheTombstoneIsReadAgain(t *testing.T) {
+	t.Parallel()
+	stores := cachetest.New(t)
+	c := stores.Orders.Versioned()
+	ctx := context.Background()
+	key := stores.OrderKey("behind")
+	if err := c.Invalidate(ctx, key, 4); err != nil {
+		t.Fatal(err)
+	}
+	const readers = 2
+	joined := make(chan struct{}, readers)
+	cache.SetJoinedFlightHook(c, func() { joined <- struct{}{} })
+	release := make(chan struct{})
+	var loads atomic.Int32
+	load := func(ctx context.Context) ([]byte, int64, error) {
+		if loads.Add(1) == 1 {
+			<-release // the shared load, run before the commit showed
+			return []byte("PROCESSING"), 3, nil
+		}
+		return []byte("SHIPPED"), 4, nil
+	}
+	var wg sync.WaitGroup
+	got := make([]cache.Entry, readers)
+	for i := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := c.GetOrLoad(ctx, key, load)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = e
+		}()
+	}
+	for range readers {
+		<-joined
+	}
+	close(release)
+	wg.Wait()
+	for i, e := range got {
+		if e.Version != 4 || string(e.Value) != "SHIPPED" {
+			t.Errorf("reader %d got %q@%d after finding the tombstone of version 4", i, e.Value, e.Version)
+		}
+	}
+	if e, hit, _ := c.Get(ctx, key); !hit || e.Version != 4 {
+		t.Errorf("cache after the reads: hit=%v version %d, want version 4", hit, e.Version)
+	}
+
+	// A row that never shows the version: the reader gets what there is
+	// after a bounded number of reads.
+	key2 := stores.OrderKey("never")
+	if err := c.Invalidate(ctx, key2, 9); err != nil {
+		t.Fatal(err)
+	}
+	cache.SetJoinedFlightHook(c, nil)
+	loads.Store(0)
+	e, err := c.GetOrLoad(ctx, key2, func(context.Context) ([]byte, int64, error) {
+		loads.Add(1)
+		return []byte("old"), 8, nil
+	})
+	if err != nil || e.Version != 8 {
+		t.Errorf("row behind for good: %q@%d, %v; want old@8", e.Value, e.Version, err)
+	}
+	if n := loads.Load(); n != 4 {
+		t.Errorf("%d loads of a row that stays behind, want 4 (one shared, three again)", n)
+	}
+}

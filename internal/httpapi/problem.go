@@ -56,6 +56,14 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// WriteJSONBody writes status and body, already encoded as JSON.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 // WriteValidation writes 422 with each field error listed.
 func WriteValidation(w http.ResponseWriter, r *http.Request, errs validation.Errors) {
 	WriteProblem(w, r, http.StatusUnprocessableEntity, "the request has invalid fields", errs...)

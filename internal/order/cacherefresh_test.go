@@ -2,8 +2,13 @@ package order_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/cache/cachetest"
 	"github.com/trackops/trackops/internal/events"
@@ -76,4 +81,85 @@ func TestCacheConsumerRefreshesTheCacheOncePerChange(t *testing.T) {
 	if o, err := svc.Get(ctx, id); err != nil || o.Version != 4 || o.Status != order.StatusShipped {
 		t.Fatalf("final read: %v %+v", err, o)
 	}
+}
+
+// TestARefreshRightAfterTheCommitSettlesTheWrite: a change's refresh can
+// run as soon as its commit is visible, before the writer's goroutine has
+// returned from the update (on a busy machine it may not run again for
+// milliseconds). The writer must not then wait for a refresh that already
+// happened: its next read of the order is a cache read again, not a read
+// of PostgreSQL for as long as a pending write is remembered.
+func TestARefreshRightAfterTheCommitSettlesTheWrite(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &commitHook{}
+	cfg.ConnConfig.Tracer = hook
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reads := &cacheReads{Cache: order.NewRedisCache(cachetest.New(t))}
+	svc := order.NewService(pool, order.WithCache(reads))
+
+	res, err := svc.Create(ctx, order.CreateRequest{Actor: "api:alice", Order: order.NewOrder{CustomerID: "cust-1",
+		Items: []order.NewItem{{SKU: "SKU-1", Quantity: 1, UnitPrice: 100}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Order.ID
+	refreshed := false
+	hook.afterCommit.Store(new(func() {
+		svc.RefreshCached(ctx, id, 2) // what the cache consumer does on the change's event
+		refreshed = true
+	}))
+	if _, err := svc.Update(ctx, id, func(o *order.Order) error {
+		_, err := o.Transition(order.StatusConfirmed, "", "api:ops", svc.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hook.afterCommit.Store(nil)
+	if !refreshed {
+		t.Fatal("the refresh did not run between the commit and the update's return")
+	}
+	before := reads.count.Load()
+	if o, err := svc.Get(ctx, id); err != nil || o.Version != 2 || o.Status != order.StatusConfirmed {
+		t.Fatalf("read after the refresh: %v %+v", err, o)
+	}
+	if reads.count.Load() != before+1 {
+		t.Fatal("the order is read from PostgreSQL, bypassing the cache, although its write was refreshed")
+	}
+}
+
+// commitHook runs afterCommit, when set, once a COMMIT has succeeded and
+// before the transaction's Commit returns to its caller.
+type commitHook struct {
+	afterCommit atomic.Pointer[func()]
+}
+
+func (h *commitHook) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (h *commitHook) TraceQueryEnd(_ context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if f := h.afterCommit.Load(); f != nil && data.Err == nil && data.CommandTag.String() == "COMMIT" {
+		(*f)()
+	}
+}
+
+// cacheReads counts the reads that go through the order cache.
+type cacheReads struct {
+	order.Cache
+	count atomic.Int64
+}
+
+func (c *cacheReads) Order(ctx context.Context, id uuid.UUID, load func(context.Context) (*order.Order, error)) (*order.Order, error) {
+	c.count.Add(1)
+	return c.Cache.Order(ctx, id, load)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,7 +20,8 @@ import (
 
 // Handlers serve the order endpoints of the HTTP API.
 type Handlers struct {
-	svc *Service
+	svc    *Service
+	bodies bodyMemo
 }
 
 // NewHandlers returns the order endpoints over svc.
@@ -158,8 +160,52 @@ func (h *Handlers) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	body, err := h.bodies.get(o)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	w.Header().Set("ETag", etag(o.Version))
-	httpapi.WriteJSON(w, http.StatusOK, ToJSON(o))
+	httpapi.WriteJSONBody(w, http.StatusOK, body)
+}
+
+// bodyMemo remembers the body of GET /api/v1/orders/{id} per order at its
+// latest version read here. A version of an order never changes, so neither
+// does its JSON: a hot order is encoded once per version instead of once per
+// read. It is bounded by starting afresh when full.
+type bodyMemo struct {
+	mu sync.RWMutex
+	m  map[uuid.UUID]memoBody
+}
+
+type memoBody struct {
+	version int
+	body    []byte
+}
+
+const bodyMemoMax = 10_000
+
+func (b *bodyMemo) get(o *Order) ([]byte, error) {
+	b.mu.RLock()
+	e, ok := b.m[o.ID]
+	b.mu.RUnlock()
+	if ok && e.version == o.Version {
+		return e.body, nil
+	}
+	body, err := json.Marshal(ToJSON(o))
+	if err != nil {
+		return nil, fmt.Errorf("encode order: %w", err)
+	}
+	body = append(body, '\n')
+	b.mu.Lock()
+	if b.m == nil || len(b.m) >= bodyMemoMax {
+		b.m = make(map[uuid.UUID]memoBody)
+	}
+	if cur, ok := b.m[o.ID]; !ok || cur.version < o.Version {
+		b.m[o.ID] = memoBody{version: o.Version, body: body}
+	}
+	b.mu.Unlock()
+	return body, nil
 }
 
 // ListJSON is a page of orders.

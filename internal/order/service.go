@@ -267,9 +267,10 @@ func (s *Service) RefreshFromEvent(ctx context.Context, env events.Envelope) err
 // the committed row, so the next read is a hit on fresh data. It is the
 // only place the order cache is invalidated: the change stream (cdc
 // strategy) or the cache consumer (outbox strategy, RefreshFromEvent) calls
-// it once per change, after Kafka holds the events. The warming read may
-// not see the commit yet; the versioned set then refuses the older row,
-// and the next read loads it.
+// it once per change, after Kafka holds the events. The change stream can
+// report a commit a moment before PostgreSQL shows it: a warming read that
+// finds the older row then reads again (cache.Versioned.GetOrLoad), and no
+// reader is handed the older row.
 func (s *Service) RefreshCached(ctx context.Context, id uuid.UUID, version int) {
 	if s.cache == nil {
 		s.recent.settled(id, version)
@@ -405,6 +406,17 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 				return err
 			}
 		}
+		if s.cache != nil && len(changes) > 0 {
+			// The cache is not touched at commit: RefreshCached refreshes
+			// it once, when the change's event has reached Kafka, and until
+			// then this process reads the order from PostgreSQL. Marked
+			// before the commit: the refresh can run as soon as the commit
+			// is visible, before this goroutine runs again, and a mark made
+			// after it would then wait for a refresh that already happened.
+			// A commit that fails leaves the mark: reads of this order go
+			// to PostgreSQL until the mark expires, which is only slower.
+			s.recent.wrote(id, o.Version)
+		}
 		o.changes = nil
 		out = o
 		return nil
@@ -412,19 +424,14 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 	if err != nil || out == nil {
 		return nil, err
 	}
-	if s.cache != nil {
-		// The cache is not touched at commit: RefreshCached refreshes it
-		// once, when the change's event has reached Kafka. Until then this
-		// process reads the order from PostgreSQL.
-		s.recent.wrote(id, out.Version)
-	}
 	return out, nil
 }
 
 // recentWrites remembers, for a short while, the versions this process
-// committed until their event-driven refresh (RefreshCached) has run. It is bounded: past recentWritesMax entries the
-// expired ones go, and if that is not enough, all of them (a later read may
-// then briefly see an older cached version, as another process would).
+// commits until their event-driven refresh (RefreshCached) has run. It is
+// bounded: past recentWritesMax entries the expired ones go, and if that is
+// not enough, all of them (a later read may then briefly see an older cached
+// version, as another process would).
 type recentWrites struct {
 	mu sync.Mutex
 	m  map[uuid.UUID]recentWrite

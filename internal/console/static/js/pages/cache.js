@@ -22,7 +22,8 @@ export async function render(ctx) {
       h("div", { class: "ratio" }, ring(st.hit_rate), h("div", null, h("div", { class: "stat-value" }, pct(st.hit_rate)), h("div", { class: "stat-sub" }, "hit ratio"))),
       h("dl", { class: "kv" },
         [["Keys", st.keys < 0 ? "unknown" : fmtNum(st.keys) + (st.keys_capped ? "+" : "")], ["TTL", fmtDuration(st.ttl_seconds)],
-          ["Hits", fmtNum(st.hits)], ["Misses", fmtNum(st.misses)], ["Errors", fmtNum(st.errors)]]
+          ["Hits", fmtNum(st.hits)], ["Misses", fmtNum(st.misses)], ["Errors", fmtNum(st.errors)],
+          ...(st.near ? [["Near cache", `${st.near.live ? "live" : "off"} · ${fmtNum(st.near.entries)} keys · ${fmtNum(st.near.hits)} hits`]] : [])]
           .map(([k, v]) => [h("dt", null, k), h("dd", null, v)]))))),
     can("admin") ? evictForm() : null);
 }
