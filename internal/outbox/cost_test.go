@@ -6,13 +6,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trackops/trackops/internal/postgres"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // cost measures what a drain costs besides wall-clock time, which a loaded
@@ -33,7 +33,7 @@ type cost struct {
 // whose CPU counts, "" for every session of the database.
 func startCost(tb testing.TB, pool *pgxpool.Pool, app string) *cost {
 	tb.Helper()
-	c := &cost{pool: pool, app: app, cpu: processCPUus(), pg: backendCPU(tb, pool, app)}
+	c := &cost{pool: pool, app: app, cpu: testfix.SelfCPU().Microseconds(), pg: backendCPU(tb, pool, app)}
 	if err := pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&c.walLSN); err != nil {
 		tb.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func startCost(tb testing.TB, pool *pgxpool.Pool, app string) *cost {
 // report adds per-event metrics for n events.
 func (c *cost) report(b *testing.B, n int) {
 	b.Helper()
-	cpu := processCPUus() - c.cpu
+	cpu := testfix.SelfCPU().Microseconds() - c.cpu
 	var pg int64
 	for pid, t := range backendCPU(b, c.pool, c.app) {
 		pg += t - c.pg[pid]
@@ -71,14 +71,6 @@ func appPool(tb testing.TB, url, app string) *pgxpool.Pool {
 	}
 	tb.Cleanup(p.Close)
 	return p
-}
-
-func processCPUus() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
 }
 
 // backendCPU reads, from /proc, the CPU in microseconds of every backend

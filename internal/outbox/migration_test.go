@@ -2,9 +2,7 @@ package outbox_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"testing"
@@ -28,9 +26,7 @@ import (
 func TestAppendOnlyMigrationKeepsEveryRowsState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	suffix := make([]byte, 6)
-	_, _ = rand.Read(suffix)
-	name := "trackops_test_mig_" + hex.EncodeToString(suffix)
+	name, url := postgrestest.Unused(t, "trackops_test_mig")
 	admin, err := pgx.Connect(ctx, postgrestest.AdminURL())
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +35,6 @@ func TestAppendOnlyMigrationKeepsEveryRowsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	t.Cleanup(func() { postgrestest.Drop(t, name) })
-	url := postgrestest.WithDatabase(postgrestest.AdminURL(), name)
 
 	sqlDB, err := sql.Open("pgx", url)
 	if err != nil {

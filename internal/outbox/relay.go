@@ -276,7 +276,6 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	if err := w.setListening(ctx, r.pool, false, time.Now()); err != nil {
 		return err
 	}
-	short := false // the poll timer is a busy poll
 	for {
 		if ctx.Err() != nil {
 			for len(s.inflight) > 0 {
@@ -333,7 +332,6 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 				next = wait
 			}
 		}
-		short = next == busyPoll
 		poll.Reset(next)
 		select {
 		case <-done:
@@ -342,7 +340,7 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 		case <-r.wake:
 			more = true
 		case <-poll.C:
-			if !short {
+			if next != busyPoll { // a full poll, not a busy one
 				s.markRetries()
 			}
 			more = true

@@ -325,15 +325,20 @@ func TestRelayDiesMidBatch(t *testing.T) {
 	producer := newProducer(t, broker)
 	ids := writeEvents(t, db.Pool, 10, 20)
 
-	// Slow every produce down so a batch is in flight long enough to be
-	// cut, and say when the first one arrives.
+	// Hold every produce until the relay's sessions are killed, so its first
+	// batch is surely in flight when it dies however slow the machine, and
+	// say when the first one arrives. SleepControl leaves the broker serving
+	// everyone else meanwhile.
 	cluster := broker.Cluster()
 	inFlight := make(chan struct{})
-	var once sync.Once
+	release := make(chan struct{})
+	var once, releaseOnce sync.Once
+	releaseProduces := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseProduces)
 	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		once.Do(func() { close(inFlight) })
-		time.Sleep(100 * time.Millisecond)
+		cluster.SleepControl(func() { <-release })
 		return nil, nil, false
 	})
 
@@ -363,6 +368,7 @@ func TestRelayDiesMidBatch(t *testing.T) {
 		t.Fatalf("killed %d sessions of the relay (%v)", killed, err)
 	}
 	cancel() // the doomed relay must not take the cursor again
+	releaseProduces()
 	<-doomedDone
 	waitDrained(t, db.Pool, 60*time.Second)
 	cancel2()

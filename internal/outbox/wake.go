@@ -12,23 +12,27 @@ import (
 // migration 00063): a notifying commit serialises with every other one,
 // which at high rates queues commits behind each other's WAL flushes. The
 // relay measures the rate of events it reads over windows of rateWindow:
-// from busyRate on it clears listening and polls every busyPoll instead;
-// below half that rate, or after idleAfter with nothing to read, it sets
-// listening again, reads once more (a writer may have looked at the flag
-// just before) and keeps polling for listenGrace before it sleeps until a
-// notification. At low rates a notification wakes it at once, as before.
+// from busyRate on it clears listening and polls every busyPoll instead.
+// It sets listening again only once the rate has stayed below half of
+// busyRate (nothing to read counts) for calmAfter: events of a busy
+// pipeline come in bursts, with windows nearly empty between them, and
+// switching on a single quiet window turned notifications back on several
+// times a second under steady load. Then it reads once more (a writer may
+// have looked at the flag just before) and keeps polling for listenGrace
+// before it sleeps until a notification. At low rates a notification wakes
+// it at once, as before.
 const (
 	busyRate    = 500 // events/s
 	rateWindow  = 100 * time.Millisecond
 	busyPoll    = 5 * time.Millisecond
-	idleAfter   = 250 * time.Millisecond
+	calmAfter   = time.Second
 	listenGrace = 100 * time.Millisecond
 )
 
 // wakeState is whether writers notify the relay and the rate it reads at.
 type wakeState struct {
 	listening   bool
-	idleSince   time.Time // zero while rows keep coming
+	calmSince   time.Time // while polling: since when every window was below busyRate/2; zero otherwise
 	listenAt    time.Time // when listening was set again
 	windowStart time.Time
 	windowRows  int
@@ -37,9 +41,7 @@ type wakeState struct {
 // found counts n rows read; reread is true when listening was just set
 // again (the rate fell) and the outbox must be read once more.
 func (w *wakeState) found(ctx context.Context, db postgres.Querier, n int) (reread bool, err error) {
-	now := time.Now()
-	w.idleSince = time.Time{}
-	reread, err = w.roll(ctx, db, now)
+	reread, err = w.roll(ctx, db, time.Now())
 	w.windowRows += n
 	return reread, err
 }
@@ -50,19 +52,31 @@ func (w *wakeState) roll(ctx context.Context, db postgres.Querier, now time.Time
 	if w.windowStart.IsZero() {
 		w.windowStart = now
 	}
-	elapsed := now.Sub(w.windowStart)
+	start := w.windowStart
+	elapsed := now.Sub(start)
 	if elapsed < rateWindow {
 		return false, nil
 	}
 	rate := float64(w.windowRows) / elapsed.Seconds()
 	w.windowStart, w.windowRows = now, 0
-	switch {
-	case w.listening && rate >= busyRate:
-		return false, w.setListening(ctx, db, false, now)
-	case !w.listening && rate < busyRate/2:
-		return true, w.setListening(ctx, db, true, now)
+	if w.listening {
+		if rate >= busyRate {
+			return false, w.setListening(ctx, db, false, now)
+		}
+		return false, nil
 	}
-	return false, nil
+	if rate >= busyRate/2 {
+		w.calmSince = time.Time{}
+		return false, nil
+	}
+	if w.calmSince.IsZero() {
+		w.calmSince = start
+	}
+	if now.Sub(w.calmSince) < calmAfter {
+		return false, nil
+	}
+	w.calmSince = time.Time{}
+	return true, w.setListening(ctx, db, true, now)
 }
 
 // setListening records in the database whether writers notify.
@@ -82,23 +96,13 @@ func (w *wakeState) setListening(ctx context.Context, db postgres.Querier, on bo
 // listening was just set and the outbox must be read once more.
 func (w *wakeState) idle(ctx context.Context, db postgres.Querier) (wait time.Duration, reread bool, err error) {
 	now := time.Now()
-	if w.idleSince.IsZero() {
-		w.idleSince = now
-	}
 	if reread, err := w.roll(ctx, db, now); err != nil || reread {
 		return busyPoll, reread, err
 	}
-	if w.listening {
-		if now.Sub(w.listenAt) < listenGrace {
-			return busyPoll, false, nil
-		}
+	if w.listening && now.Sub(w.listenAt) >= listenGrace {
 		return 0, false, nil
 	}
-	if now.Sub(w.idleSince) < idleAfter {
-		return busyPoll, false, nil
-	}
-	if err := w.setListening(ctx, db, true, now); err != nil {
-		return 0, false, err
-	}
-	return busyPoll, true, nil
+	// Polling: until the rate has been calm for calmAfter (roll), or
+	// through the grace after listening was set again.
+	return busyPoll, false, nil
 }

@@ -2,8 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"sync"
 	"testing"
@@ -21,11 +19,7 @@ func TestConcurrentMigrateOnAFreshDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for round := 0; round < 3; round++ {
-		b := make([]byte, 6)
-		_, _ = rand.Read(b)
-		name := "trackops_test_fresh_" + hex.EncodeToString(b)
-		url := postgrestest.WithDatabase(postgrestest.AdminURL(), name)
-		t.Cleanup(func() { postgrestest.Drop(t, name) })
+		_, url := postgrestest.Unused(t, "trackops_test_fresh")
 		start := make(chan struct{})
 		errs := make([]error, 3)
 		var wg sync.WaitGroup

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"embed"
 	"encoding/hex"
 	"fmt"
@@ -28,10 +27,11 @@ var Migrations embed.FS
 
 // Migrate applies every pending migration to the database at url.
 func Migrate(ctx context.Context, url string) error {
-	db, err := sql.Open("pgx", url)
+	cfg, err := ParseConnConfig(url)
 	if err != nil {
 		return fmt.Errorf("open database for migrations: %w", err)
 	}
+	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	sub, err := fs.Sub(Migrations, "migrations")
 	if err != nil {
@@ -72,5 +72,3 @@ func MigrationsHash() string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
-
-var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver

@@ -68,14 +68,14 @@ func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, er
 }
 
 // poolConfig parses url into a pool configuration with TrackOps' defaults
-// (at least 10 connections, a connect timeout, idle connections closed
-// after 5 minutes) and applies opts.
+// (at least 10 connections unless the URL sets pool_max_conns, a connect
+// timeout, idle connections closed after 5 minutes) and applies opts.
 func poolConfig(url string, opts []Option) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxConns < 10 {
+	if cfg.MaxConns < 10 && !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = 10
 	}
 	// Without a connect timeout a request waiting for a connection to a
@@ -150,10 +150,23 @@ func WithTracer(t pgx.QueryTracer) Option {
 	}
 }
 
+// ParseConnConfig parses a TrackOps database URL for a single connection
+// (a lease's session, a LISTEN, creating the database). The URL may carry
+// pgxpool's settings for the main pool (pool_max_conns and the other
+// pool_* parameters); pgx alone would send them to the server as run-time
+// parameters, which PostgreSQL refuses as unknown. They are dropped here.
+func ParseConnConfig(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.ConnConfig, nil
+}
+
 // EnsureDatabase creates the database named in url when it does not exist,
 // connecting to the server's "postgres" database to do so.
 func EnsureDatabase(ctx context.Context, dbURL string) error {
-	cfg, err := pgx.ParseConfig(dbURL)
+	cfg, err := ParseConnConfig(dbURL)
 	if err != nil {
 		return fmt.Errorf("TRACKOPS_DATABASE_URL is not a PostgreSQL URL; want the form postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=disable: %w", err)
 	}

@@ -121,6 +121,16 @@ func Drop(t testing.TB, name string) {
 	}
 }
 
+// Unused returns the name and URL of a database that does not exist yet,
+// for tests of creating and migrating one; it is dropped, if created, when
+// t ends.
+func Unused(t testing.TB, prefix string) (name, url string) {
+	t.Helper()
+	name = prefix + "_" + randomSuffix()
+	t.Cleanup(func() { Drop(t, name) })
+	return name, WithDatabase(AdminURL(), name)
+}
+
 // WithDatabase returns url with its database name replaced.
 func WithDatabase(url, name string) string {
 	cfg, err := pgx.ParseConfig(url)
