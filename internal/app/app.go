@@ -84,6 +84,20 @@ type worker struct {
 	run  func(ctx context.Context) error
 }
 
+// consumerWorker is a Kafka consumer the process runs as a worker.
+type consumerWorker interface {
+	Run(ctx context.Context) error
+	Close()
+}
+
+// addConsumer runs c as the worker name, and releases its Kafka clients
+// with the rest of the process: New's failure after c was built (a port
+// taken further on) must not leave them dialling a broker that is gone.
+func (a *App) addConsumer(name string, c consumerWorker) {
+	a.workers = append(a.workers, worker{name: name, run: c.Run})
+	a.closers = append(a.closers, c.Close)
+}
+
 // New connects to PostgreSQL, Redis and Kafka (starting the embedded broker
 // when none is configured), migrates the schema, binds the HTTP address and
 // builds the parts the roles need. Nothing runs until Run. On failure
@@ -128,7 +142,8 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if a.stores, err = cache.Open(cfg.Redis.URL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache}); err != nil {
+	if a.stores, err = cache.Open(cfg.Redis.URL, cache.Options{Logger: log.With("component", "cache"), Metrics: a.metrics.cache,
+		NearEntries: cfg.Redis.NearCacheSize, NearTTL: cfg.Redis.NearCacheTTL}); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = a.stores.Close() })

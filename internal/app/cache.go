@@ -27,6 +27,6 @@ func (a *App) buildCache(orders *order.Service) error {
 	if err != nil {
 		return err
 	}
-	a.workers = append(a.workers, worker{name: "cache-refresh", run: c.Run})
+	a.addConsumer("cache-refresh", c)
 	return nil
 }

@@ -81,7 +81,7 @@ func (a *App) buildDLQ() error {
 	if err != nil {
 		return err
 	}
-	a.workers = append(a.workers, worker{name: "dlq-monitor", run: monitor.Run})
+	a.addConsumer("dlq-monitor", monitor)
 	a.buildDLQAlerts()
 	return nil
 }

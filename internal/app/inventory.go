@@ -26,7 +26,7 @@ func (a *App) buildInventory() error {
 	if err != nil {
 		return err
 	}
-	a.workers = append(a.workers, worker{name: "inventory-consumer", run: consumer.Run})
+	a.addConsumer("inventory-consumer", consumer)
 	return nil
 }
 
@@ -43,6 +43,6 @@ func (a *App) buildSaga(svc *order.Service) error {
 	if err != nil {
 		return err
 	}
-	a.workers = append(a.workers, worker{name: "order-saga", run: consumer.Run})
+	a.addConsumer("order-saga", consumer)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -212,10 +213,20 @@ func TestObservabilityEndToEnd(t *testing.T) {
 	})
 
 	t.Run("spans of the order's path form one trace", func(t *testing.T) {
-		if err := a.obs.tracing.ForceFlush(ctx); err != nil {
-			t.Fatal(err)
+		// The relay's produce span ends with Kafka's acknowledgement, which
+		// can reach the relay after the consumer has already read the
+		// record: flush until the trace holds it (or give up and report).
+		var spans []tracingtest.Span
+		for wait := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if err := a.obs.tracing.ForceFlush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			spans = col.Trace(callerTrace[3:35])
+			if slices.ContainsFunc(spans, func(s tracingtest.Span) bool { return s.Kind == tracepb.Span_SPAN_KIND_PRODUCER }) ||
+				time.Now().After(wait) {
+				break
+			}
 		}
-		spans := col.Trace(callerTrace[3:35])
 		find := func(kind tracepb.Span_SpanKind, match func(tracingtest.Span) bool) tracingtest.Span {
 			t.Helper()
 			for _, s := range spans {

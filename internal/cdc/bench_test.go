@@ -2,17 +2,18 @@ package cdc
 
 import (
 	"context"
-	"github.com/prometheus/client_golang/prometheus"
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
+	"github.com/trackops/trackops/internal/testfix"
 )
 
 // benchBroker is the in-process broker, or the one TRACKOPS_TEST_BENCH_BROKERS
@@ -27,15 +28,6 @@ func benchBroker(b *testing.B) kafka.Options {
 	}
 	o.Brokers = kafkatest.Options(kafkatest.New(b)).Brokers
 	return o
-}
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 const benchTable = `CREATE TABLE bench (id bigint PRIMARY KEY, customer text NOT NULL, status text NOT NULL,
@@ -73,7 +65,7 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	start := c.stats.events.Load()
 	b.ResetTimer()
 	b.StopTimer()
-	cpu0 := processCPU(b)
+	cpu0 := testfix.SelfCPU()
 	if _, err := db.Pool.Exec(ctx, benchInsert, 1, b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -92,7 +84,7 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/change")
+	b.ReportMetric(float64((testfix.SelfCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/change")
 }
 
 // BenchmarkPgRecvlogical is the ceiling: PostgreSQL's own pg_recvlogical

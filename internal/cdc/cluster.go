@@ -261,7 +261,7 @@ func (m *Manager) listen(ctx context.Context) {
 }
 
 func (m *Manager) listenOnce(ctx context.Context) error {
-	cfg, err := pgx.ParseConfig(m.leaseURL())
+	cfg, err := postgres.ParseConnConfig(m.leaseURL())
 	if err != nil {
 		return err
 	}

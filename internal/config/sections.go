@@ -87,22 +87,40 @@ type Redis struct {
 	// URL is redis://HOST:PORT (rediss:// for TLS), or redis+cluster://H1:P,H2:P
 	// or a comma list of nodes for Redis Cluster (TRACKOPS_REDIS_URL).
 	URL string
+	// NearCacheSize bounds the in-process near cache of order reads, kept
+	// coherent by Redis client tracking; 0 turns it off
+	// (TRACKOPS_REDIS_NEAR_CACHE_SIZE).
+	NearCacheSize int
+	// NearCacheTTL is the longest a near cache entry is served
+	// (TRACKOPS_REDIS_NEAR_CACHE_TTL).
+	NearCacheTTL time.Duration
 }
 
-func (r *Redis) load(e *env) { r.URL = e.str("TRACKOPS_REDIS_URL", "redis://127.0.0.1:6379") }
+func (r *Redis) load(e *env) {
+	r.URL = e.str("TRACKOPS_REDIS_URL", "redis://127.0.0.1:6379")
+	r.NearCacheSize = e.int("TRACKOPS_REDIS_NEAR_CACHE_SIZE", 10_000)
+	r.NearCacheTTL = e.duration("TRACKOPS_REDIS_NEAR_CACHE_TTL", 10*time.Second)
+}
 
 // validate accepts what cache.Open accepts: a redis:// or rediss:// URL,
 // redis+cluster://h1:p,h2:p, or a comma list of cluster nodes.
 func (r Redis) validate() []error {
+	var errs []error
+	if r.NearCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("TRACKOPS_REDIS_NEAR_CACHE_SIZE=%d: want 0 (off) or a number of entries, such as 10000", r.NearCacheSize))
+	}
+	if r.NearCacheTTL < 100*time.Millisecond || r.NearCacheTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("TRACKOPS_REDIS_NEAR_CACHE_TTL=%s: want a duration from 100ms to 1h, such as 10s", r.NearCacheTTL))
+	}
 	raw := r.URL
 	if strings.HasPrefix(raw, "redis+cluster://") || (!strings.Contains(raw, "://") && strings.Contains(raw, ",")) {
-		return nil
+		return errs
 	}
 	if _, err := redis.ParseURL(raw); err != nil {
-		return []error{fmt.Errorf("TRACKOPS_REDIS_URL=%q: %v; want redis://HOST:6379 (rediss:// for TLS), or redis+cluster://H1:P,H2:P for Redis Cluster",
-			redactURL(raw), strings.TrimPrefix(err.Error(), "redis: "))}
+		errs = append(errs, fmt.Errorf("TRACKOPS_REDIS_URL=%q: %v; want redis://HOST:6379 (rediss:// for TLS), or redis+cluster://H1:P,H2:P for Redis Cluster",
+			redactURL(raw), strings.TrimPrefix(err.Error(), "redis: ")))
 	}
-	return nil
+	return errs
 }
 
 // redactURL hides a password in a URL that is quoted in a message.

@@ -104,6 +104,10 @@ func NewMonitor(store *Store, cfg MonitorConfig) (*Monitor, error) {
 	return m, nil
 }
 
+// Close releases the monitor's Kafka clients, for a monitor that never ran
+// (Run releases them when it ends).
+func (m *Monitor) Close() { m.consumer.Close() }
+
 // Run consumes until ctx ends.
 func (m *Monitor) Run(ctx context.Context) error {
 	if m.alerter != nil {

@@ -86,6 +86,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("ResetGroupOffsets", r.testResetOffsets)
 	t.Run("OrderJourney", r.testJourney)
 	t.Run("ViewerSeesNoActions", r.testViewer)
+	t.Run("CachePageShowsTheNearCache", r.testCache)
 }
 
 func (r *consoleRig) testSignIn(t *testing.T) {
@@ -338,6 +339,18 @@ func (r *consoleRig) testJourney(t *testing.T) {
 		t.Errorf("%d hops show the time since the previous one, want all %d", gaps, len(kinds))
 	}
 	b.Shot("journey")
+}
+
+// testCache: the Cache page's orders card says its near cache serves.
+func (r *consoleRig) testCache(t *testing.T) {
+	b := NewTab(t, r.p)
+	b.SignInWithKey(r.p.Token, "#/cache")
+	b.WaitFor("store cards", `document.querySelectorAll("#stores .card").length === 4`)
+	orders := Eval[string](b, `[...document.querySelectorAll("#stores .card")].map(c => c.textContent).find(t => t.startsWith("orders")) || ""`)
+	if !strings.Contains(orders, "Near cache") || !strings.Contains(orders, "live") {
+		t.Errorf("the orders card does not show a live near cache: %q", orders)
+	}
+	b.Shot("cache")
 }
 
 func (r *consoleRig) testViewer(t *testing.T) {

@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/postgres"
 )
 
 // Defaults of Options.
@@ -243,7 +245,7 @@ func (l *Lease) Run(ctx context.Context, job func(ctx context.Context) error) er
 }
 
 func (l *Lease) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(l.connStr)
+	cfg, err := postgres.ParseConnConfig(l.connStr)
 	if err != nil {
 		return nil, fmt.Errorf("lease %s: parse database url: %w", l.name, err)
 	}

@@ -34,8 +34,9 @@ func FreeAddr() (string, error) {
 	return "", fmt.Errorf("testfix: free port below %d: %w", low, lastErr)
 }
 
-// ephemeralLow is the lowest port of the kernel's ephemeral range.
-func ephemeralLow() int {
+// ephemeralLow is the lowest port of the kernel's ephemeral range, read
+// once.
+var ephemeralLow = sync.OnceValue(func() int {
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		var lo, hi int
@@ -44,7 +45,7 @@ func ephemeralLow() int {
 		}
 	}
 	return low
-}
+})
 
 // FreePort returns a loopback port nobody listens on now.
 func FreePort() (int, error) {
