@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -24,6 +25,9 @@ func FreeAddr() (string, error) { return testfix.FreeAddr() }
 
 // Database is a scenario's own PostgreSQL database, created empty and
 // dropped (with its replication slots) by Drop.
+// harnessApp is the application_name of the harness's own sessions.
+const harnessApp = "trackops-bench"
+
 type Database struct {
 	Name  string
 	URL   string
@@ -34,14 +38,13 @@ type Database struct {
 // CreateDatabase creates a fresh, migrated database named after prefix on
 // the server of baseURL.
 func CreateDatabase(ctx context.Context, baseURL, prefix string) (*Database, error) {
-	cfg, err := pgx.ParseConfig(baseURL)
-	if err != nil {
+	if _, err := pgx.ParseConfig(baseURL); err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	name := prefix + "_" + hex.EncodeToString(suffix)
-	db := &Database{Name: name, URL: withDatabase(baseURL, cfg.Database, name), admin: withDatabase(baseURL, cfg.Database, "postgres")}
+	db := &Database{Name: name, URL: withDatabase(baseURL, name), admin: withDatabase(baseURL, "postgres")}
 	if err := postgres.EnsureDatabase(ctx, db.URL); err != nil {
 		return nil, err
 	}
@@ -49,25 +52,28 @@ func CreateDatabase(ctx context.Context, baseURL, prefix string) (*Database, err
 		db.Drop(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if db.Pool, err = postgres.Connect(ctx, db.URL); err != nil {
+	// The harness's sessions are named, so CPU figures can leave them out.
+	pool, err := postgres.Connect(ctx, db.URL, func(c *pgxpool.Config, _ string) {
+		c.ConnConfig.RuntimeParams["application_name"] = harnessApp
+	})
+	if err != nil {
 		db.Drop(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	db.Pool = pool
 	return db, nil
 }
 
-// withDatabase swaps the database name in a libpq URL.
-func withDatabase(url, from, to string) string {
-	if i := strings.Index(url, "/"+from); from != "" && i >= 0 {
-		return url[:i] + "/" + to + url[i+1+len(from):]
+// withDatabase returns a connection string like conn that names database
+// to. conn is a URL (postgres://…) or libpq's keyword/value form.
+func withDatabase(conn, to string) string {
+	if u, err := url.Parse(conn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + to
+		u.RawPath = ""
+		return u.String()
 	}
-	// No database in the URL: add one before the query string.
-	base, query, _ := strings.Cut(url, "?")
-	base = strings.TrimRight(base, "/") + "/" + to
-	if query != "" {
-		return base + "?" + query
-	}
-	return base
+	// Keyword/value: a later dbname wins over an earlier one.
+	return strings.TrimSpace(conn) + " dbname=" + to
 }
 
 // Drop ends the database's sessions, drops its replication slots and the

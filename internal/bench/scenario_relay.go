@@ -61,9 +61,10 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	}
 	cfg.logf("relay", "drained at %.0f events/s; fixed rate %d/s for %s", drain.Throughput, relayRate, cfg.Phase)
 	drainCPU := fmt.Sprintf("backlog drain CPU per event: TrackOps process %.1f µs (embedded broker and startup included), PostgreSQL backends of the database %.1f µs (the relay's sessions, the harness's polls, autovacuum)",
-		float64(cpu)*1e6/clockTicks/relayBacklog, pg*1e6/clockTicks/relayBacklog)
+		usPerEvent(float64(cpu), relayBacklog), usPerEvent(pg, relayBacklog))
 
 	phaseStart := time.Now()
+	fixedCPU0, fixedPG0 := processCPU(r.proc.Pid()), postgresCPUExcept(ctx, r.db, harnessApp)
 	var insertErrs atomic.Int64
 	var inserted atomic.Int64
 	paced(ctx, relayRate, cfg.Phase, func(ctx context.Context, i int) {
@@ -96,6 +97,9 @@ func runRelay(ctx context.Context, cfg Config) Result {
 	if err := waitDrained(ctx, r.db, time.Minute); err != nil {
 		return failed(res, err)
 	}
+	fixedCPU := usPerEvent(float64(processCPU(r.proc.Pid())-fixedCPU0), int(inserted.Load()))
+	fixedPG := usPerEvent(cpuDelta(fixedPG0, postgresCPUExcept(ctx, r.db, harnessApp)), int(inserted.Load()))
+	cfg.logf("relay", "fixed-rate CPU per event: TrackOps %.0f µs, PostgreSQL (the relay's sessions) %.0f µs", fixedCPU, fixedPG)
 	fixed, err := publishLatency(ctx, r.db, phaseStart, "acked_at")
 	if err != nil {
 		return failed(res, err)
@@ -135,7 +139,8 @@ func runRelay(ctx context.Context, cfg Config) Result {
 		"relay latency is the outbox row's created_at (stamped just before its commit) to its ledger row's acked_at, the time the relay received Kafka's acknowledgement; the ceiling's is produce call to ack. Neither waits for an fsync",
 		fmt.Sprintf("commit -> durable and recorded (the ledger row's published_at, after the embedded broker's group commit, TRACKOPS_KAFKA_DURABILITY=group): p50 %.2f ms, p99 %.2f ms, max %.2f ms",
 			recorded.Latency.P50, recorded.Latency.P99, recorded.Latency.Max),
-		drainCPU)
+		drainCPU,
+		fmt.Sprintf("fixed-rate phase CPU per event: TrackOps process %.1f µs, PostgreSQL backends of the database other than the harness's inserting sessions %.1f µs (the relay's reads and ledger commits)", fixedCPU, fixedPG))
 	return res
 }
 

@@ -179,8 +179,8 @@ func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *
 	}
 	if n := len(lat); n > 0 {
 		cpu1, pg1 := processCPU(pid), postgresCPU(ctx, path.rig.db)
-		st.TrackOpsCPUus = round3(float64(cpu1-cpu0) / float64(n) * 1e6 / clockTicks)
-		st.PostgresCPUus = round3(cpuDelta(pg0, pg1) / float64(n) * 1e6 / clockTicks)
+		st.TrackOpsCPUus = round3(usPerEvent(float64(cpu1-cpu0), n))
+		st.PostgresCPUus = round3(usPerEvent(cpuDelta(pg0, pg1), n))
 	}
 	st.LoadAverage = LoadAverage()
 	st.Saturated = st.Delivered < saturationShare*st.Offered || st.Arrived < len(keys) ||
@@ -432,7 +432,14 @@ func processCPU(pid int) int64 {
 // postgresCPU is the CPU, in clock ticks, of each backend of db (its
 // sessions and walsenders) by pid.
 func postgresCPU(ctx context.Context, db *Database) map[int]int64 {
-	rows, err := db.Pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	return postgresCPUExcept(ctx, db, "")
+}
+
+// postgresCPUExcept is postgresCPU without the sessions named app (the
+// harness's own, harnessApp); an empty app leaves none out.
+func postgresCPUExcept(ctx context.Context, db *Database, app string) map[int]int64 {
+	rows, err := db.Pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+		AND ($1 = '' OR coalesce(application_name, '') <> $1)`, app)
 	if err != nil {
 		return nil
 	}
@@ -445,6 +452,11 @@ func postgresCPU(ctx context.Context, db *Database) map[int]int64 {
 		out[int(pid)] = processCPU(int(pid))
 	}
 	return out
+}
+
+// usPerEvent is ticks of CPU spread over events, in microseconds each.
+func usPerEvent(ticks float64, events int) float64 {
+	return ticks * 1e6 / clockTicks / float64(max(events, 1))
 }
 
 // cpuDelta adds the CPU each backend spent between two readings; a backend
