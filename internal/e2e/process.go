@@ -167,12 +167,23 @@ func (p *Process) Do(method, path, body string) (*http.Response, error) {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
+// commandGuard bounds a one-shot subcommand: a hang guard, not a speed
+// assertion. A command that hangs fails its test with what it printed
+// instead of holding the package until the test binary's timeout, whose
+// report names the test but not the command.
+const commandGuard = 3 * time.Minute
+
 // Command runs a one-shot trackops subcommand with the process's environment.
 func Command(t testing.TB, env []string, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(Binary(t), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), commandGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("trackops %s still running after %s, killed: %w", strings.Join(args, " "), commandGuard, err)
+	}
 	return string(out), err
 }
