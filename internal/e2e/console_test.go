@@ -77,6 +77,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	watchSlow(t)
 	r := newConsoleRig(t)
 	t.Run("SignIn", r.testSignIn)
 	t.Run("DeepLinksAndHistory", r.testDeepLinks)

@@ -25,6 +25,7 @@ func endToEnd(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	t.Parallel()
+	watchSlow(t)
 }
 
 func newConfig(t *testing.T, db *postgrestest.Database) Config {

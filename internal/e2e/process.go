@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -186,4 +187,37 @@ func Command(t testing.TB, env []string, stdin string, args ...string) (string, 
 		err = fmt.Errorf("trackops %s still running after %s, killed: %w", strings.Join(args, " "), commandGuard, err)
 	}
 	return string(out), err
+}
+
+// slowAfter is when watchSlow first reports a test still running: the
+// longest test takes under a minute on a quiet machine.
+const slowAfter = 3 * time.Minute
+
+// watchSlow writes a line to standard error while t runs past slowAfter,
+// and again each minute. go test shows a package's output only when it
+// fails, and a timeout's report names the tests then running but not how
+// long each ran next to the others: these lines say which test was slow,
+// and since when, even when a slow test ended and another one hung.
+func watchSlow(t *testing.T) {
+	start := time.Now()
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done)
+		if d := time.Since(start); d > slowAfter {
+			fmt.Fprintf(os.Stderr, "e2e-slow: %s ended after %s\n", t.Name(), d.Round(time.Second))
+		}
+	})
+	go func() {
+		wait := time.NewTimer(slowAfter)
+		defer wait.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-wait.C:
+				fmt.Fprintf(os.Stderr, "e2e-slow: %s still running after %s\n", t.Name(), time.Since(start).Round(time.Second))
+				wait.Reset(time.Minute)
+			}
+		}
+	}()
 }
