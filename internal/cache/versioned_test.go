@@ -183,8 +183,6 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 func testConcurrentMissesShareOneLoad(t *testing.T, stores *cache.Stores) {
 	c := stores.Inventory.Versioned()
 	const n = 50
-	joined := make(chan struct{}, n)
-	cache.SetJoinedFlightHook(c, func() { joined <- struct{}{} })
 	release := make(chan struct{})
 	var loads atomic.Int32
 	load := func(ctx context.Context) ([]byte, int64, error) {
@@ -193,24 +191,7 @@ func testConcurrentMissesShareOneLoad(t *testing.T, stores *cache.Stores) {
 		return []byte(`{"on_hand":7}`), 4, nil
 	}
 	key := stores.InventoryKey("SKU-1")
-	var wg sync.WaitGroup
-	results := make([]cache.Entry, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, err := c.GetOrLoad(context.Background(), key, load)
-			if err != nil {
-				t.Error(err)
-			}
-			results[i] = e
-		}()
-	}
-	for range n {
-		<-joined
-	}
-	close(release)
-	wg.Wait()
+	results := readTogether(t, c, key, n, load, release)
 	if got := loads.Load(); got != 1 {
 		t.Fatalf("%d loads for %d concurrent misses, want 1", got, n)
 	}
@@ -448,9 +429,6 @@ func TestLoadBehindTheTombstoneIsReadAgain(t *testing.T) {
 	if err := c.Invalidate(ctx, key, 4); err != nil {
 		t.Fatal(err)
 	}
-	const readers = 2
-	joined := make(chan struct{}, readers)
-	cache.SetJoinedFlightHook(c, func() { joined <- struct{}{} })
 	release := make(chan struct{})
 	var loads atomic.Int32
 	load := func(ctx context.Context) ([]byte, int64, error) {
@@ -460,25 +438,7 @@ func TestLoadBehindTheTombstoneIsReadAgain(t *testing.T) {
 		}
 		return []byte("SHIPPED"), 4, nil
 	}
-	var wg sync.WaitGroup
-	got := make([]cache.Entry, readers)
-	for i := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, err := c.GetOrLoad(ctx, key, load)
-			if err != nil {
-				t.Error(err)
-			}
-			got[i] = e
-		}()
-	}
-	for range readers {
-		<-joined
-	}
-	close(release)
-	wg.Wait()
-	for i, e := range got {
+	for i, e := range readTogether(t, c, key, 2, load, release) {
 		if e.Version != 4 || string(e.Value) != "SHIPPED" {
 			t.Errorf("reader %d got %q@%d after finding the tombstone of version 4", i, e.Value, e.Version)
 		}
@@ -505,4 +465,31 @@ func TestLoadBehindTheTombstoneIsReadAgain(t *testing.T) {
 	if n := loads.Load(); n != 4 {
 		t.Errorf("%d loads of a row that stays behind, want 4 (one shared, three again)", n)
 	}
+}
+
+// readTogether has n readers call GetOrLoad on key at once, waits until
+// every one of them has joined the single load in flight, then closes
+// release (which load waits on) and returns what each reader got.
+func readTogether(t *testing.T, c *cache.Versioned, key string, n int,
+	load func(ctx context.Context) ([]byte, int64, error), release chan struct{}) []cache.Entry {
+	t.Helper()
+	joined := make(chan struct{}, n)
+	cache.SetJoinedFlightHook(c, func() { joined <- struct{}{} })
+	var wg sync.WaitGroup
+	got := make([]cache.Entry, n)
+	for i := range n {
+		wg.Go(func() {
+			e, err := c.GetOrLoad(context.Background(), key, load)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = e
+		})
+	}
+	for range n {
+		<-joined
+	}
+	close(release)
+	wg.Wait()
+	return got
 }
