@@ -85,6 +85,10 @@ func poolConfig(url string, opts []Option) (*pgxpool.Config, error) {
 		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerUUID(conn.TypeMap())
+		return nil
+	}
 	for _, o := range opts {
 		o(cfg, url)
 	}
