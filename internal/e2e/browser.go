@@ -65,15 +65,30 @@ func startBrowser() {
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
+	cancel := func() { cancelCtx(); cancelAlloc() }
 	// Start the browser now, so a broken install fails here with its cause.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		cancelCtx()
-		cancelAlloc()
+	if err := openBlank(ctx, cancel, time.Minute); err != nil {
+		cancel()
 		browserErr = fmt.Errorf("start %s: %w", path, err)
 		return
 	}
 	browserCtx = ctx
-	browserCancel = func() { cancelCtx(); cancelAlloc() }
+	browserCancel = cancel
+}
+
+// openBlank runs the first action on a chromedp context, which starts its
+// browser or opens its tab. The action runs on ctx itself (a tab opened
+// under a timeout's context would close when that timeout's context ends);
+// the bound is a hang guard: past limit, cancel ends ctx and the action
+// with it, so a browser that never answers fails the test instead of
+// holding the package until the test binary's timeout.
+func openBlank(ctx context.Context, cancel context.CancelFunc, limit time.Duration) error {
+	guard := time.AfterFunc(limit, cancel)
+	err := chromedp.Do(ctx, chromedp.Navigate("about:blank"))
+	if !guard.Stop() {
+		return fmt.Errorf("no answer from the browser within %s: %w", limit, err)
+	}
+	return err
 }
 
 // stopBrowser ends the shared browser; TestMain calls it.
@@ -102,9 +117,7 @@ func NewTab(t *testing.T, p *Process) *Tab {
 	}
 	ctx, cancel := chromedp.NewContext(browserCtx)
 	t.Cleanup(cancel)
-	// Open the tab on its own context: a tab opened by a step's timeout
-	// context would close when that step ends.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+	if err := openBlank(ctx, cancel, step); err != nil {
 		t.Fatalf("open a browser tab: %v", err)
 	}
 	return &Tab{t: t, ctx: ctx, base: p.HTTP}
