@@ -69,7 +69,8 @@ func Connect(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, er
 
 // poolConfig parses url into a pool configuration with TrackOps' defaults
 // (at least 10 connections unless the URL sets pool_max_conns, a connect
-// timeout, idle connections closed after 5 minutes) and applies opts.
+// timeout, idle connections closed after 5 minutes, uuid parameters sent as
+// their 16 bytes) and applies opts.
 func poolConfig(url string, opts []Option) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
