@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -44,7 +43,7 @@ func CreateDatabase(ctx context.Context, baseURL, prefix string) (*Database, err
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	name := prefix + "_" + hex.EncodeToString(suffix)
-	db := &Database{Name: name, URL: withDatabase(baseURL, name), admin: withDatabase(baseURL, "postgres")}
+	db := &Database{Name: name, URL: postgres.WithDatabase(baseURL, name), admin: postgres.WithDatabase(baseURL, "postgres")}
 	if err := postgres.EnsureDatabase(ctx, db.URL); err != nil {
 		return nil, err
 	}
@@ -62,18 +61,6 @@ func CreateDatabase(ctx context.Context, baseURL, prefix string) (*Database, err
 	}
 	db.Pool = pool
 	return db, nil
-}
-
-// withDatabase returns a connection string like conn that names database
-// to. conn is a URL (postgres://…) or libpq's keyword/value form.
-func withDatabase(conn, to string) string {
-	if u, err := url.Parse(conn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + to
-		u.RawPath = ""
-		return u.String()
-	}
-	// Keyword/value: a later dbname wins over an earlier one.
-	return strings.TrimSpace(conn) + " dbname=" + to
 }
 
 // Drop ends the database's sessions, drops its replication slots and the

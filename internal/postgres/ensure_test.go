@@ -61,7 +61,7 @@ func TestConnectErrorsSayWhatToDo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("dead server: %v, want %q", err, want)
 	}
-	err = postgres.EnsureDatabase(ctx, postgrestest.WithDatabase("postgres://nobody_here:pw@127.0.0.1:5432/postgres?sslmode=disable", "x"))
+	err = postgres.EnsureDatabase(ctx, postgres.WithDatabase("postgres://nobody_here:pw@127.0.0.1:5432/postgres?sslmode=disable", "x"))
 	want = `refused the login of user "nobody_here"`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("unknown user: %v, want %q", err, want)

@@ -168,6 +168,19 @@ func ParseConnConfig(url string) (*pgx.ConnConfig, error) {
 	return cfg.ConnConfig, nil
 }
 
+// WithDatabase returns a connection string like conn that names database
+// name and changes nothing else. conn is a URL (postgres://…) or libpq's
+// keyword/value form.
+func WithDatabase(conn, name string) string {
+	if u, err := url.Parse(conn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		u.RawPath = ""
+		return u.String()
+	}
+	// Keyword/value: a later dbname wins over an earlier one.
+	return strings.TrimSpace(conn) + " dbname=" + name
+}
+
 // EnsureDatabase creates the database named in url when it does not exist,
 // connecting to the server's "postgres" database to do so.
 func EnsureDatabase(ctx context.Context, dbURL string) error {

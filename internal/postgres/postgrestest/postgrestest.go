@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +77,7 @@ func New(t testing.TB) *Database {
 	if err != nil {
 		t.Fatalf("postgrestest: create database: %v", err)
 	}
-	url := WithDatabase(AdminURL(), name)
+	url := postgres.WithDatabase(AdminURL(), name)
 	pool, err := postgres.Connect(ctx, url)
 	if err != nil {
 		t.Fatalf("postgrestest: %v", err)
@@ -128,28 +127,7 @@ func Unused(t testing.TB, prefix string) (name, url string) {
 	t.Helper()
 	name = prefix + "_" + randomSuffix()
 	t.Cleanup(func() { Drop(t, name) })
-	return name, WithDatabase(AdminURL(), name)
-}
-
-// WithDatabase returns url with its database name replaced.
-func WithDatabase(url, name string) string {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		panic(err)
-	}
-	rest := ""
-	if i := strings.Index(url, "?"); i >= 0 {
-		rest = url[i:]
-	}
-	host := cfg.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	userinfo := cfg.User
-	if cfg.Password != "" {
-		userinfo += ":" + cfg.Password
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s%s", userinfo, host, cfg.Port, name, rest)
+	return name, postgres.WithDatabase(AdminURL(), name)
 }
 
 func adminConn(t testing.TB) *pgx.Conn {
@@ -188,7 +166,7 @@ func ensureTemplate(ctx context.Context) (string, error) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+building); err != nil {
 		return "", err
 	}
-	if err := postgres.Migrate(ctx, WithDatabase(AdminURL(), building)); err != nil {
+	if err := postgres.Migrate(ctx, postgres.WithDatabase(AdminURL(), building)); err != nil {
 		return "", err
 	}
 	// Templates of other migration sets are left alone: other checkouts on
