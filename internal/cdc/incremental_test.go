@@ -122,6 +122,20 @@ func readSnapTopic(t testing.TB, b *kafka.Embedded, topic string) []snapEvent {
 	return out
 }
 
+// waitSnapTopic reads topic once it holds at least n records. Kafka orders
+// records within a partition only: a marker seen on one topic says nothing
+// of another topic's records, whose first produce may still be waiting for
+// the topic to be created.
+func waitSnapTopic(t testing.TB, b *kafka.Embedded, topic string, n int) []snapEvent {
+	t.Helper()
+	var evs []snapEvent
+	eventually(t, fmt.Sprintf("%d records on %s", n, topic), 30*time.Second, func() bool {
+		evs = readSnapTopic(t, b, topic)
+		return len(evs) >= n
+	})
+	return evs
+}
+
 func decodeSnapEvent(t testing.TB, r *kgo.Record) snapEvent {
 	var key struct {
 		ID int `json:"id"`
@@ -597,8 +611,8 @@ func TestStopSnapshot(t *testing.T) {
 	}
 	markEnd(t, db, b)
 	reads := map[string]int{}
-	for _, topic := range []string{"orders.snap", "orders.snap2"} {
-		for _, e := range readSnapTopic(t, b, topic) {
+	for topic, n := range map[string]int{"orders.snap": 1, "orders.snap2": 30} {
+		for _, e := range waitSnapTopic(t, b, topic, n) {
 			if e.op == "r" {
 				reads[topic]++
 			}
@@ -670,7 +684,7 @@ func TestBlockingSnapshot(t *testing.T) {
 		t.Errorf("orders.snap: %v\nwant %v", got, want)
 	}
 	got = nil
-	for _, e := range readSnapTopic(t, b, "orders.snap2") {
+	for _, e := range waitSnapTopic(t, b, "orders.snap2", 2) {
 		got = append(got, fmt.Sprintf("%s%d:%s", e.op, e.id, e.snapshot))
 	}
 	if want := "[r1:first_in_data_collection r2:last]"; fmt.Sprint(got) != want {
