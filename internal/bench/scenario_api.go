@@ -238,11 +238,16 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 		}
 	}
 
+	client, err := newKeepAliveClient(r.proc.HTTP, r.token, cfg.Concurrency, 10*time.Second)
+	if err != nil {
+		return failed(res, err)
+	}
+	defer client.close()
 	cfg.logf("api-read", "HTTP and Redis in 4 alternating rounds, %s each side, at %d workers over %d orders", cfg.Phase, cfg.Concurrency, len(ids))
 	httpSide, redisSide := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
-		"GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", func(ctx context.Context, _ int, _ int64) error {
+		"GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", func(ctx context.Context, worker int, _ int64) error {
 			id := ids[rand.IntN(len(ids))]
-			code, _, err := r.api.do(ctx, http.MethodGet, "/api/v1/orders/"+id, nil)
+			code, err := client.get(ctx, worker, "/api/v1/orders/"+id)
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("GET /api/v1/orders/%s: %d", id, code)
 			}
