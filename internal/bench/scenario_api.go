@@ -189,7 +189,7 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 
 // runAPIRead: cached order reads over HTTP vs raw Redis GETs of the same keys.
 func runAPIRead(ctx context.Context, cfg Config) Result {
-	res := Result{Description: "order reads over HTTP (GET /api/v1/orders/{id}, served from the cache: the process's near cache in front of Redis) vs raw Redis GETs of the same order:{id} keys (db 2); closed loop at the same concurrency"}
+	res := Result{Description: "order reads over HTTP (GET /api/v1/orders/{id}, served from the cache: the process's near cache in front of Redis) vs raw Redis GETs of the same order:{id} keys (db 2); closed loop at the same concurrency, each HTTP worker on its own keep-alive connection"}
 	r, err := setUp(ctx, cfg, "api-read", nil)
 	if err != nil {
 		return failed(res, err)
