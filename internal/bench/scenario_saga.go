@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
+	"github.com/trackops/trackops/internal/postgres"
 )
 
 const (
@@ -53,6 +57,11 @@ func runSaga(ctx context.Context, cfg Config) Result {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d orders created (status codes %s), %d confirmed, %d still PENDING after the wait",
 			load.Requests, formatCodes(load.StatusCodes), trackops.Count, pending))
 		cfg.logf("saga", "p50 %.1fms p99 %.1fms", trackops.Latency.P50, trackops.Latency.P99)
+		if hops, err := sagaHops(ctx, r.db.Pool); err != nil {
+			res.Notes = append(res.Notes, "hops not read: "+err.Error())
+		} else {
+			res.Notes = append(res.Notes, formatHops(hops))
+		}
 	}
 	floor, err := twoHops(ctx, r.proc.KafkaAddr, sagaRate, cfg.Phase)
 	if err != nil {
@@ -94,6 +103,76 @@ func confirmLatency(ctx context.Context, r *rig) (Measure, error) {
 	}
 	l := summarize(d)
 	return Measure{What: "trackops: order created -> CONFIRMED (outbox, relay, inventory reservation, relay, saga)", Count: l.Count, Latency: &l}, nil
+}
+
+// sagaHop is how long after their creation confirmed orders reached one
+// step of the saga.
+type sagaHop struct {
+	step     string
+	p50, p99 float64 // milliseconds; NaN when no order recorded the step
+}
+
+// sagaHopsSQL times each confirmed order's steps from its creation: its
+// ORDER_CREATED acknowledged by Kafka (the relay's ledger), inventory's
+// reservation begun, INVENTORY_RESERVED acknowledged, CONFIRMED. Every
+// stamp is taken by the TrackOps process's clock or PostgreSQL's, on one
+// machine.
+const sagaHopsSQL = `WITH t AS (
+	SELECT extract(epoch FROM created.acked_at - o.created_at) * 1000 AS created_acked,
+		extract(epoch FROM io.created_at - o.created_at) * 1000 AS reserving,
+		extract(epoch FROM reserved.acked_at - o.created_at) * 1000 AS reserved_acked,
+		extract(epoch FROM h.changed_at - o.created_at) * 1000 AS confirmed
+	FROM orders o
+	JOIN order_status_history h ON h.order_id = o.id AND h.to_status = 'CONFIRMED'
+	LEFT JOIN inventory_orders io ON io.order_id = o.id
+	LEFT JOIN LATERAL (SELECT p.acked_at FROM outbox_events e JOIN outbox_published p ON p.seq = e.seq
+		WHERE e.aggregate_id = o.id::text AND e.event_type = $1 ORDER BY e.seq LIMIT 1) created ON true
+	LEFT JOIN LATERAL (SELECT p.acked_at FROM outbox_events e JOIN outbox_published p ON p.seq = e.seq
+		WHERE e.aggregate_id = o.id::text AND e.event_type = $2 ORDER BY e.seq LIMIT 1) reserved ON true)
+SELECT coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY created_acked), 'NaN'),
+	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY reserving), 'NaN'),
+	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY reserved_acked), 'NaN'),
+	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY confirmed), 'NaN')
+FROM t, unnest(ARRAY[0.5, 0.99]::float8[]) AS q GROUP BY q ORDER BY q`
+
+// sagaHops says where a saga run's latency builds up: each step's p50 and
+// p99 from the orders' creation.
+func sagaHops(ctx context.Context, db postgres.Querier) ([]sagaHop, error) {
+	hops := []sagaHop{{step: events.OrderCreated + " acknowledged"}, {step: "reservation begun"},
+		{step: events.InventoryReserved + " acknowledged"}, {step: "CONFIRMED"}}
+	for i := range hops { // no confirmed order: no rows
+		hops[i].p50, hops[i].p99 = math.NaN(), math.NaN()
+	}
+	rows, err := db.Query(ctx, sagaHopsSQL, events.OrderCreated, events.InventoryReserved)
+	if err != nil {
+		return nil, fmt.Errorf("saga hops: %w", err)
+	}
+	defer rows.Close()
+	for q := 0; rows.Next(); q++ {
+		v := make([]float64, len(hops))
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3]); err != nil {
+			return nil, fmt.Errorf("saga hops: %w", err)
+		}
+		for i := range hops {
+			if q == 0 {
+				hops[i].p50 = v[i]
+			} else {
+				hops[i].p99 = v[i]
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("saga hops: %w", err)
+	}
+	return hops, nil
+}
+
+func formatHops(hops []sagaHop) string {
+	parts := make([]string, len(hops))
+	for i, h := range hops {
+		parts[i] = fmt.Sprintf("%s %.1f / %.1f ms", h.step, h.p50, h.p99)
+	}
+	return "where the time goes, from each order's creation (p50 / p99): " + strings.Join(parts, ", ")
 }
 
 // twoHops produces stamped records to one topic, a forwarder consumes and
