@@ -118,51 +118,38 @@ type sagaHop struct {
 // stamp is taken by the TrackOps process's clock or PostgreSQL's, on one
 // machine.
 const sagaHopsSQL = `WITH t AS (
-	SELECT extract(epoch FROM created.acked_at - o.created_at) * 1000 AS created_acked,
+	SELECT extract(epoch FROM acked.created - o.created_at) * 1000 AS created_acked,
 		extract(epoch FROM io.created_at - o.created_at) * 1000 AS reserving,
-		extract(epoch FROM reserved.acked_at - o.created_at) * 1000 AS reserved_acked,
+		extract(epoch FROM acked.reserved - o.created_at) * 1000 AS reserved_acked,
 		extract(epoch FROM h.changed_at - o.created_at) * 1000 AS confirmed
 	FROM orders o
 	JOIN order_status_history h ON h.order_id = o.id AND h.to_status = 'CONFIRMED'
 	LEFT JOIN inventory_orders io ON io.order_id = o.id
-	LEFT JOIN LATERAL (SELECT p.acked_at FROM outbox_events e JOIN outbox_published p ON p.seq = e.seq
-		WHERE e.aggregate_id = o.id::text AND e.event_type = $1 ORDER BY e.seq LIMIT 1) created ON true
-	LEFT JOIN LATERAL (SELECT p.acked_at FROM outbox_events e JOIN outbox_published p ON p.seq = e.seq
-		WHERE e.aggregate_id = o.id::text AND e.event_type = $2 ORDER BY e.seq LIMIT 1) reserved ON true)
-SELECT coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY created_acked), 'NaN'),
-	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY reserving), 'NaN'),
-	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY reserved_acked), 'NaN'),
-	coalesce(percentile_cont(q) WITHIN GROUP (ORDER BY confirmed), 'NaN')
-FROM t, unnest(ARRAY[0.5, 0.99]::float8[]) AS q GROUP BY q ORDER BY q`
+	LEFT JOIN LATERAL (SELECT min(p.acked_at) FILTER (WHERE e.event_type = $1) AS created,
+			min(p.acked_at) FILTER (WHERE e.event_type = $2) AS reserved
+		FROM outbox_events e JOIN outbox_published p ON p.seq = e.seq WHERE e.aggregate_id = o.id::text) acked ON true)
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY created_acked),
+	percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY reserving),
+	percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY reserved_acked),
+	percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY confirmed)
+FROM t`
 
 // sagaHops says where a saga run's latency builds up: each step's p50 and
 // p99 from the orders' creation.
 func sagaHops(ctx context.Context, db postgres.Querier) ([]sagaHop, error) {
-	hops := []sagaHop{{step: events.OrderCreated + " acknowledged"}, {step: "reservation begun"},
-		{step: events.InventoryReserved + " acknowledged"}, {step: "CONFIRMED"}}
-	for i := range hops { // no confirmed order: no rows
-		hops[i].p50, hops[i].p99 = math.NaN(), math.NaN()
-	}
-	rows, err := db.Query(ctx, sagaHopsSQL, events.OrderCreated, events.InventoryReserved)
+	// Each column is [p50, p99], or NULL when no order recorded the step.
+	var p [4][]float64
+	err := db.QueryRow(ctx, sagaHopsSQL, events.OrderCreated, events.InventoryReserved).Scan(&p[0], &p[1], &p[2], &p[3])
 	if err != nil {
 		return nil, fmt.Errorf("saga hops: %w", err)
 	}
-	defer rows.Close()
-	for q := 0; rows.Next(); q++ {
-		v := make([]float64, len(hops))
-		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3]); err != nil {
-			return nil, fmt.Errorf("saga hops: %w", err)
+	hops := []sagaHop{{step: events.OrderCreated + " acknowledged"}, {step: "reservation begun"},
+		{step: events.InventoryReserved + " acknowledged"}, {step: "CONFIRMED"}}
+	for i := range hops {
+		hops[i].p50, hops[i].p99 = math.NaN(), math.NaN()
+		if len(p[i]) == 2 {
+			hops[i].p50, hops[i].p99 = p[i][0], p[i][1]
 		}
-		for i := range hops {
-			if q == 0 {
-				hops[i].p50 = v[i]
-			} else {
-				hops[i].p99 = v[i]
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("saga hops: %w", err)
 	}
 	return hops, nil
 }
