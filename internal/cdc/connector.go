@@ -185,6 +185,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	c.reads = &readahead{}
 	replCfg.DialFunc = c.reads.dialer(replCfg.DialFunc)
+	replCfg.BuildFrontend = bufferedFrontend
 	repl, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
 		return fmt.Errorf("open replication connection: %w", err)
