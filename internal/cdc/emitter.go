@@ -86,11 +86,17 @@ func (e *emitter) topicList() []string {
 }
 
 // produce hands rec to the producer as one more record of tx. The record
-// carries tx in its Context, so the promise needs no closure of its own.
+// carries tx in its Context (in its block's slot when the encoder carved
+// it), so the promise needs no closure of its own. rec is the producer's
+// until its promise: a carved record's block may be reused after it.
 func (e *emitter) produce(rec *kgo.Record, tx *txTrack) {
 	e.tracker.add(tx)
 	tx.produced.Store(true)
-	rec.Context = tx.recordContext(e.produceCtx, rec.Context)
+	if c, ok := rec.Context.(*blockContext); ok {
+		c.tx = tx
+	} else {
+		rec.Context = tx.recordContext(e.produceCtx, rec.Context)
+	}
 	e.producer.Produce(e.produceCtx, rec, e.promise)
 }
 
@@ -119,7 +125,8 @@ func (e *emitter) send() {
 }
 
 // acked is the promise of every produced record: it counts the ack (or
-// failure) against the record's transaction.
+// failure) against the record's transaction and releases the record's
+// block.
 func (e *emitter) acked(r *kgo.Record, err error) {
 	tx := recordTx(r)
 	if tx == nil {
@@ -127,6 +134,7 @@ func (e *emitter) acked(r *kgo.Record, err error) {
 		return
 	}
 	e.tracker.done(tx, err)
+	releaseRecord(r)
 }
 
 var errRecordWithoutTx = errors.New("cdc: a produced record lost its transaction")
@@ -182,9 +190,15 @@ func (e *emitter) emitOne(ch *change, tx *txTrack) {
 	if ch.header != nil {
 		rec.Headers = append(rec.Headers, *ch.header)
 	}
-	e.produce(rec, tx)
+	// Made before rec is produced: once produced, rec may be acknowledged
+	// and its block reused at any moment.
+	var tombstone *kgo.Record
 	if ch.op == 'd' && e.c.cfg.TombstonesOnDelete && rec.Key != nil {
-		e.produce(&kgo.Record{Topic: rec.Topic, Key: rec.Key, Timestamp: rec.Timestamp}, tx)
+		tombstone = e.enc.tombstone(rec)
+	}
+	e.produce(rec, tx)
+	if tombstone != nil {
+		e.produce(tombstone, tx)
 	}
 	e.countAt(ch.table, string(ch.op), ch.commitTime, ch.processed)
 }

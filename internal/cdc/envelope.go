@@ -63,16 +63,16 @@ func (ch *change) processedAt() time.Time {
 
 // recordEncoder builds Debezium records; it is used by one goroutine.
 //
-// Keys and values are written straight into an arena shared by many
-// records, and the records themselves come from a chunk of records:
-// encoding a change allocates nothing but, now and then, a new chunk
-// (TestEncodingAllocatesNoMemoryPerChange). Numbers that repeat across a
-// transaction's events are formatted once per transaction.
+// Records and the bytes of their keys and values are carved from blocks
+// that are used again once Kafka has acknowledged every record carved from
+// them (recordBlock): encoding a change allocates nothing, and a large
+// transaction no longer feeds the garbage collector a new chunk every few
+// dozen changes (TestEncodingAllocatesNoMemoryPerChange). Numbers that
+// repeat across a transaction's events are formatted once per transaction.
 type recordEncoder struct {
 	encoder
 	scratch []byte
-	bytes   arena
-	recs    []kgo.Record
+	blk     *recordBlock
 	// largest is the size of the largest key and value encoded so far.
 	largest int
 	// src holds the parts of "source" one transaction shares.
@@ -83,76 +83,17 @@ func newRecordEncoder(cfg *Config) *recordEncoder {
 	return &recordEncoder{encoder: encoder{cfg: cfg}, scratch: make([]byte, 0, 4096)}
 }
 
-// Sizes of the chunks records and their bytes are carved from. A chunk is
-// freed by the garbage collector once every record carved from it has been
-// acknowledged and dropped; records are acknowledged roughly in the order
-// they were produced, so a chunk outlives its last record only briefly.
-const (
-	arenaChunk   = 64 << 10
-	arenaMaxCopy = arenaChunk / 8 // larger keys and values get their own allocation
-	recordChunk  = 64
-)
-
-// arena hands out byte slices from shared chunks, one allocation per chunk
-// instead of one per key and one per value. Slices are capped at their
-// length: an append to one never writes into its neighbour.
-type arena struct{ buf []byte }
-
-// begin returns an empty slice at the arena's free end, with room for at
-// least hint bytes (up to the chunk's end) to append to; end claims what
-// was appended.
-func (a *arena) begin(hint int) []byte {
-	if cap(a.buf)-len(a.buf) < hint {
-		a.buf = make([]byte, 0, arenaChunk)
-	}
-	return a.buf[len(a.buf):len(a.buf)]
-}
-
-// end takes b, grown by appends from begin's slice, out of the arena and
-// returns it capped at its length. If b outgrew the chunk, append moved it
-// to an allocation of its own and the arena is left as it was.
-func (a *arena) end(b []byte) []byte {
-	free := a.buf[len(a.buf):cap(a.buf)]
-	if len(b) > 0 && len(b) <= len(free) && &b[0] == &free[0] {
-		a.buf = a.buf[:len(a.buf)+len(b)]
-	}
-	return b[:len(b):len(b)]
-}
-
-// copy returns a copy of b carved from the arena.
-func (a *arena) copy(b []byte) []byte {
-	if len(b) > arenaMaxCopy {
-		return append(make([]byte, 0, len(b)), b...)
-	}
-	if cap(a.buf)-len(a.buf) < len(b) {
-		a.buf = make([]byte, 0, arenaChunk)
-	}
-	start := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return a.buf[start:len(a.buf):len(a.buf)]
-}
-
-// newRecord returns a zero record carved from the current chunk.
-func (e *recordEncoder) newRecord() *kgo.Record {
-	if len(e.recs) == 0 {
-		e.recs = make([]kgo.Record, recordChunk)
-	}
-	r := &e.recs[0]
-	e.recs = e.recs[1:]
-	return r
-}
-
 // record encodes ch as a Kafka record (value and key), with its headers.
 func (e *recordEncoder) record(ch *change) *kgo.Record {
 	t := ch.table
 	processed := ch.processedAt()
-	rec := e.newRecord()
-	rec.Topic, rec.Timestamp = t.topic, processed
-
-	// The key, then the value, written straight into the arena: room for
+	// The key, then the value, written straight into the block: room for
 	// twice the largest record so far is made first, so a record rarely
-	// outgrows the chunk it starts in.
-	b, hasKey := e.appendKey(e.bytes.begin(min(2*e.largest, arenaMaxCopy)), t, ch)
+	// outgrows the block it starts in.
+	blk := e.block(min(2*e.largest, blockMaxCopy))
+	rec := blk.carve()
+	rec.Topic, rec.Timestamp = t.topic, processed
+	b, hasKey := e.appendKey(blk.free(), t, ch)
 	keyLen := len(b)
 	if t.envelopeSchema != nil {
 		b = append(b, `{"schema":`...)
@@ -184,7 +125,7 @@ func (e *recordEncoder) record(ch *change) *kgo.Record {
 		b = append(b, '}')
 	}
 	e.largest = max(e.largest, len(b))
-	kv := e.bytes.end(b)
+	kv := blk.claim(b)
 	if hasKey {
 		rec.Key = kv[:keyLen:keyLen]
 	}
