@@ -47,6 +47,23 @@ type blockContext struct {
 	tx    *txTrack
 }
 
+// blockKey finds a record's blockContext through a context derived from
+// it.
+type blockKey struct{}
+
+// Value answers the record's transaction (txKey) and its blockContext
+// (blockKey) also when asked through a context derived from this one: the
+// tracing hook replaces a record's Context with one that wraps it.
+func (c *blockContext) Value(key any) any {
+	switch key.(type) {
+	case txKey:
+		return c.tx
+	case blockKey:
+		return c
+	}
+	return c.Context.Value(key)
+}
+
 var blockPool = sync.Pool{New: func() any {
 	b := &recordBlock{buf: make([]byte, 0, blockBytes)}
 	for i := range b.ctxs {
@@ -128,7 +145,11 @@ func (e *recordEncoder) tombstone(rec *kgo.Record) *kgo.Record {
 // releaseRecord releases the block rec was carved from, if any. Call it
 // once Kafka is done with rec (its promise); rec must not be used after.
 func releaseRecord(rec *kgo.Record) {
-	if c, ok := rec.Context.(*blockContext); ok {
+	c, ok := rec.Context.(*blockContext)
+	if !ok && rec.Context != nil {
+		c, _ = rec.Context.Value(blockKey{}).(*blockContext)
+	}
+	if c != nil {
 		c.block.release()
 	}
 }

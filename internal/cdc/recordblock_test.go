@@ -12,6 +12,7 @@ import (
 
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
+	"github.com/trackops/trackops/internal/tracing"
 )
 
 // TestBlockIsReusedOnlyAfterEveryRecordIsReleased: a block goes back to
@@ -43,6 +44,21 @@ func TestBlockIsReusedOnlyAfterEveryRecordIsReleased(t *testing.T) {
 		t.Fatalf("block not emptied after its last release: n=%d, %d bytes, live %d", blk.n, len(blk.buf), blk.live.Load())
 	}
 
+	// A hook may wrap a record's Context (tracing does): its transaction
+	// and block are found through the wrapper.
+	wrapped := enc.record(ch)
+	tx := &txTrack{}
+	wrapped.Context.(*blockContext).tx = tx
+	held := wrapped.Context.(*blockContext).block.live.Load()
+	wrapped.Context = context.WithValue(wrapped.Context, struct{ hook int }{}, "span")
+	if recordTx(wrapped) != tx {
+		t.Fatal("the transaction of a record whose Context a hook wrapped was lost")
+	}
+	releaseRecord(wrapped)
+	if got := enc.blk.live.Load(); got != held-1 {
+		t.Fatalf("releasing a wrapped record left the block's holds at %d, want %d", got, held-1)
+	}
+
 	// A tombstone's key is its own: releasing the delete leaves it intact.
 	del := enc.record(&change{op: 'd', table: tbl, before: ch.after, commitTime: ch.commitTime, txID: 8, lsn: 1 << 31,
 		snapshot: "false", processed: ch.processed})
@@ -57,8 +73,21 @@ func TestBlockIsReusedOnlyAfterEveryRecordIsReleased(t *testing.T) {
 // still being encoded, with values of many sizes (some larger than a
 // block), deletes and their tombstones, and checks every record's key and
 // value against the row it came from.
+//
+// With tracing on, the producer's tracing hook replaces each record's
+// Context with one of its own that wraps the connector's: the record's
+// transaction and block are still found through it.
 func TestLargeTransactionsArriveIntact(t *testing.T) {
 	t.Parallel()
+	for _, traced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("traced=%v", traced), func(t *testing.T) {
+			t.Parallel()
+			largeTransactionsArriveIntact(t, traced)
+		})
+	}
+}
+
+func largeTransactionsArriveIntact(t *testing.T, traced bool) {
 	db := postgrestest.New(t)
 	b := kafkatest.New(t)
 	ctx := context.Background()
@@ -66,7 +95,18 @@ func TestLargeTransactionsArriveIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := parse(t, rawConfig(t, db, map[string]string{"snapshot.mode": "no_data", "table.include.list": "public.big"}))
-	c, _ := runConnector(t, cfg, b, nil)
+	kopts := kafkatest.Options(b)
+	if traced {
+		// Spans go to a closed port; export failures are only logged.
+		p, err := tracing.Setup(ctx, tracing.Options{Endpoint: "http://127.0.0.1:1/v1/traces", Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+		kopts.Extra = p.KafkaOpts()
+	}
+	c := NewConnector(cfg, Options{Kafka: kopts, Logger: testLogger(), TopicPartitions: 1})
+	startConnector(t, c)
 	waitStreaming(t, c)
 
 	// Row g's note is g%97 copies of "n<g>;", and every 500th is 12 KB.
