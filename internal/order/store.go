@@ -74,34 +74,39 @@ func (Store) Get(ctx context.Context, q postgres.Querier, id uuid.UUID, forUpdat
 	if forUpdate {
 		sql += ` FOR UPDATE`
 	}
-	o, err := scanOrder(q.QueryRow(ctx, sql, id))
-	if err != nil {
+	// The order and its items in one round trip: every cache miss and
+	// every cache refresh after a change reads both.
+	var o *Order
+	b := &pgx.Batch{}
+	b.Queue(sql, id).QueryRow(func(row pgx.Row) error {
+		var err error
+		o, err = scanOrder(row)
+		return err
+	})
+	b.Queue(itemsSQL, id).Query(func(rows pgx.Rows) error {
+		items, err := pgx.CollectRows(rows, scanItem)
+		if err != nil {
+			return fmt.Errorf("get order items: %w", err)
+		}
+		o.Items = items
+		return nil
+	})
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("get order %s: %w", id, err)
 	}
-	if o.Items, err = loadItems(ctx, q, id); err != nil {
-		return nil, err
-	}
 	return o, nil
 }
 
-func loadItems(ctx context.Context, q postgres.Querier, id uuid.UUID) ([]Item, error) {
-	rows, err := q.Query(ctx, `SELECT id, line_no, sku, quantity, (unit_price * 100)::bigint, (line_total * 100)::bigint
-		FROM order_items WHERE order_id = $1 ORDER BY line_no`, id)
-	if err != nil {
-		return nil, fmt.Errorf("get order items: %w", err)
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Item, error) {
-		var it Item
-		err := row.Scan(&it.ID, &it.LineNo, &it.SKU, &it.Quantity, &it.UnitPrice, &it.LineTotal)
-		return it, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get order items: %w", err)
-	}
-	return items, nil
+const itemsSQL = `SELECT id, line_no, sku, quantity, (unit_price * 100)::bigint, (line_total * 100)::bigint
+	FROM order_items WHERE order_id = $1 ORDER BY line_no`
+
+func scanItem(row pgx.CollectableRow) (Item, error) {
+	var it Item
+	err := row.Scan(&it.ID, &it.LineNo, &it.SKU, &it.Quantity, &it.UnitPrice, &it.LineTotal)
+	return it, err
 }
 
 // SaveTransition writes a status change made by Order.Transition.
