@@ -117,6 +117,7 @@ type sagaHop struct {
 // reservation begun, INVENTORY_RESERVED acknowledged, CONFIRMED. Every
 // stamp is taken by the TrackOps process's clock or PostgreSQL's, on one
 // machine.
+//
 // The acknowledgements are read in one pass over the outbox and its ledger:
 // a lateral subquery per order let the planner scan the whole ledger once
 // per order (fresh tables, no statistics), tens of seconds after a run.

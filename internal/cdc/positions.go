@@ -80,9 +80,6 @@ func (t *txTrack) recordContext(base, own context.Context) context.Context {
 
 // recordTx is the transaction a produced record belongs to (nil if none).
 func recordTx(r *kgo.Record) *txTrack {
-	if c, ok := r.Context.(*blockContext); ok {
-		return c.tx
-	}
 	if r.Context == nil {
 		return nil
 	}

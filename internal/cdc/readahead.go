@@ -72,7 +72,7 @@ func (r *readahead) dialer(dial pgconn.DialFunc) pgconn.DialFunc {
 		if err != nil {
 			return nil, err
 		}
-		return &pacedConn{Conn: conn, r: r, sock: socketControlOf(conn)}, nil
+		return &pacedConn{Conn: conn, r: r, sock: socketControlOf(conn), lowat: 1}, nil
 	}
 }
 
@@ -85,7 +85,7 @@ type pacedConn struct {
 	r       *readahead
 	sock    socketControl
 	drained bool // the last read returned less than asked: the socket was empty
-	lowat   int  // the low-water mark set on the socket; 0 and 1 both mean one byte
+	lowat   int  // the low-water mark set on the socket (the kernel's default is 1)
 }
 
 func (c *pacedConn) Read(p []byte) (int, error) {
@@ -111,7 +111,7 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 // setLowat sets the socket's receive low-water mark, if it is not set to
 // that already.
 func (c *pacedConn) setLowat(bytes int) {
-	if max(c.lowat, 1) == bytes {
+	if c.lowat == bytes {
 		return
 	}
 	c.sock.setLowat(bytes)

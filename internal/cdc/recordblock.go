@@ -145,11 +145,10 @@ func (e *recordEncoder) tombstone(rec *kgo.Record) *kgo.Record {
 // releaseRecord releases the block rec was carved from, if any. Call it
 // once Kafka is done with rec (its promise); rec must not be used after.
 func releaseRecord(rec *kgo.Record) {
-	c, ok := rec.Context.(*blockContext)
-	if !ok && rec.Context != nil {
-		c, _ = rec.Context.Value(blockKey{}).(*blockContext)
+	if rec.Context == nil {
+		return
 	}
-	if c != nil {
+	if c, _ := rec.Context.Value(blockKey{}).(*blockContext); c != nil {
 		c.block.release()
 	}
 }
