@@ -110,7 +110,7 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 		sw.Description = "ORDER_CREATED outbox rows committed one per transaction (--roles relay): scheduled time -> record consumed from Kafka"
 		path, err = relaySweep(ctx, cfg, t)
 	case "cdc":
-		sw.Description = "orders rows inserted one per transaction under TRACKOPS_EVENT_STRATEGY=cdc: scheduled time -> change record consumed from " + cdcTopic
+		sw.Description = "orders rows inserted one per transaction under TRACKOPS_EVENT_STRATEGY=cdc (--roles cdc,orders): scheduled time -> change record consumed from " + cdcTopic
 		path, err = cdcSweep(ctx, cfg, t)
 	default:
 		err = fmt.Errorf("unknown sweep scenario %q: want %s or all", scenario, strings.Join(SweepScenarios, ", "))
@@ -351,7 +351,7 @@ func cdcSweep(ctx context.Context, cfg Config, t *tracker) (*sweepPath, error) {
 	// Slot names are cluster-wide: a slot of its own keeps the sweep clear
 	// of any other TrackOps database on the server.
 	slot := fmt.Sprintf("trackops_sweep_%d", time.Now().UnixNano())
-	r, err := setUp(ctx, cfg, "sweep-cdc", []string{"TRACKOPS_EVENT_STRATEGY=cdc", "TRACKOPS_CDC_SLOT_NAME=" + slot})
+	r, err := setUp(ctx, cfg, "sweep-cdc", []string{"TRACKOPS_EVENT_STRATEGY=cdc", "TRACKOPS_CDC_SLOT_NAME=" + slot}, cdcRoles...)
 	if err != nil {
 		return nil, err
 	}
