@@ -91,8 +91,10 @@ func ConnectorConfig(databaseURL string) (map[string]string, error) {
 //     IDENTITY FULL).
 //
 // Event ids are EventID's, so a transaction streamed again after a crash
-// yields the same events. Once Kafka holds them, the cache of each changed
-// order is refreshed, once per transaction.
+// yields the same events. Once Kafka holds them, the cache of each order
+// the transaction updated or deleted is refreshed, once per transaction. A
+// new order has nothing cached to refresh (as under the outbox strategy,
+// CacheTopics): its first read loads it.
 type ChangeStream struct {
 	refresh *Service
 	log     *slog.Logger
@@ -163,8 +165,10 @@ func eventRecord(ev events.Event) (*kgo.Record, error) {
 type TxEvents struct {
 	// Events in the order the transaction made the changes.
 	Events []events.Event
-	// Changed are the orders the transaction changed, each at its last
-	// version (a deleted order at its version + 1, as the cache wants).
+	// Changed are the orders the transaction updated or deleted, each at
+	// its last version (a deleted order at its version + 1, as the cache
+	// wants). Orders it inserted are not: nothing can be cached for them
+	// yet, unless the same transaction also updated them.
 	Changed []ChangedOrder
 	// Skipped describes changes no event could be built from.
 	Skipped []string
@@ -246,7 +250,6 @@ func TransactionEvents(ctx context.Context, tx *cdc.Transaction) TxEvents {
 				out.Skipped = append(out.Skipped, fmt.Sprintf("orders insert at %d: %v", ch.LSN, err))
 				continue
 			}
-			touch(o.ID, o.Version)
 			o.Items = items[o.ID]
 			sort.SliceStable(o.Items, func(i, j int) bool { return o.Items[i].LineNo < o.Items[j].LineNo })
 			h := history[historyKey{o.ID, o.Version}]

@@ -125,7 +125,23 @@ func TestTransactionEvents(t *testing.T) {
 			},
 			want: want{events: []events.Event{withTrace(outboxEvent(t, "corr-create", func(ctx context.Context) (events.Event, error) {
 				return order.CreatedEvent(ctx, o)
-			}), traceParent)}, changed: []order.ChangedOrder{{ID: id, Version: 1}}},
+			}), traceParent)}},
+		},
+		{
+			name: "created and confirmed in one transaction: both events, the cache refreshed at the last version",
+			changes: []cdc.Change{
+				change(cdc.OpCreate, "orders", cdc.Row{}, ordersRow(id, "PENDING", 1, created, "")),
+				change(cdc.OpCreate, "order_items", cdc.Row{}, itemRow(id, 2, "SKU-B", 1, "4.99")),
+				change(cdc.OpCreate, "order_items", cdc.Row{}, itemRow(id, 1, "SKU-A", 2, "19.99")),
+				change(cdc.OpUpdate, "orders", ordersRow(id, "PENDING", 1, created, ""), ordersRow(id, "CONFIRMED", 2, later, "")),
+			},
+			want: want{events: []events.Event{
+				outboxEvent(t, "", func(ctx context.Context) (events.Event, error) { return order.CreatedEvent(ctx, o) }),
+				outboxEvent(t, "", func(ctx context.Context) (events.Event, error) {
+					return order.TransitionEvent(ctx, at(order.StatusConfirmed, 2, later, ""), order.HistoryEntry{
+						FromStatus: order.StatusPending, ToStatus: order.StatusConfirmed, Version: 2, ChangedAt: commit})
+				}),
+			}, changed: []order.ChangedOrder{{ID: id, Version: 2}}},
 		},
 		{
 			name: "status change with its history row: actor, reason and time from the row",
