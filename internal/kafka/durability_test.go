@@ -347,3 +347,32 @@ func TestCleanStopNeedsNoRepublish(t *testing.T) {
 		t.Fatalf("ends = %v; want calm:[5]", rec.Ends)
 	}
 }
+
+// TestConcurrentFsyncsSyncEveryFile: a round's files are fsynced several at
+// once; every file written is then clean, each is counted once, and a file
+// removed since it changed is skipped without an error.
+func TestConcurrentFsyncsSyncEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i := range 2*maxConcurrentFsyncs + 3 {
+		p := filepath.Join(dir, fmt.Sprintf("%d.dat", i))
+		if err := os.WriteFile(p, make([]byte, 3*4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	removed := filepath.Join(dir, "removed.dat")
+	var errs []error
+	n := syncFilesConcurrently(append(paths, removed), &errs)
+	if len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	if n != len(paths) {
+		t.Fatalf("synced %d, want %d (the removed file skipped)", n, len(paths))
+	}
+	for _, p := range paths {
+		if dirty, resident := dirtyPages(t, p); dirty != 0 {
+			t.Fatalf("%s: %d of %d resident pages dirty after the round", p, dirty, resident)
+		}
+	}
+}
