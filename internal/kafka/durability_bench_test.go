@@ -101,56 +101,68 @@ func benchDurability(b *testing.B, mode Durability, rate int) {
 	b.ReportMetric(rounds/elapsed.Seconds(), "fsync-rounds/s")
 }
 
-// BenchmarkSyncRound is a group-commit round that finds one segment written
-// and fsyncs it, in a data directory of 24 partitions, finding the change by
-// walking the log and by change notifications: its time (mostly the fsync)
-// and the process's CPU per round (cpu-µs/op). Run it alone:
+// BenchmarkSyncRound is a group-commit round that finds segments written
+// and fsyncs them, in a data directory of 24 partitions, finding the
+// changes by walking the log and by change notifications: one segment, and
+// six (a busy round: the segments and indexes of the partitions written,
+// the group log, TrackOps' ends log). It reports the round's time (mostly
+// the fsyncs) and the process's CPU per round (cpu-µs/op). Run it alone:
 //
 //	go test -run '^$' -bench SyncRound ./internal/kafka
 func BenchmarkSyncRound(b *testing.B) {
 	for _, watched := range []bool{false, true} {
-		name := map[bool]string{false: "walk", true: "watch"}[watched]
-		b.Run(name, func(b *testing.B) {
-			dir := b.TempDir()
-			var segment string
-			for t := range 8 {
-				for p := range 3 {
-					d := filepath.Join(dir, "partitions", fmt.Sprintf("topic%d-%d", t, p))
-					if err := os.MkdirAll(d, 0o755); err != nil {
-						b.Fatal(err)
-					}
-					segment = filepath.Join(d, "0.dat")
-					for _, f := range []string{"0.dat", "0.idx", "meta.json"} {
-						if err := os.WriteFile(filepath.Join(d, f), []byte("x"), 0o644); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-			}
-			f, err := os.OpenFile(segment, os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
+		for _, written := range []int{1, 6} {
+			name := fmt.Sprintf("%s/%d-files", map[bool]string{false: "walk", true: "watch"}[watched], written)
+			b.Run(name, func(b *testing.B) { benchSyncRound(b, watched, written) })
+		}
+	}
+}
+
+func benchSyncRound(b *testing.B, watched bool, written int) {
+	dir := b.TempDir()
+	var segments []string
+	for t := range 8 {
+		for p := range 3 {
+			d := filepath.Join(dir, "partitions", fmt.Sprintf("topic%d-%d", t, p))
+			if err := os.MkdirAll(d, 0o755); err != nil {
 				b.Fatal(err)
 			}
-			defer f.Close()
-			s := newSyncer(dir, nil, 0, nil, nil, quietLog)
-			if watched {
-				s.startWatch("start")
-				defer s.closeWatch()
-			}
-			if _, err := s.syncChanged(); err != nil {
-				b.Fatal(err)
-			}
-			record := make([]byte, 300)
-			cpu := testfix.SelfCPU()
-			for b.Loop() {
-				if _, err := f.Write(record); err != nil {
+			segments = append(segments, filepath.Join(d, "0.dat"))
+			for _, f := range []string{"0.dat", "0.idx", "meta.json"} {
+				if err := os.WriteFile(filepath.Join(d, f), []byte("x"), 0o644); err != nil {
 					b.Fatal(err)
 				}
-				if n, err := s.syncChanged(); err != nil || n != 1 {
-					b.Fatalf("round synced %d (err %v), want the one segment", n, err)
-				}
 			}
-			b.ReportMetric(float64((testfix.SelfCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
-		})
+		}
 	}
+	files := make([]*os.File, written)
+	for i := range files {
+		f, err := os.OpenFile(segments[i], os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		files[i] = f
+	}
+	s := newSyncer(dir, nil, 0, nil, nil, quietLog)
+	if watched {
+		s.startWatch("start")
+		defer s.closeWatch()
+	}
+	if _, err := s.syncChanged(); err != nil {
+		b.Fatal(err)
+	}
+	record := make([]byte, 300)
+	cpu := testfix.SelfCPU()
+	for b.Loop() {
+		for _, f := range files {
+			if _, err := f.Write(record); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if n, err := s.syncChanged(); err != nil || n != written {
+			b.Fatalf("round synced %d (err %v), want the %d segments written", n, err, written)
+		}
+	}
+	b.ReportMetric(float64((testfix.SelfCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 }
