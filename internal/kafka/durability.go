@@ -382,15 +382,22 @@ func (s *syncer) syncChanged() (int, error) {
 func syncPaths(paths []string, errs *[]error) int {
 	n := 0
 	for _, path := range paths {
-		if err := syncPath(path); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				*errs = append(*errs, err)
-			}
-			continue
-		}
-		n++
+		n += syncOutcome(syncPath(path), errs)
 	}
 	return n
+}
+
+// syncOutcome counts the result err of one path's fsync: 1 if it was
+// synced, 0 if it is gone (removed since it changed) or the fsync failed,
+// which is added to errs.
+func syncOutcome(err error, errs *[]error) int {
+	if err == nil {
+		return 1
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		*errs = append(*errs, err)
+	}
+	return 0
 }
 
 // maxConcurrentFsyncs bounds the fsyncs one round has in flight at once.
@@ -407,7 +414,7 @@ func syncFilesConcurrently(paths []string, errs *[]error) int {
 		return syncPaths(paths, errs)
 	}
 	var (
-		mu  sync.Mutex
+		mu  sync.Mutex // guards n and errs
 		n   int
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, maxConcurrentFsyncs)
@@ -416,12 +423,10 @@ func syncFilesConcurrently(paths []string, errs *[]error) int {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var one []error
-			synced := syncPaths([]string{path}, &one)
+			err := syncPath(path)
 			mu.Lock()
 			defer mu.Unlock()
-			n += synced
-			*errs = append(*errs, one...)
+			n += syncOutcome(err, errs)
 		})
 	}
 	wg.Wait()
