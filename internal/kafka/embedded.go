@@ -29,16 +29,20 @@ import (
 // development and single-node installs; production points
 // TRACKOPS_KAFKA_BROKERS at a cluster.
 type Embedded struct {
-	cluster    *kfake.Cluster
-	addr       string
-	dir        string
-	durability Durability
-	syncer     *syncer
-	state      *stateLog
-	metrics    *durabilityMetrics
-	log        *slog.Logger
-	recovery   Recovery
-	closeOnce  sync.Once
+	cluster *kfake.Cluster
+	addr    string
+	// configuredAddr is the address StartEmbedded was given, which
+	// clients may bootstrap from; addr is the one the broker advertises.
+	configuredAddr string
+	listener       *inProcessListener
+	dir            string
+	durability     Durability
+	syncer         *syncer
+	state          *stateLog
+	metrics        *durabilityMetrics
+	log            *slog.Logger
+	recovery       Recovery
+	closeOnce      sync.Once
 
 	mu          sync.Mutex
 	republished map[string]int64
@@ -144,7 +148,7 @@ func StartEmbedded(addr, dataDir string, partitions int32, opts ...EmbeddedOptio
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka port %q: %w", portStr, err)
 	}
-	e := &Embedded{dir: dataDir, durability: cfg.durability, log: cfg.log, metrics: newDurabilityMetrics()}
+	e := &Embedded{configuredAddr: addr, dir: dataDir, durability: cfg.durability, log: cfg.log, metrics: newDurabilityMetrics()}
 	if cfg.reg != nil {
 		if err := registerAll(cfg.reg, e.metrics.collectors()...); err != nil {
 			return nil, fmt.Errorf("embedded kafka metrics: %w", err)
@@ -162,7 +166,12 @@ func StartEmbedded(addr, dataDir string, partitions int32, opts ...EmbeddedOptio
 		kfake.WithLogger(catcher),
 		kfake.ListenFn(func(network, a string) (net.Listener, error) {
 			_, p, _ := net.SplitHostPort(a)
-			return net.Listen(network, net.JoinHostPort(host, p))
+			tcp, err := net.Listen(network, net.JoinHostPort(host, p))
+			if err != nil {
+				return nil, err
+			}
+			e.listener = newInProcessListener(tcp)
+			return e.listener, nil
 		}),
 	}
 	var prior stateRecord
