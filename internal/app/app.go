@@ -295,8 +295,12 @@ func (e *startupError) Error() string { return e.msg }
 func (e *startupError) Unwrap() error { return e.err }
 
 func (a *App) kafkaOptions(clientID string) kafka.Options {
+	extra := append(a.kafkaClientOpts(), a.kafkaSecurity...)
+	if a.embedded != nil && len(a.kafkaSecurity) == 0 {
+		extra = append(extra, a.embedded.InProcessDialer())
+	}
 	return kafka.Options{Brokers: a.cfg.Kafka.Bootstrap(), ClientID: clientID,
-		Extra: append(a.kafkaClientOpts(), a.kafkaSecurity...), ConsumerRetry: consumerRetry(a.cfg),
+		Extra: extra, ConsumerRetry: consumerRetry(a.cfg),
 		Topics:      kafka.TopicConfig{ReplicationFactor: int16(a.cfg.Kafka.ReplicationFactor), MinInsyncReplicas: a.cfg.Kafka.MinInsyncReplicas},
 		Compression: a.cfg.Kafka.Compression, Logger: a.log, Durability: a.durability(), Metrics: a.metrics.kafka,
 		// Each consumer's attempts run in a span of the record's trace.
