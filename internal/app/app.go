@@ -55,6 +55,8 @@ type App struct {
 	stores   *cache.Stores
 	embedded *kafka.Embedded
 	producer *kgo.Client
+	// relay publishes the outbox when this process has the relay role.
+	relay *outbox.Relay
 	// kafkaSecurity are the TLS and SASL options of every Kafka client.
 	kafkaSecurity []kgo.Opt
 	health        *health.Checker
@@ -215,6 +217,10 @@ func (a *App) build(ctx context.Context) error {
 		a.workers = append(a.workers, worker{name: "overview", run: pulse.Run})
 	}
 
+	// The relay first: the services that write outbox events wake it.
+	if a.roles.Has(RoleRelay) {
+		a.buildRelay()
+	}
 	if err := a.buildOrders(); err != nil {
 		return err
 	}
@@ -223,9 +229,6 @@ func (a *App) build(ctx context.Context) error {
 	}
 	if err := a.buildSweeper(); err != nil {
 		return err
-	}
-	if a.roles.Has(RoleRelay) {
-		a.buildRelay()
 	}
 	if err := a.buildDLQ(); err != nil {
 		return err
@@ -348,7 +351,8 @@ func (a *App) buildOrders() error {
 	if testHookOrderCache != nil {
 		orderCache = testHookOrderCache(orderCache)
 	}
-	opts = append(opts, order.WithCache(orderCache), order.WithReads(a.reads), order.WithMetrics(a.metrics.order))
+	opts = append(opts, order.WithCache(orderCache), order.WithReads(a.reads), order.WithMetrics(a.metrics.order),
+		order.WithRelayWake(a.relayWake()))
 	svc := order.NewService(a.pool, opts...)
 	a.orders = svc
 	a.routes = append(a.routes, order.NewHandlers(svc).Routes()...)
@@ -374,9 +378,20 @@ func (a *App) buildRelay() {
 		Metrics:      a.metrics.outbox,
 		Logger:       a.log.With("component", "relay"),
 	})
+	a.relay = relay
 	a.workers = append(a.workers, worker{name: "relay", run: relay.Run})
 	a.buildPruning()
 	a.routes = append(a.routes, outbox.NewHandlers(a.pool, relay).Routes()...)
+}
+
+// relayWake is what services writing outbox events call after their
+// commit: the relay of this process reads at once (LISTEN/NOTIFY and the
+// poll reach relays in other processes). nil without the relay role.
+func (a *App) relayWake() func() {
+	if a.relay == nil {
+		return nil
+	}
+	return a.relay.Wake
 }
 
 // Handler is the HTTP API with every route the process serves.

@@ -14,7 +14,7 @@ func (a *App) buildInventory() error {
 		return nil
 	}
 	svc := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithReads(a.reads),
-		inventory.WithMetrics(a.metrics.inventory))
+		inventory.WithMetrics(a.metrics.inventory), inventory.WithRelayWake(a.relayWake()))
 	a.routes = append(a.routes, inventory.NewHandlers(svc).Routes()...)
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Options: a.kafkaOptions("trackops-inventory"),

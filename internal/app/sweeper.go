@@ -21,7 +21,8 @@ func (a *App) buildSweeper() error {
 	log := a.log.With("component", "order-sweeper")
 	// Re-driving a reservation is inventory's rule, run here on the same
 	// database whichever process holds the inventory role.
-	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithMetrics(a.metrics.inventory))
+	stock := inventory.NewService(a.pool, inventory.WithCache(inventory.NewRedisCache(a.stores)), inventory.WithMetrics(a.metrics.inventory),
+		inventory.WithRelayWake(a.relayWake()))
 	sw := order.NewSweeper(a.orders, stock, order.SweeperConfig{Timeout: a.cfg.Sweeper.PendingTimeout, Logger: log})
 	ls := lease.New(a.leaseURL(), order.SweeperLease, lease.Options{
 		Identity: leaseIdentity(),

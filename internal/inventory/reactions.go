@@ -132,7 +132,8 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 		return fmt.Errorf("reserve stock for order %s: %w", orderID, err)
 	}
 	s.metrics.count(events.OrderCreated, applied)
-	if outcome != "" {
+	if outcome != "" { // reserved or failed: an event was written
+		s.wakeRelay()
 		s.metrics.reservations.WithLabelValues(outcome).Inc()
 	}
 	s.invalidate(ctx, changed)
@@ -288,7 +289,9 @@ func (s *Service) Redrive(ctx context.Context, created events.Envelope) error {
 const RedriveInbox = "trackops-order-sweeper"
 
 func (s *Service) release(ctx context.Context, inboxName string, env events.Envelope, orderID uuid.UUID, reason string) error {
+	wrote := false // INVENTORY_RELEASED
 	err := s.settleHeld(ctx, inboxName, env, orderID, true, nil, func(tx pgx.Tx, lines []Line, now time.Time) (map[string]int64, error) {
+		wrote = false
 		b := &pgx.Batch{}
 		for _, l := range lines {
 			b.Queue(`UPDATE inventory_items SET reserved = reserved - $2, version = version + 1, updated_at = $3
@@ -312,10 +315,14 @@ func (s *Service) release(ctx context.Context, inboxName string, env events.Enve
 		if err != nil {
 			return nil, err
 		}
+		wrote = true
 		return changed, outbox.Write(ctx, tx, ev)
 	})
 	if err != nil {
 		return fmt.Errorf("release stock of order %s: %w", orderID, err)
+	}
+	if wrote {
+		s.wakeRelay()
 	}
 	return nil
 }

@@ -546,7 +546,10 @@ func TestReactionsAreIdempotentAndOrderSafe(t *testing.T) {
 	t.Parallel()
 	p := apptest.Start(t, apptest.Options{NoConsumers: true, NoRelay: true})
 	ctx := context.Background()
-	svc := p.Inventory
+	// The app's own service, but counting how often it wakes the relay:
+	// once after each commit that wrote an event.
+	var wakes atomic.Int64
+	svc := inventory.NewService(p.DB.Pool, inventory.WithRelayWake(func() { wakes.Add(1) }))
 	p.SetStock(t, "IDEM-1", 10)
 	created := func(id uuid.UUID, q int) events.Envelope {
 		return envelope(t, events.OrderCreated, id.String(), events.OrderCreatedData{OrderID: id.String(),
@@ -561,25 +564,26 @@ func TestReactionsAreIdempotentAndOrderSafe(t *testing.T) {
 	}
 	const inbox = "test-inbox"
 	type step struct {
-		name string
-		do   func() error
-		want stockRow
+		name  string
+		do    func() error
+		want  stockRow
+		wakes int64 // in all so far
 	}
 	var steps []step
 	a, b, c := uuid.New(), uuid.New(), uuid.New()
 	createdA, cancelA := created(a, 3), cancelled(a)
 	shipB := shipped(b)
 	steps = append(steps,
-		step{"reserve A", func() error { return svc.Reserve(ctx, inbox, createdA) }, stockRow{10, 3, 3}},
-		step{"same ORDER_CREATED again", func() error { return svc.Reserve(ctx, inbox, createdA) }, stockRow{10, 3, 3}},
-		step{"ORDER_CREATED of A under a new event id", func() error { return svc.Reserve(ctx, inbox, created(a, 3)) }, stockRow{10, 3, 3}},
-		step{"cancel A", func() error { return svc.Release(ctx, inbox, cancelA) }, stockRow{10, 0, 0}},
-		step{"cancel A again", func() error { return svc.Release(ctx, inbox, cancelA) }, stockRow{10, 0, 0}},
-		step{"reserve B", func() error { return svc.Reserve(ctx, inbox, created(b, 4)) }, stockRow{10, 4, 4}},
-		step{"ship B", func() error { return svc.Commit(ctx, inbox, shipB) }, stockRow{6, 0, 0}},
-		step{"ship B again", func() error { return svc.Commit(ctx, inbox, shipB) }, stockRow{6, 0, 0}},
-		step{"cancel C before its ORDER_CREATED", func() error { return svc.Release(ctx, inbox, cancelled(c)) }, stockRow{6, 0, 0}},
-		step{"late ORDER_CREATED of C reserves nothing", func() error { return svc.Reserve(ctx, inbox, created(c, 1)) }, stockRow{6, 0, 0}},
+		step{"reserve A", func() error { return svc.Reserve(ctx, inbox, createdA) }, stockRow{10, 3, 3}, 1},
+		step{"same ORDER_CREATED again", func() error { return svc.Reserve(ctx, inbox, createdA) }, stockRow{10, 3, 3}, 1},
+		step{"ORDER_CREATED of A under a new event id", func() error { return svc.Reserve(ctx, inbox, created(a, 3)) }, stockRow{10, 3, 3}, 1},
+		step{"cancel A", func() error { return svc.Release(ctx, inbox, cancelA) }, stockRow{10, 0, 0}, 2},
+		step{"cancel A again", func() error { return svc.Release(ctx, inbox, cancelA) }, stockRow{10, 0, 0}, 2},
+		step{"reserve B", func() error { return svc.Reserve(ctx, inbox, created(b, 4)) }, stockRow{10, 4, 4}, 3},
+		step{"ship B", func() error { return svc.Commit(ctx, inbox, shipB) }, stockRow{6, 0, 0}, 3},
+		step{"ship B again", func() error { return svc.Commit(ctx, inbox, shipB) }, stockRow{6, 0, 0}, 3},
+		step{"cancel C before its ORDER_CREATED", func() error { return svc.Release(ctx, inbox, cancelled(c)) }, stockRow{6, 0, 0}, 3},
+		step{"late ORDER_CREATED of C reserves nothing", func() error { return svc.Reserve(ctx, inbox, created(c, 1)) }, stockRow{6, 0, 0}, 3},
 	)
 	for _, st := range steps {
 		if err := st.do(); err != nil {
@@ -587,6 +591,9 @@ func TestReactionsAreIdempotentAndOrderSafe(t *testing.T) {
 		}
 		if got := mustStock(t, p, "IDEM-1"); got != st.want {
 			t.Fatalf("after %s: %+v, want %+v", st.name, got, st.want)
+		}
+		if got := wakes.Load(); got != st.wakes {
+			t.Fatalf("after %s: relay woken %d times in all, want %d", st.name, got, st.wakes)
 		}
 	}
 	for typ, want := range map[string]int{events.InventoryReserved: 2, events.InventoryReleased: 1, events.InventoryReservationFailed: 0} {

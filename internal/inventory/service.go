@@ -41,6 +41,9 @@ type Service struct {
 	// deadlock; with rows locked in SKU order it should stay zero.
 	retries atomic.Int64
 	metrics *Metrics
+	// relayWake is called after a commit that wrote outbox events (nil:
+	// the relay finds them by its notification or poll).
+	relayWake func()
 }
 
 // Option configures a Service.
@@ -54,6 +57,11 @@ func WithCache(c Cache) Option { return func(s *Service) { s.cache = c } }
 // while it keeps up); changes and the reads inside them stay on the
 // primary. See loadForRead for the cache.
 func WithReads(reads *postgres.Reads) Option { return func(s *Service) { s.reads = reads } }
+
+// WithRelayWake sets what the service calls after a transaction that wrote
+// outbox events committed: the relay of this process (Relay.Wake) then
+// reads them at once instead of at its next poll.
+func WithRelayWake(wake func()) Option { return func(s *Service) { s.relayWake = wake } }
 
 // NewService returns the Inventory service over pool.
 func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
@@ -81,6 +89,13 @@ func (s *Service) withTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		}
 		return err
 	})
+}
+
+// wakeRelay tells the relay of this process that outbox events committed.
+func (s *Service) wakeRelay() {
+	if s.relayWake != nil {
+		s.relayWake()
+	}
 }
 
 // invalidate tells the cache that items changed, after their commit.

@@ -43,6 +43,9 @@ type Service struct {
 	// changeStream is set under the cdc strategy: the change stream, not
 	// the outbox, carries the order events.
 	changeStream bool
+	// relayWake is called after a commit that wrote outbox events (nil:
+	// the relay finds them by its notification or poll).
+	relayWake func()
 	// recent are the orders this process changed whose cache refresh
 	// (RefreshCached, once the change's event is in Kafka) has not run
 	// yet: reads of them go to PostgreSQL, so a read that follows a write
@@ -69,6 +72,11 @@ func WithReads(reads *postgres.Reads) Option { return func(s *Service) { s.reads
 // to the outbox — ChangeStream builds them from the committed rows and
 // refreshes the cache once per change through RefreshCached.
 func WithChangeStream() Option { return func(s *Service) { s.changeStream = true } }
+
+// WithRelayWake sets what the service calls after a transaction that wrote
+// outbox events committed: the relay of this process (Relay.Wake) then
+// reads them at once instead of at its next poll.
+func WithRelayWake(wake func()) Option { return func(s *Service) { s.relayWake = wake } }
 
 // NewService returns the Order service over pool.
 func NewService(pool *pgxpool.Pool, opts ...Option) *Service {
@@ -158,6 +166,9 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (CreateResult, 
 	}
 	if conflict {
 		return s.replay(ctx, req.Scope, req.IdempotencyKey, hash)
+	}
+	if !s.changeStream {
+		s.wakeRelay()
 	}
 	return CreateResult{Order: o, Body: body}, nil
 }
@@ -371,9 +382,12 @@ func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, f
 // update is UpdateAfter whose fn also sees the transaction, to read what the
 // change depends on under the order's row lock.
 func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn func(ctx context.Context, tx pgx.Tx, o *Order) error) (*Order, error) {
-	var out *Order
+	var (
+		out   *Order
+		wrote bool // outbox events
+	)
 	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		out = nil
+		out, wrote = nil, false
 		if first != nil {
 			proceed, err := first(ctx, tx)
 			if err != nil || !proceed {
@@ -405,6 +419,7 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 			if err := outbox.Write(ctx, tx, evs...); err != nil {
 				return err
 			}
+			wrote = true
 		}
 		if s.cache != nil && len(changes) > 0 {
 			// The cache is not touched at commit: RefreshCached refreshes
@@ -424,7 +439,17 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 	if err != nil || out == nil {
 		return nil, err
 	}
+	if wrote {
+		s.wakeRelay()
+	}
 	return out, nil
+}
+
+// wakeRelay tells the relay of this process that outbox events committed.
+func (s *Service) wakeRelay() {
+	if s.relayWake != nil {
+		s.relayWake()
+	}
 }
 
 // recentWrites remembers, for a short while, the versions this process
