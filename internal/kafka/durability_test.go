@@ -201,6 +201,42 @@ func TestWaitDurableShareOneRound(t *testing.T) {
 	}
 }
 
+// TestRoundsAreSpaced: waiters that keep asking for durability, one after
+// another, do not start a round each: rounds start at least RoundSpacing
+// apart, so over any stretch there are at most its length / RoundSpacing
+// (+1) of them. Without the spacing every wait ran a round of its own, a
+// few hundred microseconds each here, and this fails.
+func TestRoundsAreSpaced(t *testing.T) {
+	_, _, s := ownSyncer(t, "spaced", 3)
+	go s.run()
+	t.Cleanup(s.stopLoop)
+	const workers, waits = 4, 10
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range waits {
+				if err := s.WaitDurable(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	s.mu.Lock()
+	rounds := s.roundsOK
+	s.mu.Unlock()
+	if most := uint64(elapsed/RoundSpacing) + 1; rounds > most {
+		t.Fatalf("%d rounds in %v, want at most %d (one per %v)", rounds, elapsed, most, RoundSpacing)
+	}
+	// Each worker's waits each needed a round that started after it asked.
+	if rounds < waits {
+		t.Fatalf("%d rounds answered %d consecutive waits each", rounds, waits)
+	}
+}
+
 // TestWatchedRoundSyncsWhatTheBrokerWrote: with change notifications a
 // round fsyncs what the broker wrote since the last one, found without
 // walking the log, and leaves none of its pages dirty; a round with nothing
