@@ -109,7 +109,11 @@ func renderSweeps(d *SweepDocument) string {
 	fmt.Fprintf(&b, "Sweep of %s (`bench/results/%s`) on %s.\n", d.GeneratedAt.UTC().Format("2006-01-02 15:04 MST"), SweepFile, machineLine(d.Machine))
 	b.WriteString(loadWarning(d.Machine))
 	for _, sw := range d.Sweeps {
-		fmt.Fprintf(&b, "\n### %s\n\n%s; each rate held %s.\n\n", sw.Scenario, sw.Description, seconds(sw.StepSeconds))
+		warm := ""
+		if sw.WarmUpSeconds > 0 {
+			warm = fmt.Sprintf(", after %s at the first rate that is not measured (the process's start)", seconds(sw.WarmUpSeconds))
+		}
+		fmt.Fprintf(&b, "\n### %s\n\n%s; each rate held %s%s.\n\n", sw.Scenario, sw.Description, seconds(sw.StepSeconds), warm)
 		if sw.Status == StatusError {
 			fmt.Fprintf(&b, "Failed: %s\n", truncate(sw.Error, 300))
 			continue

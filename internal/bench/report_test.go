@@ -60,7 +60,7 @@ func TestRenderDocReplacesOnlyTheGeneratedSections(t *testing.T) {
 			Results: []Result{{Scenario: "relay", Status: StatusOK, PeakRSSMiB: 60, Comparisons: []Comparison{{
 				Name: "drain", Ratio: &ratio, RatioOf: "trackops throughput / ceiling throughput",
 				TrackOps: Measure{Throughput: 12345.6}, Ceiling: Measure{Throughput: 24691.2}}}}}},
-		Sweeps: &SweepDocument{Machine: Machine{CPUs: 2, LoadAvgAtGo: "7.0 1 1"}, Sweeps: []Sweep{{Scenario: "cdc", Status: StatusOK, StepSeconds: 10, SaturatedAt: 2000,
+		Sweeps: &SweepDocument{Machine: Machine{CPUs: 2, LoadAvgAtGo: "7.0 1 1"}, Sweeps: []Sweep{{Scenario: "cdc", Status: StatusOK, StepSeconds: 10, WarmUpSeconds: 2, SaturatedAt: 2000,
 			Steps: []SweepStep{{Offered: 1000, Delivered: 1000, Sent: 10000, Arrived: 10000, Latency: Latency{P50: 2, P99: 9}},
 				{Offered: 2000, Delivered: 1500, Sent: 20000, Arrived: 19000, Latency: Latency{P50: 900, P99: 2500}, Saturated: true}}}}},
 	}
@@ -73,7 +73,8 @@ func TestRenderDocReplacesOnlyTheGeneratedSections(t *testing.T) {
 	s := string(out)
 	for _, want := range []string{"# Prose\n", "middle prose\n", "end prose\n", "Run of 2026-01-02 03:04 UTC",
 		"| relay | drain | 12,346/s | 24,691/s | **0.5** | 60 MiB |", "| 2,000 ⚠ | 1,500 | 900 |", "Saturated at **2,000/s** offered",
-		"load average at start (7.0) was above the CPU count", "(bench/cdc-latency.svg)"} {
+		"load average at start (7.0) was above the CPU count", "(bench/cdc-latency.svg)",
+		"each rate held 10 s, after 2 s at the first rate that is not measured"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered document lacks %q:\n%s", want, s)
 		}

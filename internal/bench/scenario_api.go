@@ -150,13 +150,13 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 	}
 	defer r.tearDown()
 	const skus = 100
-	cfg.logf("api-create", "warm-up 2s, then HTTP and pgx in 4 alternating rounds, %s each side, at %d workers", cfg.Phase, cfg.Concurrency)
+	cfg.logf("api-create", "warm-up %s, then HTTP and pgx in 4 alternating rounds, %s each side, at %d workers", warmUp, cfg.Phase, cfg.Concurrency)
 	create := func(ctx context.Context, _ int, i int64) error {
 		body, _ := orderRequest(i, skus)
 		_, _, err := r.createOrder(ctx, body)
 		return err
 	}
-	closedLoop(ctx, cfg.Concurrency, 2*time.Second, "warm-up", create)
+	closedLoop(ctx, cfg.Concurrency, warmUp, "warm-up", create)
 	svcNow := func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 	insert := func(ctx context.Context, _ int, i int64) error {
 		_, n := orderRequest(i, skus)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
@@ -45,7 +46,7 @@ func TestSagaHops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hops, err := sagaHops(ctx, db.Pool)
+	hops, err := sagaHops(ctx, db.Pool, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +59,12 @@ func TestSagaHops(t *testing.T) {
 			t.Errorf("%s: p50 %.3f p99 %.3f, want %.1f and %.1f", hops[i].step, hops[i].p50, hops[i].p99, w.p50, w.p99)
 		}
 	}
+	// Orders created before since (a warm-up's) are left out: from the
+	// second order's creation on, only its reservation (50 ms) counts.
+	late, err := sagaHops(ctx, db.Pool, time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC))
+	if err != nil || late[1].p50 != 50 || late[1].p99 != 50 {
+		t.Errorf("orders since the second: %+v, %v; want the reservation at 50 ms", late, err)
+	}
 	note := formatHops(hops)
 	if !strings.Contains(note, "ORDER_CREATED acknowledged 10.0 / 10.0 ms") || !strings.Contains(note, "CONFIRMED 60.0 / 60.0 ms") {
 		t.Errorf("note %q", note)
@@ -67,7 +74,7 @@ func TestSagaHops(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM outbox_published`); err != nil {
 		t.Fatal(err)
 	}
-	hops, err = sagaHops(ctx, db.Pool)
+	hops, err = sagaHops(ctx, db.Pool, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +86,7 @@ func TestSagaHops(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM order_status_history`); err != nil {
 		t.Fatal(err)
 	}
-	if hops, err = sagaHops(ctx, db.Pool); err != nil || !math.IsNaN(hops[3].p50) {
+	if hops, err = sagaHops(ctx, db.Pool, time.Time{}); err != nil || !math.IsNaN(hops[3].p50) {
 		t.Errorf("no confirmed order: %+v, %v; want NaN", hops, err)
 	}
 }

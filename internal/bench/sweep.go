@@ -52,12 +52,15 @@ type SweepDocument struct {
 
 // Sweep is one path measured at increasing offered rates.
 type Sweep struct {
-	Scenario    string      `json:"scenario"`
-	Description string      `json:"description"`
-	Status      string      `json:"status"`
-	Error       string      `json:"error,omitempty"`
-	StepSeconds float64     `json:"step_s"`
-	Steps       []SweepStep `json:"steps"`
+	Scenario    string  `json:"scenario"`
+	Description string  `json:"description"`
+	Status      string  `json:"status"`
+	Error       string  `json:"error,omitempty"`
+	StepSeconds float64 `json:"step_s"`
+	// WarmUpSeconds is how long the first rate ran, unmeasured, before
+	// the first step (0 in sweeps made before there was a warm-up).
+	WarmUpSeconds float64     `json:"warm_up_s,omitempty"`
+	Steps         []SweepStep `json:"steps"`
 	// SaturatedAt is the offered rate of the first saturated step; 0 when
 	// the path kept up with every rate offered.
 	SaturatedAt float64  `json:"saturated_at_per_s"`
@@ -129,6 +132,14 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 		return sw
 	}
 	var seq atomic.Int64
+	if len(rates) > 0 && ctx.Err() == nil {
+		// The process's first events pay for its start (consumer groups
+		// joining, pools growing, a change stream starting), which is no
+		// step's cost: a warm-up at the first rate, not reported.
+		cfg.logf(scenario, "sweep: warm-up at %d/s for %s, not measured", rates[0], warmUp)
+		runStep(ctx, cfg, path, t, &seq, rates[0], warmUp)
+		sw.WarmUpSeconds = warmUp.Seconds()
+	}
 	for _, rate := range rates {
 		if ctx.Err() != nil {
 			break
