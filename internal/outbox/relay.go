@@ -269,6 +269,12 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	defer poll.Stop()
 	maxUncommitted := 4 * r.cfg.BatchSize
 	more := true // there may be rows to read
+	// woken: new events were committed (a notification or a writer of
+	// this process). They are read once no batch is in flight, as a poll
+	// is: events that commit while a batch awaits its acknowledgement go
+	// out together in the next one, so the reads follow the path's pace
+	// instead of every commit.
+	woken := false
 	// A new holder starts as busy, whatever its predecessor left: it reads
 	// at once, and asks writers to notify once the rate it reads at is low
 	// or it found nothing for a while.
@@ -282,6 +288,9 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 				q.put(s.resolve(bctx))
 			}
 			return nil
+		}
+		if woken && len(s.inflight) == 0 {
+			more, woken = true, false
 		}
 		if more && len(s.inflight) < r.cfg.Workers && q.uncommitted() < maxUncommitted {
 			b, err := s.read(ctx, r.pool, false)
@@ -338,7 +347,7 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 			q.put(s.resolve(bctx))
 		case <-q.room:
 		case <-r.wake:
-			more = true
+			woken = true
 		case <-poll.C:
 			if next != busyPoll { // a full poll, not a busy one
 				s.markRetries()
