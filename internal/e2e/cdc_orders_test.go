@@ -83,7 +83,9 @@ func TestCDCManyMultiItemOrders(t *testing.T) {
 	close(start)
 	for i := range sqlOrders {
 		id, lines := sqlOrderThenDropLines(t, db, skus, i)
+		mu.Lock() // the API orders' goroutines write want meanwhile
 		want[id] = lines
+		mu.Unlock()
 	}
 	wg.Wait()
 	if t.Failed() {
