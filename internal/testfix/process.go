@@ -81,6 +81,7 @@ func StartProcess(ctx context.Context, spec ProcessSpec) (*Process, error) {
 	p.cmd.Env = env
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.log
+	dieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testfix: start %s: %w", spec.Binary, err)
 	}

@@ -80,6 +80,7 @@ func (r *Redis) Start() error {
 	args := []string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
 		"--dir", r.Dir, "--save", "", "--appendonly", "no", "--databases", "16"}
 	r.cmd = exec.Command("redis-server", append(args, r.args...)...)
+	dieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("testfix: start redis-server: %w", err)
 	}
