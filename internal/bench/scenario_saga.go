@@ -45,14 +45,14 @@ func runSaga(ctx context.Context, cfg Config) Result {
 		// The process's first orders pay for its start (consumers joining
 		// their groups, pools growing): a warm-up, left out of the figures.
 		cfg.logf("saga", "warm-up %s, then orders at %d/s for %s", warmUp, sagaRate, cfg.Phase)
-		if _, err := RunLoad(ctx, LoadConfig{Target: r.proc.HTTP, Token: r.token, Rate: sagaRate, Duration: warmUp,
-			SKUs: sagaSKUs, Mix: Mix{Create: 1}}); err != nil {
+		lc := LoadConfig{Target: r.proc.HTTP, Token: r.token, Rate: sagaRate, Duration: warmUp, SKUs: sagaSKUs, Mix: Mix{Create: 1}}
+		if _, err := RunLoad(ctx, lc); err != nil {
 			return failed(res, err)
 		}
 		waitNoPending(ctx, r, time.Minute)
 		since := time.Now()
-		load, err := RunLoad(ctx, LoadConfig{Target: r.proc.HTTP, Token: r.token, Rate: sagaRate, Duration: cfg.Phase,
-			SKUs: sagaSKUs, Mix: Mix{Create: 1}})
+		lc.Duration = cfg.Phase
+		load, err := RunLoad(ctx, lc)
 		if err != nil {
 			return failed(res, err)
 		}

@@ -198,8 +198,8 @@ func (s *syncer) run() {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	spacing := min(RoundSpacing, s.interval)
-	gap := time.NewTimer(0)
-	<-gap.C
+	gap := time.NewTimer(spacing)
+	gap.Stop()
 	var last time.Time
 	for {
 		select {

@@ -308,7 +308,7 @@ func (e *Embedded) recover(durable map[string][]int64) error {
 }
 
 func (e *Embedded) rewindGroups(ends map[string][]int64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addr), kgo.ClientID("trackops-recovery"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addr), kgo.ClientID("trackops-recovery"), e.InProcessDialer())
 	if err != nil {
 		return fmt.Errorf("embedded kafka recovery: %w", err)
 	}

@@ -2,7 +2,7 @@ package kafka
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -74,10 +74,10 @@ func (l *inProcessListener) dial(ctx context.Context) (net.Conn, error) {
 	case l.conns <- server:
 		return client, nil
 	case <-l.closed:
+		return nil, fmt.Errorf("embedded kafka broker: %w", net.ErrClosed)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return nil, errors.New("embedded kafka broker is closed")
 }
 
 // InProcessDialer is the client option that connects clients of this
@@ -88,7 +88,7 @@ func (e *Embedded) InProcessDialer() kgo.Opt {
 	ours := map[string]bool{e.addr: true, e.configuredAddr: true}
 	var d net.Dialer
 	return kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-		if ours[host] && e.listener != nil {
+		if ours[host] {
 			return e.listener.dial(ctx)
 		}
 		return d.DialContext(ctx, network, host)
