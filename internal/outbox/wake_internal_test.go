@@ -70,3 +70,45 @@ func repeat(pattern []int, times int) []int {
 	}
 	return out
 }
+
+// TestPollDeadlineKeepsTheEarlierPoll: what happens while the relay waits
+// (a batch acknowledged, a commit recorded) arms the poll again; the poll
+// armed first must stand, or a busy relay polls at the pace of its commits.
+func TestPollDeadlineKeepsTheEarlierPoll(t *testing.T) {
+	t0 := time.Unix(1_000, 0)
+	ms := time.Millisecond
+	type arming struct {
+		after time.Duration // since t0
+		d     time.Duration
+		busy  bool
+	}
+	tests := []struct {
+		name     string
+		armings  []arming
+		wantWait time.Duration // after the last arming
+		wantBusy bool
+	}{
+		{"one busy poll", []arming{{0, 5 * ms, true}}, 5 * ms, true},
+		{"a commit 4 ms later does not push it back", []arming{{0, 5 * ms, true}, {4 * ms, 5 * ms, true}}, 1 * ms, true},
+		{"a sooner retry moves it forward", []arming{{0, 5 * ms, true}, {1 * ms, 2 * ms, false}}, 2 * ms, false},
+		{"a full poll armed after a busy one waits for the busy one", []arming{{0, 5 * ms, true}, {1 * ms, time.Second, false}}, 4 * ms, true},
+		{"an overdue poll fires at once", []arming{{0, 5 * ms, true}, {7 * ms, 5 * ms, true}}, -2 * ms, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p pollDeadline
+			var wait time.Duration
+			for _, a := range tt.armings {
+				wait = p.arm(t0.Add(a.after), a.d, a.busy)
+			}
+			if wait != tt.wantWait || p.busy != tt.wantBusy {
+				t.Fatalf("wait %v busy %v, want %v busy %v", wait, p.busy, tt.wantWait, tt.wantBusy)
+			}
+			p.clear()
+			last := tt.armings[len(tt.armings)-1].after
+			if got := p.arm(t0.Add(last), 5*ms, true); got != 5*ms {
+				t.Fatalf("after clear: wait %v, want a fresh 5ms", got)
+			}
+		})
+	}
+}
