@@ -274,11 +274,25 @@ func cloneRecord(r *kgo.Record) *kgo.Record {
 }
 
 // produceAll produces every record at once and measures first send to
-// last acknowledgement.
+// last acknowledgement, with a warm producer: a first few records go out
+// and are acknowledged before the clock starts (connection, metadata,
+// producer id), as the relay's drain rate leaves out its start too (it
+// counts from its first recorded batch).
 func produceAll(ctx context.Context, producer *kgo.Client, recs []*kgo.Record) Measure {
+	produceAndWait(ctx, producer, recs[:min(len(recs), 100)])
+	start := time.Now()
+	errs := produceAndWait(ctx, producer, recs)
+	elapsed := time.Since(start)
+	ok := len(recs) - errs
+	return Measure{What: "franz-go (idempotent, acks=all, warmed up) producing the same records directly", Count: ok, Errors: errs,
+		Throughput: round3(float64(ok) / elapsed.Seconds())}
+}
+
+// produceAndWait produces every record at once and returns, once all are
+// acknowledged, how many failed.
+func produceAndWait(ctx context.Context, producer *kgo.Client, recs []*kgo.Record) int {
 	var wg sync.WaitGroup
 	var errs atomic.Int64
-	start := time.Now()
 	for _, r := range recs {
 		wg.Add(1)
 		producer.Produce(ctx, cloneRecord(r), func(_ *kgo.Record, err error) {
@@ -289,10 +303,7 @@ func produceAll(ctx context.Context, producer *kgo.Client, recs []*kgo.Record) M
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	ok := len(recs) - int(errs.Load())
-	return Measure{What: "franz-go (idempotent, acks=all) producing the same records directly", Count: ok, Errors: int(errs.Load()),
-		Throughput: round3(float64(ok) / elapsed.Seconds())}
+	return int(errs.Load())
 }
 
 // producePaced produces the records at rate a second and measures each
