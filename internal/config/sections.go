@@ -328,8 +328,8 @@ type Relay struct {
 }
 
 func (r *Relay) load(e *env) {
-	r.BatchSize = e.int("TRACKOPS_RELAY_BATCH_SIZE", 1000)
-	r.Workers = e.int("TRACKOPS_RELAY_WORKERS", 2)
+	r.BatchSize = e.int("TRACKOPS_RELAY_BATCH_SIZE", 2000)
+	r.Workers = e.int("TRACKOPS_RELAY_WORKERS", 4)
 	r.PollInterval = e.duration("TRACKOPS_RELAY_POLL_INTERVAL", time.Second)
 	r.OutboxRetention = e.duration("TRACKOPS_OUTBOX_RETENTION", 24*time.Hour)
 }
