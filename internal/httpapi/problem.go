@@ -58,11 +58,15 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteJSONBody writes status and body, already encoded as JSON.
 func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// jsonContentType is shared by every JSON response, like securityHeaders.
+var jsonContentType = []string{"application/json"}
 
 // WriteValidation writes 422 with each field error listed.
 func WriteValidation(w http.ResponseWriter, r *http.Request, errs validation.Errors) {

@@ -383,14 +383,18 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 		ctx = logging.WithCorrelationID(ctx, corrID)
 		ctx = context.WithValue(ctx, keyLogger, cfg.Logger)
 		h := w.Header()
-		h.Set("X-Request-Id", reqID)
-		h.Set("X-Correlation-Id", corrID)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
+		reqIDs := []string{reqID}
+		h["X-Request-Id"] = reqIDs
+		if corrID == reqID {
+			h["X-Correlation-Id"] = reqIDs // one slice for both, as securityHeaders
+		} else {
+			h["X-Correlation-Id"] = []string{corrID}
+		}
+		for k, v := range securityHeaders {
+			h[k] = v
+		}
 		if r.TLS != nil {
-			h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+			h["Strict-Transport-Security"] = hstsHeader
 		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
@@ -416,12 +420,28 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 			} else if strings.HasPrefix(r.URL.Path, "/health") || r.URL.Path == "/metrics" {
 				level = slog.LevelDebug
 			}
+			if !cfg.Logger.Enabled(ctx, level) {
+				return // the line's attributes would be built only to be dropped
+			}
 			cfg.Logger.Log(ctx, level, "http request", "method", r.Method, "path", r.URL.Path, "route", route,
 				"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "principal", rec.principal.Actor())
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
 	})
 }
+
+// securityHeaders go on every response. Their values are shared slices,
+// assigned rather than Set, which would allocate each one per request;
+// Header.Set and Add replace or outgrow them, never write into them.
+var securityHeaders = http.Header{
+	"X-Content-Type-Options": {"nosniff"},
+	"X-Frame-Options":        {"DENY"},
+	"Referrer-Policy":        {"no-referrer"},
+	"Cache-Control":          {"no-store"},
+}
+
+// hstsHeader is Strict-Transport-Security's value on TLS connections.
+var hstsHeader = []string{"max-age=31536000; includeSubDomains"}
 
 // ClientIP is the request's peer address (proxies' forwarding headers are not
 // trusted, so clients cannot dodge per-address limits by forging them).

@@ -214,6 +214,9 @@ func CheckRequestText(r *http.Request) validation.Errors {
 	if p := validation.TextProblem(r.URL.Path); p != "" {
 		errs.Add("path", "%s", p)
 	}
+	if r.URL.RawQuery == "" {
+		return errs
+	}
 	q, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		errs.Add("query", "is not a valid URL query: %v", err)
