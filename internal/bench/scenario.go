@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -289,15 +288,6 @@ func paced(ctx context.Context, rate int, d time.Duration, fn func(ctx context.C
 	}
 	close(jobs)
 	wg.Wait()
-}
-
-func sortedDurations(m map[string]time.Duration) []time.Duration {
-	out := make([]time.Duration, 0, len(m))
-	for _, d := range m {
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 func unavailable(reason string) Measure { return Measure{Unavailable: "unavailable: " + reason} }
