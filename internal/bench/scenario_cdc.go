@@ -63,9 +63,9 @@ func runCDC(ctx context.Context, cfg Config) Result {
 		cfg.logf("cdc", "unavailable: %s; measuring the ceiling only", missing)
 	}
 
-	// Commit stamps, taken just before each commit, and each reader's
-	// arrivals, by order id.
-	committed, viaRecv, viaKafka := newArrivals(), newArrivals(), newArrivals()
+	// Each reader's arrivals, from commit stamps taken just before each
+	// commit, by order id.
+	viaRecv, viaKafka := newTracker(), newTracker()
 
 	recv, err := startRecvlogical(ctx, r.db)
 	if err != nil {
@@ -77,7 +77,7 @@ func runCDC(ctx context.Context, cfg Config) Result {
 		defer close(recvDone)
 		for line := range recv.lines {
 			if id, ok := recv.orderID(line.text); ok {
-				viaRecv.set(id, line.at)
+				viaRecv.arrive(id, line.at)
 			}
 		}
 	}()
@@ -100,7 +100,7 @@ func runCDC(ctx context.Context, cfg Config) Result {
 					return
 				}
 				now := time.Now()
-				fs.EachRecord(func(rec *kgo.Record) { viaKafka.set(changeKeyID(rec.Key), now) })
+				fs.EachRecord(func(rec *kgo.Record) { viaKafka.arrive(changeKeyID(rec.Key), now) })
 			}
 		}()
 	} else {
@@ -125,7 +125,9 @@ func runCDC(ctx context.Context, cfg Config) Result {
 			}
 			defer conn.Release()
 			id := uuid.NewString()
-			committed.set(id, time.Now()) // with a connection in hand: no pool wait in the figure
+			now := time.Now() // with a connection in hand: no pool wait in the figure
+			viaRecv.schedule(id, now)
+			viaKafka.schedule(id, now)
 			idsMu.Lock()
 			ids = append(ids, id)
 			idsMu.Unlock()
@@ -137,17 +139,17 @@ func runCDC(ctx context.Context, cfg Config) Result {
 		// Give both readers time to see every change of the phase.
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) && ctx.Err() == nil {
-			if viaRecv.count(ids) == len(ids) && (missing != "" || viaKafka.count(ids) == len(ids)) {
+			if viaRecv.arrivedOf(ids) == len(ids) && (missing != "" || viaKafka.arrivedOf(ids) == len(ids)) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		ceiling := phaseMeasure("pg_recvlogical --start (test_decoding) on its own slot: commit -> change line received", ids, committed, viaRecv, start)
+		ceiling := phaseMeasure("pg_recvlogical --start (test_decoding) on its own slot: commit -> change line received", ids, viaRecv, start)
 		var trackops Measure
 		if missing != "" {
 			trackops = unavailable(missing)
 		} else {
-			trackops = phaseMeasure(fmt.Sprintf("trackops cdc connector: commit -> record consumed from %s", cdcTopic), ids, committed, viaKafka, start)
+			trackops = phaseMeasure(fmt.Sprintf("trackops cdc connector: commit -> record consumed from %s", cdcTopic), ids, viaKafka, start)
 		}
 		res.Comparisons = append(res.Comparisons,
 			latencyComparison(fmt.Sprintf("latency at %d changes/s", rate), trackops, ceiling),
@@ -166,56 +168,11 @@ func runCDC(ctx context.Context, cfg Config) Result {
 	return res
 }
 
-// arrivals are times by order id, written by a reader goroutine while the
-// phase that reads them runs.
-type arrivals struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-func newArrivals() *arrivals { return &arrivals{at: map[string]time.Time{}} }
-
-// set records id's first time.
-func (a *arrivals) set(id string, at time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, seen := a.at[id]; !seen {
-		a.at[id] = at
-	}
-}
-
-func (a *arrivals) count(ids []string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, id := range ids {
-		if _, ok := a.at[id]; ok {
-			n++
-		}
-	}
-	return n
-}
-
 // phaseMeasure is the latency from each id's commit to its arrival, the
 // arrivals' rate from the phase's start to the last of them, and the ids
 // that never arrived as errors.
-func phaseMeasure(what string, ids []string, committed, arrived *arrivals, start time.Time) Measure {
-	committed.mu.Lock()
-	defer committed.mu.Unlock()
-	arrived.mu.Lock()
-	defer arrived.mu.Unlock()
-	lat := make([]time.Duration, 0, len(ids))
-	var last time.Time
-	for _, id := range ids {
-		at, ok := arrived.at[id]
-		if !ok {
-			continue
-		}
-		lat = append(lat, at.Sub(committed.at[id]))
-		if at.After(last) {
-			last = at
-		}
-	}
+func phaseMeasure(what string, ids []string, t *tracker, start time.Time) Measure {
+	lat, _, last := t.latencies(ids)
 	slices.Sort(lat)
 	l := summarize(lat)
 	m := Measure{What: what, Count: l.Count, Errors: len(ids) - len(lat), Latency: &l}

@@ -7,19 +7,19 @@ import (
 
 func TestPhaseMeasureCountsOnlyThePhaseAndItsMissingArrivals(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	committed, arrived := newArrivals(), newArrivals()
+	tr := newTracker()
 	// An earlier phase's change must not count in this one.
-	committed.set("earlier", start.Add(-time.Second))
-	arrived.set("earlier", start.Add(-time.Second+time.Hour))
+	tr.schedule("earlier", start.Add(-time.Second))
+	tr.arrive("earlier", start.Add(-time.Second+time.Hour))
 	for i, id := range []string{"a", "b", "c", "d"} {
-		committed.set(id, start.Add(time.Duration(i)*time.Second))
+		tr.schedule(id, start.Add(time.Duration(i)*time.Second))
 	}
-	arrived.set("a", start.Add(2*time.Millisecond))
-	arrived.set("b", start.Add(time.Second+4*time.Millisecond))
-	arrived.set("c", start.Add(2*time.Second+8*time.Millisecond))
-	arrived.set("c", start.Add(3*time.Second)) // a second delivery: the first one counts
+	tr.arrive("a", start.Add(2*time.Millisecond))
+	tr.arrive("b", start.Add(time.Second+4*time.Millisecond))
+	tr.arrive("c", start.Add(2*time.Second+8*time.Millisecond))
+	tr.arrive("c", start.Add(3*time.Second)) // a second delivery: the first one counts
 
-	m := phaseMeasure("test", []string{"a", "b", "c", "d"}, committed, arrived, start)
+	m := phaseMeasure("test", []string{"a", "b", "c", "d"}, tr, start)
 	if m.Count != 3 || m.Errors != 1 {
 		t.Fatalf("count %d, errors %d; want 3 arrived and 1 missing", m.Count, m.Errors)
 	}
