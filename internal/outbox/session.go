@@ -298,6 +298,12 @@ func (s *session) resolve(ctx context.Context) *batch {
 			s.r.cfg.Logger.Warn("outbox events not published; will retry", "not_published", failed, "published", len(b.published), "first_err", first)
 		}
 	}
+	// The ledger commit needs only the outcomes: the payloads and records
+	// go now, not once the commit, up to four batches later, has run.
+	for i := range b.rows {
+		b.rows[i].value, b.rows[i].headers = nil, nil
+	}
+	b.recs = nil
 	return b
 }
 
