@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,10 +112,8 @@ func runCDC(ctx context.Context, cfg Config) Result {
 			break
 		}
 		cfg.logf("cdc", "inserting orders at %d/s for %s", rate, cfg.Phase)
-		var idsMu sync.Mutex
-		var ids []string
 		var insertErrs atomic.Int64
-		start := time.Now()
+		mark, start := viaKafka.mark(), time.Now()
 		paced(ctx, rate, cfg.Phase, func(ctx context.Context, _ int) {
 			conn, err := r.db.Pool.Acquire(ctx)
 			if err != nil {
@@ -128,13 +125,11 @@ func runCDC(ctx context.Context, cfg Config) Result {
 			now := time.Now() // with a connection in hand: no pool wait in the figure
 			viaRecv.schedule(id, now)
 			viaKafka.schedule(id, now)
-			idsMu.Lock()
-			ids = append(ids, id)
-			idsMu.Unlock()
 			if _, err := conn.Exec(ctx, `INSERT INTO orders (id, customer_id, status, currency, total_amount) VALUES ($1, 'bench-cdc', 'PENDING', 'USD', 19.99)`, id); err != nil {
 				insertErrs.Add(1)
 			}
 		})
+		ids := viaKafka.since(mark) // the phase's changes, scheduled alike in both trackers
 		offered := float64(len(ids)) / time.Since(start).Seconds()
 		// Give both readers time to see every change of the phase.
 		deadline := time.Now().Add(30 * time.Second)
@@ -173,7 +168,6 @@ func runCDC(ctx context.Context, cfg Config) Result {
 // that never arrived as errors.
 func phaseMeasure(what string, ids []string, t *tracker, start time.Time) Measure {
 	lat, _, last := t.latencies(ids)
-	slices.Sort(lat)
 	l := summarize(lat)
 	m := Measure{What: what, Count: l.Count, Errors: len(ids) - len(lat), Latency: &l}
 	if !last.IsZero() {
