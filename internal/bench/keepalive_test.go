@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -91,5 +92,42 @@ func TestReadResponseHeadRejectsGarbage(t *testing.T) {
 	h, err := readResponseHead(bufio.NewReader(strings.NewReader("HTTP/1.0 503 Busy\r\ncontent-length: 7\r\n\r\n")))
 	if err != nil || h.code != 503 || h.length != 7 || !h.close || h.chunked {
 		t.Errorf("HTTP/1.0 head: %+v, %v", h, err)
+	}
+}
+
+// TestHTTPFloorServesTheStoredBodies: the api-read scenario's floor answers
+// an order it holds with that order's body, byte for byte, and 404 for any
+// other, so its reads are the same work as the API's.
+func TestHTTPFloorServesTheStoredBodies(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"id":"a","status":"PENDING"}`)
+	f, err := startHTTPFloor(map[string][]byte{"a": body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/api/v1/orders/a", http.StatusOK, string(body)},
+		{"/api/v1/orders/b", http.StatusNotFound, ""},
+	} {
+		resp, err := http.Get(f.base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.code)
+		}
+		if tc.code == http.StatusOK && (string(got) != tc.body || resp.Header.Get("Content-Type") != "application/json") {
+			t.Errorf("GET %s: %q (%s), want %q (application/json)", tc.path, got, resp.Header.Get("Content-Type"), tc.body)
+		}
 	}
 }

@@ -206,16 +206,28 @@ func closedLoop(ctx context.Context, workers int, d time.Duration, what string, 
 	return l.measure(what)
 }
 
-// interleaved measures two sides of a comparison in alternating rounds
+// side is one side of an interleaved comparison: what it measures and the
+// call its workers repeat.
+type side struct {
+	what string
+	fn   loopFunc
+}
+
+// interleaved measures the sides of a comparison in alternating rounds
 // (a, b, a, b, ...) of d/rounds each, so a burst of load from elsewhere on a
-// shared machine falls on both sides alike instead of on whichever ran then.
-func interleaved(ctx context.Context, workers int, d time.Duration, rounds int, whatA string, a loopFunc, whatB string, b loopFunc) (Measure, Measure) {
-	var sa, sb loopStats
+// shared machine falls on every side alike instead of on whichever ran then.
+func interleaved(ctx context.Context, workers int, d time.Duration, rounds int, sides ...side) []Measure {
+	stats := make([]loopStats, len(sides))
 	for range rounds {
-		sa.run(ctx, workers, d/time.Duration(rounds), a)
-		sb.run(ctx, workers, d/time.Duration(rounds), b)
+		for i, s := range sides {
+			stats[i].run(ctx, workers, d/time.Duration(rounds), s.fn)
+		}
 	}
-	return sa.measure(whatA), sb.measure(whatB)
+	out := make([]Measure, len(sides))
+	for i, s := range sides {
+		out[i] = stats[i].measure(s.what)
+	}
+	return out
 }
 
 type loopFunc func(ctx context.Context, worker int, i int64) error

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -175,9 +176,10 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 			return outbox.Write(ctx, tx, ev)
 		})
 	}
-	httpSide, pgxSide := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
-		"POST /api/v1/orders over HTTP/1.1 keep-alive", create,
-		"pgx: INSERT order, items, history and ORDER_CREATED outbox row in one transaction", insert)
+	m := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
+		side{"POST /api/v1/orders over HTTP/1.1 keep-alive", create},
+		side{"pgx: INSERT order, items, history and ORDER_CREATED outbox row in one transaction", insert})
+	httpSide, pgxSide := m[0], m[1]
 	cfg.logf("api-create", "HTTP: %.0f orders/s, pgx: %.0f orders/s", httpSide.Throughput, pgxSide.Throughput)
 	res.Comparisons = append(res.Comparisons, throughputComparison(fmt.Sprintf("create throughput at %d workers", cfg.Concurrency), httpSide, pgxSide))
 	res.PeakRSSBytes = r.peakRSS()
@@ -187,9 +189,10 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 	return res
 }
 
-// runAPIRead: cached order reads over HTTP vs raw Redis GETs of the same keys.
+// runAPIRead: cached order reads over HTTP vs raw Redis GETs of the same
+// keys, and vs net/http alone answering the same bodies.
 func runAPIRead(ctx context.Context, cfg Config) Result {
-	res := Result{Description: "order reads over HTTP (GET /api/v1/orders/{id}, served from the cache: the process's near cache in front of Redis) vs raw Redis GETs of the same order:{id} keys (db 2); closed loop at the same concurrency, each HTTP worker on its own keep-alive connection"}
+	res := Result{Description: "order reads over HTTP (GET /api/v1/orders/{id}, served from the cache: the process's near cache in front of Redis) vs raw Redis GETs of the same order:{id} keys (db 2), and vs net/http alone answering the same bodies from memory (the HTTP floor); closed loop at the same concurrency, each HTTP worker on its own keep-alive connection"}
 	r, err := setUp(ctx, cfg, "api-read", nil)
 	if err != nil {
 		return failed(res, err)
@@ -207,11 +210,22 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 	}); sample != "" {
 		return failed(res, fmt.Errorf("creating orders: %s", sample))
 	}
-	// Read each order once: that fills the cache if there is one.
+	// Read each order once: that fills the cache if there is one, and gives
+	// the HTTP floor the bodies the API answers with.
+	var mu sync.Mutex
+	served := make(map[string][]byte, len(ids))
 	forEach(ctx, cfg.Concurrency, len(ids), func(ctx context.Context, i int) error {
-		_, _, err := r.api.do(ctx, http.MethodGet, "/api/v1/orders/"+ids[i], nil)
+		_, body, err := r.api.do(ctx, http.MethodGet, "/api/v1/orders/"+ids[i], nil)
+		mu.Lock()
+		served[ids[i]] = body
+		mu.Unlock()
 		return err
 	})
+	floor, err := startHTTPFloor(served)
+	if err != nil {
+		return failed(res, err)
+	}
+	defer floor.close()
 
 	opts, err := redis.ParseURL(r.redis.URL())
 	if err != nil {
@@ -243,30 +257,76 @@ func runAPIRead(ctx context.Context, cfg Config) Result {
 		return failed(res, err)
 	}
 	defer client.close()
-	cfg.logf("api-read", "HTTP and Redis in 4 alternating rounds, %s each side, at %d workers over %d orders", cfg.Phase, cfg.Concurrency, len(ids))
-	httpSide, redisSide := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
-		"GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", func(ctx context.Context, worker int, _ int64) error {
+	floorClient, err := newKeepAliveClient(floor.base, r.token, cfg.Concurrency, 10*time.Second)
+	if err != nil {
+		return failed(res, err)
+	}
+	defer floorClient.close()
+	read := func(c *keepAliveClient) loopFunc {
+		return func(ctx context.Context, worker int, _ int64) error {
 			id := ids[rand.IntN(len(ids))]
-			code, err := client.get(ctx, worker, "/api/v1/orders/"+id)
+			code, err := c.get(ctx, worker, "/api/v1/orders/"+id)
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("GET /api/v1/orders/%s: %d", id, code)
 			}
 			return err
-		},
-		"go-redis GET order:{id} on the same Redis", func(ctx context.Context, _ int, _ int64) error {
+		}
+	}
+	cfg.logf("api-read", "HTTP, Redis and the bare net/http floor in 4 alternating rounds, %s each, at %d workers over %d orders", cfg.Phase, cfg.Concurrency, len(ids))
+	m := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,
+		side{"GET /api/v1/orders/{id} over HTTP/1.1 keep-alive", read(client)},
+		side{"go-redis GET order:{id} on the same Redis", func(ctx context.Context, _ int, _ int64) error {
 			return rdb.Get(ctx, "order:"+ids[rand.IntN(len(ids))]).Err()
-		})
-	cfg.logf("api-read", "HTTP: %.0f reads/s, Redis: %.0f GETs/s", httpSide.Throughput, redisSide.Throughput)
+		}},
+		side{"net/http alone (in the harness's process) answering GET /api/v1/orders/{id} with the API's bodies from a map", read(floorClient)})
+	httpSide, redisSide, floorSide := m[0], m[1], m[2]
+	cfg.logf("api-read", "HTTP: %.0f reads/s, Redis: %.0f GETs/s, net/http alone: %.0f reads/s", httpSide.Throughput, redisSide.Throughput, floorSide.Throughput)
 	if cacheMissing != "" {
 		httpSide.What += " (uncached: served from PostgreSQL)"
 		httpSide.Unavailable = "unavailable: " + cacheMissing
 		res.Status, res.Unavailable = StatusUnavailable, cacheMissing
 	}
-	res.Comparisons = append(res.Comparisons, throughputComparison(fmt.Sprintf("read throughput at %d workers", cfg.Concurrency), httpSide, redisSide))
+	res.Comparisons = append(res.Comparisons,
+		throughputComparison(fmt.Sprintf("read throughput at %d workers", cfg.Concurrency), httpSide, redisSide),
+		throughputComparison(fmt.Sprintf("read throughput at %d workers vs net/http alone", cfg.Concurrency), httpSide, floorSide))
 	res.PeakRSSBytes = r.peakRSS()
 	res.Notes = r.notes
 	return res
 }
+
+// httpFloor is net/http with nothing of TrackOps in it: a mux answering
+// GET /api/v1/orders/{id} with a stored body. Against it the api-read
+// scenario shows what HTTP itself costs on the machine (parsing, the
+// response write, loopback TCP), which no cache can remove. It runs in the
+// harness's process, beside the load's client, so it shares the same two
+// cores as the TrackOps process does.
+type httpFloor struct {
+	base string
+	srv  *http.Server
+}
+
+func startHTTPFloor(bodies map[string][]byte) (*httpFloor, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("http floor: %w", err)
+	}
+	contentType := []string{"application/json"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/orders/{id}", func(w http.ResponseWriter, req *http.Request) {
+		body, ok := bodies[req.PathValue("id")]
+		if !ok {
+			http.NotFound(w, req)
+			return
+		}
+		w.Header()["Content-Type"] = contentType
+		w.Write(body)
+	})
+	f := &httpFloor{base: "http://" + ln.Addr().String(), srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go f.srv.Serve(ln)
+	return f, nil
+}
+
+func (f *httpFloor) close() { f.srv.Close() }
 
 // forEach calls fn for 0..n-1 from workers goroutines and returns how many
 // calls failed and one of their errors.
