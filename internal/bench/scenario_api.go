@@ -165,15 +165,17 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 		if err != nil {
 			return err
 		}
+		ev, err := order.CreatedEvent(ctx, o)
+		if err != nil {
+			return err
+		}
 		return postgres.WithTx(ctx, r.db.Pool, func(tx pgx.Tx) error {
-			if err := (order.Store{}).Insert(ctx, tx, o, "bench"); err != nil {
+			b := &pgx.Batch{}
+			(order.Store{}).QueueInsert(ctx, b, o, "bench")
+			if err := outbox.Queue(ctx, b, ev); err != nil {
 				return err
 			}
-			ev, err := order.CreatedEvent(ctx, o)
-			if err != nil {
-				return err
-			}
-			return outbox.Write(ctx, tx, ev)
+			return tx.SendBatch(ctx, b).Close()
 		})
 	}
 	m := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,

@@ -114,9 +114,6 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 			return s.writeFailed(ctx, tx, orderID, short)
 		}
 		outcome = "reserved"
-		if changed, err = s.reserveLines(ctx, tx, orderID, lines, now); err != nil {
-			return err
-		}
 		out := make([]events.ReservedLine, len(lines))
 		for i, l := range lines {
 			out[i] = events.ReservedLine{SKU: l.SKU, Quantity: int(l.Quantity)}
@@ -126,7 +123,8 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 		if err != nil {
 			return err
 		}
-		return outbox.Write(ctx, tx, ev)
+		changed, err = s.reserveLines(ctx, tx, orderID, lines, now, ev)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("reserve stock for order %s: %w", orderID, err)
@@ -141,9 +139,10 @@ func (s *Service) Reserve(ctx context.Context, inboxName string, env events.Enve
 }
 
 // reserveLines moves each line's quantity into reserved with a conditional
-// update, records the reservations and marks the order reserved, in one
-// round trip; it returns the items' new versions.
-func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID, lines []Line, now time.Time) (map[string]int64, error) {
+// update, records the reservations, marks the order reserved and writes
+// the reservation's event to the outbox, in one round trip; it returns the
+// items' new versions.
+func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID, lines []Line, now time.Time, ev events.Event) (map[string]int64, error) {
 	b := &pgx.Batch{}
 	for _, l := range lines {
 		b.Queue(`UPDATE inventory_items SET reserved = reserved + $2, version = version + 1, updated_at = $3
@@ -154,6 +153,9 @@ func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID
 			orderID, l.SKU, l.Quantity, now)
 	}
 	b.Queue(`UPDATE inventory_orders SET state = $2, updated_at = $3 WHERE order_id = $1`, orderID, string(orderReserved), now)
+	if err := outbox.Queue(ctx, b, ev); err != nil {
+		return nil, err
+	}
 	br := tx.SendBatch(ctx, b)
 	versions := make(map[string]int64, len(lines))
 	for _, l := range lines {
@@ -168,7 +170,7 @@ func (s *Service) reserveLines(ctx context.Context, tx pgx.Tx, orderID uuid.UUID
 		versions[l.SKU] = v
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("record reservations: %w", err)
+		return nil, fmt.Errorf("record reservations and their event: %w", err)
 	}
 	return versions, nil
 }

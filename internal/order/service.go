@@ -149,17 +149,23 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (CreateResult, 
 				return nil
 			}
 		}
-		if err := s.store.Insert(ctx, tx, o, req.Actor); err != nil {
-			return err
-		}
 		if s.changeStream {
-			return nil
+			return s.store.Insert(ctx, tx, o, req.Actor)
 		}
+		// The order and its event in one round trip.
 		ev, err := CreatedEvent(ctx, o)
 		if err != nil {
 			return err
 		}
-		return outbox.Write(ctx, tx, ev)
+		b := &pgx.Batch{}
+		s.store.QueueInsert(ctx, b, o, req.Actor)
+		if err := outbox.Queue(ctx, b, ev); err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("insert order and its event: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return CreateResult{}, err
@@ -402,24 +408,27 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn fun
 			return err
 		}
 		changes := o.Changes()
-		for _, h := range changes {
-			if err := s.store.SaveTransition(ctx, tx, o, h); err != nil {
-				return err
-			}
-		}
-		if !s.changeStream && len(changes) > 0 {
-			evs := make([]events.Event, 0, len(changes))
+		if len(changes) > 0 {
+			// Every change and its event in one round trip.
+			b := &pgx.Batch{}
 			for _, h := range changes {
-				ev, err := TransitionEvent(ctx, o, h)
-				if err != nil {
-					return err
+				s.store.QueueTransition(ctx, b, o, h)
+			}
+			if !s.changeStream {
+				for _, h := range changes {
+					ev, err := TransitionEvent(ctx, o, h)
+					if err != nil {
+						return err
+					}
+					if err := outbox.Queue(ctx, b, ev); err != nil {
+						return err
+					}
 				}
-				evs = append(evs, ev)
+				wrote = true
 			}
-			if err := outbox.Write(ctx, tx, evs...); err != nil {
-				return err
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return fmt.Errorf("save status change of order %s: %w", o.ID, err)
 			}
-			wrote = true
 		}
 		if s.cache != nil && len(changes) > 0 {
 			// The cache is not touched at commit: RefreshCached refreshes

@@ -44,8 +44,18 @@ func scanOrder(row pgx.Row) (*Order, error) {
 // Insert writes a new order with its items and first history entry. The
 // history rows keep ctx's correlation id and trace context, which the
 // change stream needs to build events like the outbox's.
-func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string) error {
+func (st Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string) error {
 	b := &pgx.Batch{}
+	st.QueueInsert(ctx, b, o, actor)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return nil
+}
+
+// QueueInsert adds Insert's statements to b, for a caller that sends more
+// in the same round trip (the order's outbox event).
+func (Store) QueueInsert(ctx context.Context, b *pgx.Batch, o *Order, actor string) {
 	var addr any
 	if len(o.ShippingAddress) > 0 {
 		addr = string(o.ShippingAddress)
@@ -61,10 +71,6 @@ func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor str
 	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
 		VALUES ($1, NULL, $2, NULL, $3, $4, $5, nullif($6, ''), nullif($7, ''))`, o.ID, string(o.Status), actor, o.Version, o.CreatedAt,
 		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("insert order: %w", err)
-	}
-	return nil
 }
 
 // Get reads an order with its items; forUpdate locks the order row until the
@@ -109,19 +115,16 @@ func scanItem(row pgx.CollectableRow) (Item, error) {
 	return it, err
 }
 
-// SaveTransition writes a status change made by Order.Transition.
-func (Store) SaveTransition(ctx context.Context, q postgres.Querier, o *Order, h HistoryEntry) error {
-	b := &pgx.Batch{}
+// QueueTransition adds to b the statements that save a status change made
+// by Order.Transition (the order's row and its history entry), for the
+// caller to send with the change's outbox event in one round trip.
+func (Store) QueueTransition(ctx context.Context, b *pgx.Batch, o *Order, h HistoryEntry) {
 	b.Queue(`UPDATE orders SET status = $2, version = $3, updated_at = $4, cancel_reason = nullif($5, '') WHERE id = $1`,
 		o.ID, string(o.Status), o.Version, o.UpdatedAt, o.CancelReason)
 	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
 		VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, nullif($8, ''), nullif($9, ''))`,
 		o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt,
 		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("save status change of order %s: %w", o.ID, err)
-	}
-	return nil
 }
 
 // Hold reports the stock an order holds. Inventory's decision about each

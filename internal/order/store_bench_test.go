@@ -31,3 +31,28 @@ func BenchmarkLoadOrder(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCreateAndConfirm is the order side of the saga's writes: an
+// order of three items created with its ORDER_CREATED event, then confirmed
+// with its status event, one transaction each.
+func BenchmarkCreateAndConfirm(b *testing.B) {
+	db := postgrestest.New(b)
+	ctx := context.Background()
+	svc := order.NewService(db.Pool)
+	req := order.CreateRequest{Actor: "api:bench", Order: order.NewOrder{CustomerID: "cust-1",
+		Items: []order.NewItem{{SKU: "SKU-1", Quantity: 1, UnitPrice: 100}, {SKU: "SKU-2", Quantity: 2, UnitPrice: 250},
+			{SKU: "SKU-3", Quantity: 3, UnitPrice: 999}}}}
+	confirm := func(o *order.Order) error {
+		_, err := o.Transition(order.StatusConfirmed, "", "saga", svc.Now())
+		return err
+	}
+	for b.Loop() {
+		res, err := svc.Create(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.Update(ctx, res.Order.ID, confirm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

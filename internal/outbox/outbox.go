@@ -25,6 +25,19 @@ func Write(ctx context.Context, tx postgres.Querier, evs ...events.Event) error 
 		return nil
 	}
 	b := &pgx.Batch{}
+	if err := Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: insert events: %w", err)
+	}
+	return nil
+}
+
+// Queue adds the inserts of events to b, for a caller that sends them in
+// the same round trip as the change they describe; b must be sent inside
+// the change's transaction, as Write's are.
+func Queue(ctx context.Context, b *pgx.Batch, evs ...events.Event) error {
 	for _, e := range evs {
 		if e.TraceParent == "" {
 			// The trace of the request or record that caused the event
@@ -46,9 +59,6 @@ func Write(ctx context.Context, tx postgres.Querier, evs ...events.Event) error 
 		b.Queue(`INSERT INTO outbox_events (id, aggregate_type, aggregate_id, event_type, topic, event_data, headers, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			id, e.AggregateType, e.AggregateID(), e.Type, e.Topic(), string(value), headers, e.Time)
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("outbox: insert events: %w", err)
 	}
 	return nil
 }
