@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/trackops/trackops/internal/events"
-	"github.com/trackops/trackops/internal/inbox"
 )
 
 // SagaGroup is the Kafka consumer group of the order saga, and the default
@@ -49,11 +46,8 @@ func (s *Saga) Apply(ctx context.Context, inboxName string, env events.Envelope)
 		return err
 	}
 	id := decided.OrderID
-	outcome := "duplicate"
-	_, err = s.svc.UpdateAfter(ctx, id, func(ctx context.Context, tx pgx.Tx) (bool, error) {
-		outcome = "duplicate"
-		return inbox.Claim(ctx, tx, inboxName, env.ID)
-	}, func(o *Order) error {
+	var outcome string
+	updated, err := s.svc.UpdateAfter(ctx, id, &Claim{Consumer: inboxName, EventID: env.ID}, func(o *Order) error {
 		applied, err := o.ApplyInventoryOutcome(decided, SagaActor, s.svc.Now())
 		switch {
 		case err != nil:
@@ -75,6 +69,9 @@ func (s *Saga) Apply(ctx context.Context, inboxName string, env events.Envelope)
 	}
 	if err != nil {
 		return fmt.Errorf("order saga: %s for order %s: %w", env.Type, id, err)
+	}
+	if updated == nil {
+		outcome = "duplicate" // the claim found the event processed before
 	}
 	s.svc.metrics.sagaOutcomes.WithLabelValues(env.Type, outcome).Inc()
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/events"
+	"github.com/trackops/trackops/internal/inbox"
 	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
 )
@@ -373,36 +374,49 @@ func (s *Service) Update(ctx context.Context, id uuid.UUID, fn func(o *Order) er
 	return s.UpdateAfter(ctx, id, nil, fn)
 }
 
-// TxStep runs inside an update's transaction before the order is read.
-// Returning false ends the update without reading or changing the order.
-type TxStep func(ctx context.Context, tx pgx.Tx) (proceed bool, err error)
+// Claim names an event a consumer acts on at most once (the inbox,
+// processed_events): an update made for it claims the event in the same
+// transaction, so the claim commits or rolls back with the order's change.
+type Claim struct {
+	Consumer string
+	EventID  string
+}
 
-// UpdateAfter is Update with first run in the same transaction before the
-// order is read, so a change made there (the saga's inbox claim) commits or
-// rolls back with the order's change. When first declines, UpdateAfter
-// returns (nil, nil). A nil first always proceeds.
-func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, first TxStep, fn func(o *Order) error) (*Order, error) {
-	return s.update(ctx, id, first, func(_ context.Context, _ pgx.Tx, o *Order) error { return fn(o) })
+// UpdateAfter is Update made for an event: claim is claimed in the same
+// transaction, pipelined with the order's read in one round trip. When the
+// event was claimed before, UpdateAfter changes nothing and returns
+// (nil, nil). A nil claim always proceeds.
+func (s *Service) UpdateAfter(ctx context.Context, id uuid.UUID, claim *Claim, fn func(o *Order) error) (*Order, error) {
+	return s.update(ctx, id, claim, func(_ context.Context, _ pgx.Tx, o *Order) error { return fn(o) })
 }
 
 // update is UpdateAfter whose fn also sees the transaction, to read what the
 // change depends on under the order's row lock.
-func (s *Service) update(ctx context.Context, id uuid.UUID, first TxStep, fn func(ctx context.Context, tx pgx.Tx, o *Order) error) (*Order, error) {
+func (s *Service) update(ctx context.Context, id uuid.UUID, claim *Claim, fn func(ctx context.Context, tx pgx.Tx, o *Order) error) (*Order, error) {
 	var (
 		out   *Order
 		wrote bool // outbox events
 	)
 	err := postgres.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		out, wrote = nil, false
-		if first != nil {
-			proceed, err := first(ctx, tx)
-			if err != nil || !proceed {
+		var o *Order
+		b := &pgx.Batch{}
+		if claim != nil {
+			inbox.QueueClaim(ctx, b, claim.Consumer, claim.EventID)
+		}
+		s.store.queueGet(b, id, true, &o)
+		br := tx.SendBatch(ctx, b)
+		if claim != nil {
+			first, err := inbox.Claimed(br)
+			if err != nil || !first {
+				// A duplicate: the order's row lock, if taken, goes with
+				// the transaction.
+				_ = br.Close()
 				return err
 			}
 		}
-		o, err := s.store.Get(ctx, tx, id, true)
-		if err != nil {
-			return err
+		if err := br.Close(); err != nil {
+			return getError(id, err)
 		}
 		if err := fn(ctx, tx, o); err != nil {
 			return err

@@ -75,35 +75,49 @@ func (Store) QueueInsert(ctx context.Context, b *pgx.Batch, o *Order, actor stri
 
 // Get reads an order with its items; forUpdate locks the order row until the
 // transaction ends.
-func (Store) Get(ctx context.Context, q postgres.Querier, id uuid.UUID, forUpdate bool) (*Order, error) {
-	sql := `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`
-	if forUpdate {
-		sql += ` FOR UPDATE`
-	}
+func (st Store) Get(ctx context.Context, q postgres.Querier, id uuid.UUID, forUpdate bool) (*Order, error) {
 	// The order and its items in one round trip: every cache miss and
 	// every cache refresh after a change reads both.
 	var o *Order
 	b := &pgx.Batch{}
+	st.queueGet(b, id, forUpdate, &o)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return nil, getError(id, err)
+	}
+	return o, nil
+}
+
+// queueGet queues Get's statements on b, for a caller that sends others
+// before them in the same round trip; *o is the order once b's results are
+// read, and reading them fails with ErrNotFound when there is none.
+func (Store) queueGet(b *pgx.Batch, id uuid.UUID, forUpdate bool, o **Order) {
+	sql := `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
 	b.Queue(sql, id).QueryRow(func(row pgx.Row) error {
 		var err error
-		o, err = scanOrder(row)
+		*o, err = scanOrder(row)
 		return err
 	})
+	// Not run when the order's row is missing: a batch stops at its first
+	// failed callback.
 	b.Queue(itemsSQL, id).Query(func(rows pgx.Rows) error {
 		items, err := pgx.CollectRows(rows, scanItem)
 		if err != nil {
 			return fmt.Errorf("get order items: %w", err)
 		}
-		o.Items = items
+		(*o).Items = items
 		return nil
 	})
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("get order %s: %w", id, err)
+}
+
+// getError wraps the error of reading order id, keeping ErrNotFound bare.
+func getError(id uuid.UUID, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return err
 	}
-	return o, nil
+	return fmt.Errorf("get order %s: %w", id, err)
 }
 
 const itemsSQL = `SELECT id, line_no, sku, quantity, (unit_price * 100)::bigint, (line_total * 100)::bigint
