@@ -21,18 +21,11 @@ func TestReservationAndItsEventCommitTogether(t *testing.T) {
 	ctx := context.Background()
 	db := postgrestest.New(t)
 	svc := inventory.NewService(db.Pool)
-	if _, err := db.Pool.Exec(ctx, `
-		INSERT INTO inventory_items (sku, name, on_hand) VALUES ('ATOM-1', 'atom', 10);
-		CREATE TABLE refuse_events (on_ boolean NOT NULL);
-		INSERT INTO refuse_events VALUES (true);
-		CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF (SELECT on_ FROM refuse_events) THEN RAISE EXCEPTION 'event refused'; END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER refuse_event BEFORE INSERT ON outbox_events FOR EACH ROW EXECUTE FUNCTION refuse_event();`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO inventory_items (sku, name, on_hand) VALUES ('ATOM-1', 'atom', 10)`); err != nil {
 		t.Fatal(err)
 	}
+	refuse := db.RefuseInserts(t, "outbox_events")
+	refuse(true)
 	id := uuid.New()
 	created := envelope(t, events.OrderCreated, id.String(), events.OrderCreatedData{OrderID: id.String(),
 		Items: []events.OrderItem{{SKU: "ATOM-1", Quantity: 3, UnitPrice: "1.00"}}})
@@ -55,9 +48,7 @@ func TestReservationAndItsEventCommitTogether(t *testing.T) {
 		t.Fatalf("reservation with its event refused left %d reserved, %d reservations, %d events; want none", r, n, e)
 	}
 
-	if _, err := db.Pool.Exec(ctx, `UPDATE refuse_events SET on_ = false`); err != nil {
-		t.Fatal(err)
-	}
+	refuse(false)
 	// The same event again: the refused attempt did not claim it.
 	if err := svc.Reserve(ctx, "test-inbox", created); err != nil {
 		t.Fatal(err)

@@ -27,24 +27,7 @@ func TestOrderChangesAndTheirEventsCommitTogether(t *testing.T) {
 		}
 		return n
 	}
-	// Refuse outbox rows while refuse_events is set.
-	if _, err := db.Pool.Exec(ctx, `
-		CREATE TABLE refuse_events (on_ boolean NOT NULL);
-		INSERT INTO refuse_events VALUES (false);
-		CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF (SELECT on_ FROM refuse_events) THEN RAISE EXCEPTION 'event refused'; END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER refuse_event BEFORE INSERT ON outbox_events FOR EACH ROW EXECUTE FUNCTION refuse_event();`); err != nil {
-		t.Fatal(err)
-	}
-	refuse := func(on bool) {
-		t.Helper()
-		if _, err := db.Pool.Exec(ctx, `UPDATE refuse_events SET on_ = $1`, on); err != nil {
-			t.Fatal(err)
-		}
-	}
+	refuse := db.RefuseInserts(t, "outbox_events")
 
 	refuse(true)
 	if _, err := svc.Create(ctx, order.CreateRequest{Actor: "api:alice", Order: newOrder}); err == nil {

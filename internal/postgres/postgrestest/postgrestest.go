@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,4 +185,38 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// RefuseInserts installs a trigger on table that fails every insert while
+// the returned switch is on (it starts off), so a test can make one write of
+// a transaction fail and see what the transaction kept.
+func (d *Database) RefuseInserts(t testing.TB, table string) (refuse func(on bool)) {
+	t.Helper()
+	ctx := context.Background()
+	ident := pgx.Identifier{table}.Sanitize()
+	if _, err := d.Pool.Exec(ctx, fmt.Sprintf(`
+		CREATE TABLE IF NOT EXISTS test_refused_inserts (tbl text PRIMARY KEY, refused boolean NOT NULL);
+		INSERT INTO test_refused_inserts VALUES (%[1]s, false);
+		CREATE OR REPLACE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF (SELECT refused FROM test_refused_inserts WHERE tbl = TG_TABLE_NAME) THEN
+				RAISE EXCEPTION 'insert into %% refused by the test', TG_TABLE_NAME;
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER test_refuse_insert BEFORE INSERT ON %[2]s FOR EACH ROW EXECUTE FUNCTION test_refuse_insert();`,
+		quoteLiteral(table), ident)); err != nil {
+		t.Fatalf("postgrestest: refuse inserts into %s: %v", table, err)
+	}
+	return func(on bool) {
+		t.Helper()
+		if _, err := d.Pool.Exec(ctx, `UPDATE test_refused_inserts SET refused = $2 WHERE tbl = $1`, table, on); err != nil {
+			t.Fatalf("postgrestest: refuse inserts into %s: %v", table, err)
+		}
+	}
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
