@@ -16,8 +16,8 @@ import (
 
 // TestRequestsCountedByRouteMethodAndCode: each request lands in its
 // route's series under the code it was answered with, from many goroutines
-// at once (the route's codes are added while others count), and requests no
-// route matched under "unmatched".
+// at once (the route's codes are added while others count); requests no
+// route matched under "unmatched", and HEAD served by a GET route under HEAD.
 func TestRequestsCountedByRouteMethodAndCode(t *testing.T) {
 	t.Parallel()
 	m := NewMetrics(prometheus.NewRegistry())
@@ -41,6 +41,7 @@ func TestRequestsCountedByRouteMethodAndCode(t *testing.T) {
 		}
 	}
 	wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/nowhere", nil)) })
+	wg.Go(func() { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodHead, "/things/200", nil)) })
 	wg.Wait()
 
 	for _, code := range codes {
@@ -51,8 +52,12 @@ func TestRequestsCountedByRouteMethodAndCode(t *testing.T) {
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("unmatched", "GET", "404")); got != 1 {
 		t.Errorf("unmatched: %v requests counted, want 1", got)
 	}
-	if got := testutil.CollectAndCount(m.requests); got != len(codes)+1 {
-		t.Errorf("%d request series, want %d", got, len(codes)+1)
+	// A GET route answers HEAD too, counted under the method asked.
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("/things/{code}", "HEAD", "200")); got != 1 {
+		t.Errorf("HEAD: %v requests counted, want 1", got)
+	}
+	if got := testutil.CollectAndCount(m.requests); got != len(codes)+2 {
+		t.Errorf("%d request series, want %d", got, len(codes)+2)
 	}
 	var out prometheus.Metric = m.duration.WithLabelValues("/things/{code}", "GET").(prometheus.Histogram)
 	if n := histogramCount(t, out); n != uint64(perCode*len(codes)) {

@@ -454,9 +454,9 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 				route = "unmatched"
 			}
 			d := time.Since(start)
-			if rec.metrics != nil {
+			if rec.metrics != nil && rec.metrics.method == r.Method {
 				rec.metrics.observe(rec.status, d)
-			} else { // not a route's: the fallback, or a method no route has
+			} else { // not a route's series: the fallback, or HEAD served by a GET route
 				cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
 				cfg.Metrics.duration.WithLabelValues(route, r.Method).Observe(d.Seconds())
 			}
