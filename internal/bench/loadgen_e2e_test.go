@@ -59,7 +59,10 @@ func TestVerifyAfterLoadgenThenBrokenByHand(t *testing.T) {
 	}
 
 	// Break two invariants by hand: an order jumps to SHIPPED with no
-	// history, and an outbox row is left unpublished for an hour.
+	// history, and an outbox row is left unpublished for an hour. The
+	// process stops first: a relay still running would publish that row
+	// (its insert wakes it) before verify looks.
+	p.Kill()
 	ctx := context.Background()
 	var victim string
 	if err := db.Pool.QueryRow(ctx, `UPDATE orders SET status = 'SHIPPED'
@@ -70,8 +73,6 @@ func TestVerifyAfterLoadgenThenBrokenByHand(t *testing.T) {
 		VALUES (gen_random_uuid(), 'order', 'stuck-aggregate', 'ORDER_CREATED', 'ORDER_CREATED', '{}', now() - interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
-	// Stop the relay publishing it before verify looks: the process is done.
-	p.Kill()
 	out, err = e2e.Command(t, p.Env, "", "verify", "--outbox-bound", "1m")
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
