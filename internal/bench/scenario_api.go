@@ -19,7 +19,6 @@ import (
 
 	"github.com/trackops/trackops/internal/commerce"
 	"github.com/trackops/trackops/internal/order"
-	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/testfix"
 )
@@ -170,12 +169,7 @@ func runAPICreate(ctx context.Context, cfg Config) Result {
 			return err
 		}
 		return postgres.WithTx(ctx, r.db.Pool, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			(order.Store{}).QueueInsert(ctx, b, o, "bench")
-			if err := outbox.Queue(ctx, b, ev); err != nil {
-				return err
-			}
-			return tx.SendBatch(ctx, b).Close()
+			return (order.Store{}).Insert(ctx, tx, o, "bench", ev)
 		})
 	}
 	m := interleaved(ctx, cfg.Concurrency, cfg.Phase, 4,

@@ -196,6 +196,7 @@ type routeMetrics struct {
 	codes           atomic.Pointer[map[int]prometheus.Counter] // copied on write: a route sees few codes
 }
 
+// forRoute resolves the series of the route method pattern.
 func (m *Metrics) forRoute(pattern, method string) *routeMetrics {
 	rm := &routeMetrics{pattern: pattern, method: method, requests: m.requests, duration: m.duration.WithLabelValues(pattern, method)}
 	rm.codes.Store(&map[int]prometheus.Counter{})
@@ -283,7 +284,7 @@ func guard(cfg RouterConfig, rt Route, metrics *routeMetrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := w.(*statusRecorder)
-		rec.route, rec.metrics = rt.Pattern, metrics
+		rec.metrics = metrics
 		p := Principal{ID: "anonymous", Name: "anonymous", Kind: "system", Role: RoleAdmin}
 		if cfg.Auth != nil {
 			// With authentication on, a public route's caller is nobody: a
@@ -449,9 +450,9 @@ func withBasics(cfg RouterConfig, next http.Handler) http.Handler {
 					cfg.writeError(rec, r, http.StatusInternalServerError, "internal error")
 				}
 			}
-			route := rec.route
-			if route == "" {
-				route = "unmatched"
+			route := "unmatched"
+			if rec.metrics != nil {
+				route = rec.metrics.pattern
 			}
 			d := time.Since(start)
 			if rec.metrics != nil && rec.metrics.method == r.Method {
@@ -525,8 +526,7 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status    int
 	wrote     bool
-	route     string
-	metrics   *routeMetrics // the matched route's series; nil when no route matched
+	metrics   *routeMetrics // the matched route (pattern, method) and its series; nil when none matched
 	principal Principal
 }
 

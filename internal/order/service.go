@@ -16,7 +16,6 @@ import (
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/inbox"
-	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/postgres"
 )
 
@@ -153,20 +152,11 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (CreateResult, 
 		if s.changeStream {
 			return s.store.Insert(ctx, tx, o, req.Actor)
 		}
-		// The order and its event in one round trip.
 		ev, err := CreatedEvent(ctx, o)
 		if err != nil {
 			return err
 		}
-		b := &pgx.Batch{}
-		s.store.QueueInsert(ctx, b, o, req.Actor)
-		if err := outbox.Queue(ctx, b, ev); err != nil {
-			return err
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("insert order and its event: %w", err)
-		}
-		return nil
+		return s.store.Insert(ctx, tx, o, req.Actor, ev)
 	})
 	if err != nil {
 		return CreateResult{}, err
@@ -423,26 +413,20 @@ func (s *Service) update(ctx context.Context, id uuid.UUID, claim *Claim, fn fun
 		}
 		changes := o.Changes()
 		if len(changes) > 0 {
-			// Every change and its event in one round trip.
-			b := &pgx.Batch{}
-			for _, h := range changes {
-				s.store.QueueTransition(ctx, b, o, h)
-			}
+			var evs []events.Event
 			if !s.changeStream {
 				for _, h := range changes {
 					ev, err := TransitionEvent(ctx, o, h)
 					if err != nil {
 						return err
 					}
-					if err := outbox.Queue(ctx, b, ev); err != nil {
-						return err
-					}
+					evs = append(evs, ev)
 				}
-				wrote = true
 			}
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
-				return fmt.Errorf("save status change of order %s: %w", o.ID, err)
+			if err := s.store.SaveTransitions(ctx, tx, o, changes, evs...); err != nil {
+				return err
 			}
+			wrote = len(evs) > 0
 		}
 		if s.cache != nil && len(changes) > 0 {
 			// The cache is not touched at commit: RefreshCached refreshes

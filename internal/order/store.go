@@ -11,7 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/logging"
+	"github.com/trackops/trackops/internal/outbox"
 	"github.com/trackops/trackops/internal/pagination"
 	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/tracing"
@@ -41,21 +43,12 @@ func scanOrder(row pgx.Row) (*Order, error) {
 	return &o, nil
 }
 
-// Insert writes a new order with its items and first history entry. The
-// history rows keep ctx's correlation id and trace context, which the
-// change stream needs to build events like the outbox's.
-func (st Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string) error {
+// Insert writes a new order with its items and first history entry, and
+// evs (its outbox events) in the same round trip. The history rows keep
+// ctx's correlation id and trace context, which the change stream needs to
+// build events like the outbox's.
+func (Store) Insert(ctx context.Context, q postgres.Querier, o *Order, actor string, evs ...events.Event) error {
 	b := &pgx.Batch{}
-	st.QueueInsert(ctx, b, o, actor)
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("insert order: %w", err)
-	}
-	return nil
-}
-
-// QueueInsert adds Insert's statements to b, for a caller that sends more
-// in the same round trip (the order's outbox event).
-func (Store) QueueInsert(ctx context.Context, b *pgx.Batch, o *Order, actor string) {
 	var addr any
 	if len(o.ShippingAddress) > 0 {
 		addr = string(o.ShippingAddress)
@@ -71,6 +64,19 @@ func (Store) QueueInsert(ctx context.Context, b *pgx.Batch, o *Order, actor stri
 	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
 		VALUES ($1, NULL, $2, NULL, $3, $4, $5, nullif($6, ''), nullif($7, ''))`, o.ID, string(o.Status), actor, o.Version, o.CreatedAt,
 		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
+	if err := sendWithEvents(ctx, q, b, evs); err != nil {
+		return fmt.Errorf("insert order: %w", err)
+	}
+	return nil
+}
+
+// sendWithEvents adds the inserts of evs to b and sends it: a change and its
+// outbox events in one round trip.
+func sendWithEvents(ctx context.Context, q postgres.Querier, b *pgx.Batch, evs []events.Event) error {
+	if err := outbox.Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	return q.SendBatch(ctx, b).Close()
 }
 
 // Get reads an order with its items; forUpdate locks the order row until the
@@ -129,16 +135,23 @@ func scanItem(row pgx.CollectableRow) (Item, error) {
 	return it, err
 }
 
-// QueueTransition adds to b the statements that save a status change made
-// by Order.Transition (the order's row and its history entry), for the
-// caller to send with the change's outbox event in one round trip.
-func (Store) QueueTransition(ctx context.Context, b *pgx.Batch, o *Order, h HistoryEntry) {
-	b.Queue(`UPDATE orders SET status = $2, version = $3, updated_at = $4, cancel_reason = nullif($5, '') WHERE id = $1`,
-		o.ID, string(o.Status), o.Version, o.UpdatedAt, o.CancelReason)
-	b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
-		VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, nullif($8, ''), nullif($9, ''))`,
-		o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt,
-		logging.CorrelationID(ctx), tracing.TraceParent(ctx))
+// SaveTransitions writes the status changes made by Order.Transition (the
+// order's row and a history entry each) and evs (their outbox events) in
+// one round trip.
+func (Store) SaveTransitions(ctx context.Context, q postgres.Querier, o *Order, changes []HistoryEntry, evs ...events.Event) error {
+	b := &pgx.Batch{}
+	for _, h := range changes {
+		b.Queue(`UPDATE orders SET status = $2, version = $3, updated_at = $4, cancel_reason = nullif($5, '') WHERE id = $1`,
+			o.ID, string(o.Status), o.Version, o.UpdatedAt, o.CancelReason)
+		b.Queue(`INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at, correlation_id, traceparent)
+			VALUES ($1, $2, $3, nullif($4, ''), $5, $6, $7, nullif($8, ''), nullif($9, ''))`,
+			o.ID, string(h.FromStatus), string(h.ToStatus), h.Reason, h.Actor, h.Version, h.ChangedAt,
+			logging.CorrelationID(ctx), tracing.TraceParent(ctx))
+	}
+	if err := sendWithEvents(ctx, q, b, evs); err != nil {
+		return fmt.Errorf("save status change of order %s: %w", o.ID, err)
+	}
+	return nil
 }
 
 // Hold reports the stock an order holds. Inventory's decision about each

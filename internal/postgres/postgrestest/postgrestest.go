@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,10 +192,8 @@ func randomSuffix() string {
 func (d *Database) RefuseInserts(t testing.TB, table string) (refuse func(on bool)) {
 	t.Helper()
 	ctx := context.Background()
-	ident := pgx.Identifier{table}.Sanitize()
 	if _, err := d.Pool.Exec(ctx, fmt.Sprintf(`
 		CREATE TABLE IF NOT EXISTS test_refused_inserts (tbl text PRIMARY KEY, refused boolean NOT NULL);
-		INSERT INTO test_refused_inserts VALUES (%[1]s, false);
 		CREATE OR REPLACE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			IF (SELECT refused FROM test_refused_inserts WHERE tbl = TG_TABLE_NAME) THEN
@@ -204,8 +201,11 @@ func (d *Database) RefuseInserts(t testing.TB, table string) (refuse func(on boo
 			END IF;
 			RETURN NEW;
 		END $$;
-		CREATE TRIGGER test_refuse_insert BEFORE INSERT ON %[2]s FOR EACH ROW EXECUTE FUNCTION test_refuse_insert();`,
-		quoteLiteral(table), ident)); err != nil {
+		CREATE TRIGGER test_refuse_insert BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION test_refuse_insert();`,
+		pgx.Identifier{table}.Sanitize())); err != nil {
+		t.Fatalf("postgrestest: refuse inserts into %s: %v", table, err)
+	}
+	if _, err := d.Pool.Exec(ctx, `INSERT INTO test_refused_inserts VALUES ($1, false)`, table); err != nil {
 		t.Fatalf("postgrestest: refuse inserts into %s: %v", table, err)
 	}
 	return func(on bool) {
@@ -214,9 +214,4 @@ func (d *Database) RefuseInserts(t testing.TB, table string) (refuse func(on boo
 			t.Fatalf("postgrestest: refuse inserts into %s: %v", table, err)
 		}
 	}
-}
-
-// quoteLiteral quotes s as an SQL string literal.
-func quoteLiteral(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
