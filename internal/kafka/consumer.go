@@ -156,10 +156,9 @@ type ConsumerConfig struct {
 // order, and a failing record holds back the records of its key behind it
 // (at most RetryPolicy.Budget of delay per poison record). Different keys of
 // a partition are handled concurrently (KeyConcurrency), which lets their
-// database commits share WAL flushes. Partitions of one poll are handled
-// concurrently too, but the next poll waits for all of them, so a retrying
-// record also delays this member's other records by up to the same budget
-// (see docs/fault-tolerance.md).
+// database commits share WAL flushes. Records are handed to their key's
+// worker as they arrive: a slow or retrying record holds back only its own
+// key, never the member's next fetch (see docs/fault-tolerance.md).
 // Offsets are committed only for records that were handled or dead-lettered,
 // so a crash redelivers, never skips (at-least-once).
 type Consumer struct {
@@ -168,6 +167,7 @@ type Consumer struct {
 	producer *kgo.Client
 	log      *slog.Logger
 	metrics  *Metrics
+	pipe     *pipeline
 	// produced is set when a dead letter was published since the last
 	// offset commit.
 	produced  atomic.Bool
@@ -199,7 +199,8 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	if cfg.KeyConcurrency == 0 {
 		cfg.KeyConcurrency = 16
 	}
-	log := cfg.Logger.With("group", cfg.Group)
+	c := &Consumer{cfg: cfg, log: cfg.Logger.With("group", cfg.Group), metrics: cfg.metricsOf(), pipe: newPipeline()}
+	c.pipe.c = c
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(clientID(cfg.ClientID)),
@@ -207,7 +208,11 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.DisableAutoCommit(),
+		// Polls and rebalance callbacks gate each other: no record of a
+		// partition is fetched while its revocation settles.
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(c.pipe.onRevoked),
+		kgo.OnPartitionsLost(c.pipe.onLost),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200 * time.Millisecond),
 		kgo.SessionTimeout(10 * time.Second),
@@ -223,16 +228,15 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	opts = append(opts, cfg.Metrics.clientOpts(clientID(cfg.ClientID)+"/"+cfg.Group)...)
 	opts = append(opts, cfg.Extra...)
 	opts = append(opts, extra...)
-	client, err := kgo.NewClient(opts...)
-	if err != nil {
+	var err error
+	if c.client, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("kafka consumer %s: %w", cfg.Group, err)
 	}
-	producer, err := NewProducer(cfg.Options)
-	if err != nil {
-		client.Close()
+	if c.producer, err = NewProducer(cfg.Options); err != nil {
+		c.client.Close()
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, client: client, producer: producer, log: log, metrics: cfg.metricsOf()}, nil
+	return c, nil
 }
 
 // Close releases the consumer's Kafka clients; Run does so when it ends. A
@@ -253,51 +257,8 @@ func (c *Consumer) Client() *kgo.Client { return c.client }
 // group. It returns nil on a clean stop.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.Close()
-	for {
-		fetches := c.client.PollRecords(ctx, 2000)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			c.client.AllowRebalance()
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				c.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
-			}
-		})
-		var (
-			mu   sync.Mutex
-			done []*kgo.Record
-			wg   sync.WaitGroup
-		)
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			wg.Go(func() {
-				last := c.handlePartition(ctx, p.Records)
-				if last != nil {
-					mu.Lock()
-					done = append(done, last)
-					mu.Unlock()
-				}
-			})
-		})
-		wg.Wait()
-		if len(done) > 0 {
-			// Commit even while shutting down: these records are finished.
-			commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			if err := c.waitDurable(commitCtx); err != nil {
-				c.log.Warn("broker did not make produced records durable; offsets not committed (records will be redelivered)", "err", err)
-			} else if err := c.client.CommitRecords(commitCtx, done...); err != nil {
-				c.log.Warn("offset commit failed; handled records may be redelivered", "err", err)
-			}
-			cancel()
-		}
-		c.client.AllowRebalance()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+	c.pipe.run(ctx)
+	return nil
 }
 
 // waitDurable waits, before an offset commit, until what the handlers and
@@ -312,58 +273,6 @@ func (c *Consumer) waitDurable(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-// handlePartition handles a partition's records, each key's in offset order
-// and different keys concurrently, and returns the last record up to which
-// every record is finished (handled or dead-lettered) — the offset that is
-// safe to commit — or nil if the first one is not.
-func (c *Consumer) handlePartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
-	if c.cfg.KeyConcurrency <= 1 || len(recs) == 1 {
-		var last *kgo.Record
-		for _, rec := range recs {
-			if !c.handle(ctx, rec) {
-				return last
-			}
-			last = rec
-		}
-		return last
-	}
-	// Group the records by key, keeping each key's offset order.
-	var order []string
-	byKey := make(map[string][]int)
-	for i, rec := range recs {
-		k := string(rec.Key)
-		if _, seen := byKey[k]; !seen {
-			order = append(order, k)
-		}
-		byKey[k] = append(byKey[k], i)
-	}
-	finished := make([]bool, len(recs))
-	sem := make(chan struct{}, c.cfg.KeyConcurrency)
-	var wg sync.WaitGroup
-	for _, k := range order {
-		idx := byKey[k]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			for _, i := range idx {
-				if !c.handle(ctx, recs[i]) {
-					return // stopping: the rest of this key stays unfinished
-				}
-				finished[i] = true
-			}
-		})
-	}
-	wg.Wait()
-	var last *kgo.Record
-	for i, rec := range recs {
-		if !finished[i] {
-			break
-		}
-		last = rec
-	}
-	return last
 }
 
 // handle runs the handler with retries; it reports false only when ctx ended
