@@ -48,20 +48,12 @@ func TestSlowKeyDoesNotHoldBackLaterRecords(t *testing.T) {
 		t.Fatalf("committed offset %d past the unfinished record at offset 0", got)
 	}
 
-	var (
-		mu   sync.Mutex
-		seen []string
-	)
-	r.run(kafka.ConsumerConfig{Group: "g", Topics: []string{topic}, Retry: fastRetry,
-		Handler: func(_ context.Context, rec *kgo.Record) error {
-			mu.Lock()
-			seen = append(seen, string(rec.Value))
-			mu.Unlock()
-			return nil
-		}})
+	handled := r.runRecorder("g", topic)
 	r.waitCommitted("g", topic, 2)
-	mu.Lock()
-	defer mu.Unlock()
+	var seen []string
+	for _, rec := range handled() {
+		seen = append(seen, string(rec.Value))
+	}
 	slices.Sort(seen) // different keys: handled in either order
 	if fmt.Sprint(seen) != "[a b]" {
 		t.Errorf("second member handled %v, want [a b] (the unfinished record and everything after it)", seen)

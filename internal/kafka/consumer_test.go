@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,27 @@ func (r *rig) run(cfg kafka.ConsumerConfig) (stop func()) {
 	}
 	r.t.Cleanup(stop)
 	return stop
+}
+
+// runRecorder starts a member of group on topic whose handler keeps every
+// record; handled returns what it kept so far, in handling order.
+func (r *rig) runRecorder(group, topic string) (handled func() []*kgo.Record) {
+	var (
+		mu   sync.Mutex
+		seen []*kgo.Record
+	)
+	r.run(kafka.ConsumerConfig{Group: group, Topics: []string{topic}, Retry: fastRetry,
+		Handler: func(_ context.Context, rec *kgo.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, rec)
+			return nil
+		}})
+	return func() []*kgo.Record {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
 
 func (r *rig) endOffset(topic string) int64 {
@@ -360,20 +382,12 @@ func TestOffsetsCommittedOnlyForHandledRecords(t *testing.T) {
 		t.Fatalf("committed offset %d after stopping on offset 2, want 2", got)
 	}
 
-	var (
-		mu   sync.Mutex
-		seen []int64
-	)
-	r.run(kafka.ConsumerConfig{Group: "g", Topics: []string{topic}, Retry: fastRetry,
-		Handler: func(_ context.Context, rec *kgo.Record) error {
-			mu.Lock()
-			seen = append(seen, rec.Offset)
-			mu.Unlock()
-			return nil
-		}})
+	handled := r.runRecorder("g", topic)
 	r.waitCommitted("g", topic, 5)
-	mu.Lock()
-	defer mu.Unlock()
+	var seen []int64
+	for _, rec := range handled() {
+		seen = append(seen, rec.Offset)
+	}
 	if fmt.Sprint(seen) != "[2 3 4]" {
 		t.Errorf("second member handled offsets %v, want [2 3 4]", seen)
 	}
