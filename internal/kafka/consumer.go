@@ -199,8 +199,8 @@ func NewConsumer(cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
 	if cfg.KeyConcurrency == 0 {
 		cfg.KeyConcurrency = 16
 	}
-	c := &Consumer{cfg: cfg, log: cfg.Logger.With("group", cfg.Group), metrics: cfg.metricsOf(), pipe: newPipeline()}
-	c.pipe.c = c
+	c := &Consumer{cfg: cfg, log: cfg.Logger.With("group", cfg.Group), metrics: cfg.metricsOf()}
+	c.pipe = newPipeline(c)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(clientID(cfg.ClientID)),

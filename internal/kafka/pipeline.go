@@ -80,8 +80,8 @@ type keyQueue struct {
 	recs []*pendingRecord
 }
 
-func newPipeline() *pipeline {
-	p := &pipeline{parts: map[topicPartition]*partitionWork{}, finished: make(chan struct{}, 1)}
+func newPipeline(c *Consumer) *pipeline {
+	p := &pipeline{c: c, parts: map[topicPartition]*partitionWork{}, finished: make(chan struct{}, 1)}
 	p.changed = sync.NewCond(&p.mu)
 	return p
 }
