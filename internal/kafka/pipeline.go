@@ -214,8 +214,6 @@ func (p *pipeline) work(ctx context.Context, pw *partitionWork, key string, q *k
 // commitLoop commits finished records as they finish, at most every
 // commitSpacing, until stop.
 func (p *pipeline) commitLoop(ctx context.Context, stop <-chan struct{}) {
-	spacing := time.NewTimer(0)
-	defer spacing.Stop()
 	for {
 		select {
 		case <-stop:
@@ -223,11 +221,10 @@ func (p *pipeline) commitLoop(ctx context.Context, stop <-chan struct{}) {
 		case <-p.finished:
 		}
 		p.commit(ctx, nil)
-		spacing.Reset(commitSpacing)
 		select {
 		case <-stop:
 			return
-		case <-spacing.C:
+		case <-time.After(commitSpacing):
 		}
 	}
 }
@@ -307,16 +304,8 @@ func (p *pipeline) settle(ctx context.Context, parts map[string][]int32, commit 
 		}
 	}
 	p.mu.Lock()
-	for busy := true; busy; {
-		busy = false
-		for tp := range set {
-			if pw := p.parts[tp]; pw != nil && pw.inFlight > 0 {
-				busy = true
-			}
-		}
-		if busy {
-			p.changed.Wait()
-		}
+	for p.busy(set) {
+		p.changed.Wait()
 	}
 	p.mu.Unlock()
 	if commit {
@@ -331,4 +320,15 @@ func (p *pipeline) settle(ctx context.Context, parts map[string][]int32, commit 
 	}
 	p.changed.Broadcast()
 	p.mu.Unlock()
+}
+
+// busy reports whether any partition of set has records in flight; p.mu
+// is held.
+func (p *pipeline) busy(set map[topicPartition]bool) bool {
+	for tp := range set {
+		if pw := p.parts[tp]; pw != nil && pw.inFlight > 0 {
+			return true
+		}
+	}
+	return false
 }
