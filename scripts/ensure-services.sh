@@ -52,7 +52,8 @@ psql_admin() {
 }
 
 # Settings the platform and its parallel test suites need; one restart applies them all.
-# wal_level=logical for CDC; room for many per-test pools and replication slots.
+# wal_level=logical for CDC; room for many per-test pools and replication slots;
+# commit timestamps for `trackops bench saga`'s split of each hop (its transaction, its delivery).
 restart_needed=""
 want_setting() { # name minimum-or-value numeric?
   local name=$1 want=$2 numeric=${3:-}
@@ -71,6 +72,7 @@ want_setting wal_level logical
 want_setting max_connections 500 numeric
 want_setting max_replication_slots 64 numeric
 want_setting max_wal_senders 64 numeric
+want_setting track_commit_timestamp on
 if [ -n "$restart_needed" ]; then
   pg_cluster_cmd restart
   for _ in $(seq 1 30); do pg_ready && break; sleep 1; done

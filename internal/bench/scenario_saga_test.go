@@ -90,3 +90,85 @@ func TestSagaHops(t *testing.T) {
 		t.Errorf("no confirmed order: %+v, %v; want NaN", hops, err)
 	}
 }
+
+// TestSagaSplit: each hop runs from one stamp to the next, the commits
+// taken from PostgreSQL's commit timestamps. The order's stamps are set
+// against its transactions' real commits: hops that start at a commit are
+// exact, hops that end at one are the stamp's offset plus the sleeps and
+// statements between (bounded below by the offset, above by a margin).
+func TestSagaSplit(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	var on bool
+	if err := db.Pool.QueryRow(ctx, `SELECT current_setting('track_commit_timestamp')::bool`).Scan(&on); err != nil {
+		t.Fatal(err)
+	}
+	if !on {
+		t.Fatal("PostgreSQL records no commit timestamps: run scripts/ensure-services.sh (track_commit_timestamp = on)")
+	}
+	const id = "00000000-0000-4000-8000-000000000001"
+	steps := []string{
+		// The order's transaction: created 300 ms before it commits.
+		`INSERT INTO orders (id, customer_id, status, currency, total_amount, shipping_address, version, created_at, updated_at)
+			VALUES ('` + id + `', 'c', 'CONFIRMED', 'USD', 1, '{}', 2, clock_timestamp() - interval '300 ms', now());
+		 INSERT INTO outbox_events (seq, id, aggregate_type, aggregate_id, event_type, topic, event_data)
+			VALUES (1, gen_random_uuid(), 'order', '` + id + `', 'ORDER_CREATED', 'ORDER_CREATED', '{}')`,
+		// Acknowledged 50 ms after that commit.
+		`INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at)
+			SELECT seq, 0, 0, pg_xact_commit_timestamp(xid(xid)) + interval '50 ms' FROM outbox_events WHERE seq = 1`,
+		// The reservation begun 80 ms after the acknowledgement, committed
+		// after a 250 ms sleep: about 120 ms later.
+		`SELECT pg_sleep(0.25);
+		 INSERT INTO inventory_orders (order_id, state, created_at, updated_at)
+			SELECT '` + id + `', 'reserved', acked_at + interval '80 ms', now() FROM outbox_published WHERE seq = 1;
+		 INSERT INTO outbox_events (seq, id, aggregate_type, aggregate_id, event_type, topic, event_data)
+			VALUES (2, gen_random_uuid(), 'order', '` + id + `', 'INVENTORY_RESERVED', 'INVENTORY_RESERVED', '{}')`,
+		// Acknowledged 40 ms after its commit.
+		`INSERT INTO outbox_published (seq, kafka_partition, kafka_offset, acked_at)
+			SELECT seq, 0, 1, pg_xact_commit_timestamp(xid(xid)) + interval '40 ms' FROM outbox_events WHERE seq = 2`,
+		// CONFIRMED stamped 60 ms after that, committed after a 200 ms
+		// sleep: about 100 ms later.
+		`SELECT pg_sleep(0.2);
+		 INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, version, changed_at)
+			SELECT '` + id + `', 'PENDING', 'CONFIRMED', '', 'saga', 2, acked_at + interval '60 ms' FROM outbox_published WHERE seq = 2`,
+	}
+	for _, sql := range steps {
+		if _, err := db.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hops, err := readSplit(ctx, db.Pool, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		step     string
+		min, max float64 // ms
+	}{
+		{"order transaction", 300, 340},
+		{"relay ORDER_CREATED", 50, 50},
+		{"inventory consumer", 80, 80},
+		{"reservation transaction", 120, 160},
+		{"relay INVENTORY_RESERVED", 40, 40},
+		{"order consumer and saga", 60, 60},
+		{"confirmation commit", 100, 140},
+	}
+	if len(hops) != len(want) {
+		t.Fatalf("%d hops, want %d: %+v", len(hops), len(want), hops)
+	}
+	for i, w := range want {
+		h := hops[i]
+		if h.step != w.step || h.p50 < w.min-0.01 || h.p50 > w.max+0.01 || h.p99 != h.p50 || h.slow != h.p50 {
+			t.Errorf("hop %d: %+v, want %s in [%.0f, %.0f] ms with p99 and the slowest orders' mean the same (one order)", i+1, h, w.step, w.min, w.max)
+		}
+	}
+	note, err := sagaSplit(ctx, db.Pool, time.Time{})
+	if err != nil || !strings.Contains(note, "relay ORDER_CREATED 50.0 / 50.0 / 50.0 ms") {
+		t.Errorf("note %q, %v", note, err)
+	}
+	// Orders created since a later time: none, so nothing to split.
+	if note, err := sagaSplit(ctx, db.Pool, time.Now().Add(time.Hour)); err != nil || !strings.Contains(note, "no order was confirmed") {
+		t.Errorf("no orders: %q, %v", note, err)
+	}
+}
