@@ -194,9 +194,11 @@ func formatHops(hops []sagaHop) string {
 // consumer and the saga, to CONFIRMED stamped; and that change's commit.
 // For each hop: p50, p99, and its mean over the slowest 2 % of orders (by
 // creation -> CONFIRMED), which tells whether a slow order waited in one hop
-// or a little in each. The outbox keeps the writing transaction's id in its
-// xid column (rows are updated afterwards, so xmin is no longer it);
-// history rows are never updated.
+// or a little in each. PostgreSQL takes a commit's timestamp as the commit
+// begins, before its WAL flush: a hop that ends at a commit leaves the flush
+// out, and the hop that starts there has it. The outbox keeps the writing
+// transaction's id in its xid column (rows are updated afterwards, so xmin
+// is no longer it); history rows are never updated.
 const sagaSplitSQL = `WITH ev AS (
 	SELECT e.aggregate_id,
 		min(pg_xact_commit_timestamp(xid(e.xid))) FILTER (WHERE e.event_type = $1) AS created_committed,
