@@ -266,12 +266,13 @@ func readSplit(ctx context.Context, db postgres.Querier, since time.Time) ([]spl
 	var hops []splitHop
 	for rows.Next() {
 		var (
-			i int
-			h splitHop
+			i             int
+			p50, p99, slo *float64 // NULL where no order has both stamps
 		)
-		if err := rows.Scan(&i, &h.p50, &h.p99, &h.slow); err != nil {
+		if err := rows.Scan(&i, &p50, &p99, &slo); err != nil {
 			return nil, fmt.Errorf("saga split: %w", err)
 		}
+		h := splitHop{p50: orNaN(p50), p99: orNaN(p99), slow: orNaN(slo)}
 		if i < 1 || i > len(sagaSplitHops) {
 			return nil, fmt.Errorf("saga split: hop %d", i)
 		}
@@ -282,6 +283,13 @@ func readSplit(ctx context.Context, db postgres.Querier, since time.Time) ([]spl
 		return nil, fmt.Errorf("saga split: %w", err)
 	}
 	return hops, nil
+}
+
+func orNaN(f *float64) float64 {
+	if f == nil {
+		return math.NaN()
+	}
+	return *f
 }
 
 func formatSplit(hops []splitHop) string {

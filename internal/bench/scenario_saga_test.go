@@ -167,6 +167,17 @@ func TestSagaSplit(t *testing.T) {
 	if err != nil || !strings.Contains(note, "relay ORDER_CREATED 50.0 / 50.0 / 50.0 ms") {
 		t.Errorf("note %q, %v", note, err)
 	}
+	// A transaction with no commit timestamp (committed before the setting
+	// was on, or frozen): the hops at its commit are unknown, not zero.
+	if _, err := db.Pool.Exec(ctx, `UPDATE outbox_events SET xid = '2' WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if hops, err = readSplit(ctx, db.Pool, time.Time{}); err != nil || len(hops) != len(want) {
+		t.Fatalf("without the order's commit timestamp: %+v, %v", hops, err)
+	}
+	if !math.IsNaN(hops[0].p50) || !math.IsNaN(hops[1].slow) || hops[2].p50 != 80 {
+		t.Errorf("without the order's commit timestamp: %+v; want the first two hops unknown, the others as before", hops)
+	}
 	// Orders created since a later time: none, so nothing to split.
 	if note, err := sagaSplit(ctx, db.Pool, time.Now().Add(time.Hour)); err != nil || !strings.Contains(note, "no order was confirmed") {
 		t.Errorf("no orders: %q, %v", note, err)
