@@ -231,10 +231,11 @@ GROUP BY u.i ORDER BY u.i`
 var sagaSplitHops = []string{"order transaction", "relay " + events.OrderCreated, "inventory consumer",
 	"reservation transaction", "relay " + events.InventoryReserved, "order consumer and saga", "confirmation commit"}
 
-// splitHop is one hop of sagaSplitSQL, in milliseconds.
+// splitHop is one hop of sagaSplitSQL, in milliseconds: its p50 and p99,
+// and its mean over the slowest orders.
 type splitHop struct {
-	step           string
-	p50, p99, slow float64
+	sagaHop
+	slow float64
 }
 
 // sagaSplit reads each hop of the orders created since then, or says why
@@ -272,7 +273,7 @@ func readSplit(ctx context.Context, db postgres.Querier, since time.Time) ([]spl
 		if err := rows.Scan(&i, &p50, &p99, &slo); err != nil {
 			return nil, fmt.Errorf("saga split: %w", err)
 		}
-		h := splitHop{p50: orNaN(p50), p99: orNaN(p99), slow: orNaN(slo)}
+		h := splitHop{sagaHop: sagaHop{p50: orNaN(p50), p99: orNaN(p99)}, slow: orNaN(slo)}
 		if i < 1 || i > len(sagaSplitHops) {
 			return nil, fmt.Errorf("saga split: hop %d", i)
 		}

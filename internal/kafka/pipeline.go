@@ -127,8 +127,9 @@ func (p *pipeline) run(ctx context.Context) {
 	p.workers.Wait()
 	close(stopCommitter)
 	<-committerDone
-	// Commit even while shutting down: these records are finished.
-	p.commit(context.WithoutCancel(ctx), nil)
+	// Commit even while shutting down: these records are finished
+	// (commitLocked outlives ctx).
+	p.commit(ctx)
 }
 
 // waitForRoom blocks while the member holds maxPending records and returns
@@ -220,7 +221,7 @@ func (p *pipeline) commitLoop(ctx context.Context, stop <-chan struct{}) {
 			return
 		case <-p.finished:
 		}
-		p.commit(ctx, nil)
+		p.commit(ctx)
 		select {
 		case <-stop:
 			return
@@ -229,15 +230,17 @@ func (p *pipeline) commitLoop(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
-// commit commits, for each partition (of only, when not nil), the last
-// record of its finished prefix. A failed commit is kept and tried again
-// with the next one; the records are redelivered if none succeeds.
-func (p *pipeline) commit(ctx context.Context, only map[topicPartition]bool) {
+// commit commits, for each partition, the last record of its finished
+// prefix. A failed commit is kept and tried again with the next one; the
+// records are redelivered if none succeeds.
+func (p *pipeline) commit(ctx context.Context) {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	p.commitLocked(ctx, only)
+	p.commitLocked(ctx, nil)
 }
 
+// commitLocked is commit for the partitions of only (all when nil), with
+// commitMu held.
 func (p *pipeline) commitLocked(ctx context.Context, only map[topicPartition]bool) {
 	p.mu.Lock()
 	var (
