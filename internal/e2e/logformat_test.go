@@ -19,7 +19,7 @@ func TestOneLogFormatWhileRedisIsUnreachable(t *testing.T) {
 	endToEnd(t)
 	db := postgrestest.New(t)
 	cfg := newConfig(t, db)
-	cfg.Extra = []string{"TRACKOPS_REDIS_URL=redis://" + FreeAddr(t)}
+	cfg.Extra = []string{"TRACKOPS_REDIS_URL=redis://" + RefusedAddr(t)}
 	p := Start(t, cfg)
 	// Requests that go through the cache (sessions, orders) while Redis is
 	// unreachable.

@@ -39,6 +39,18 @@ func FreeAddr(t testing.TB) string {
 	return addr
 }
 
+// RefusedAddr returns a loopback address whose connections are refused
+// until the test ends.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	addr, release, err := testfix.RefusedAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return addr
+}
+
 // Process is one trackops process started by a test.
 type Process struct {
 	*testfix.Process

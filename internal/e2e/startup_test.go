@@ -18,7 +18,7 @@ func TestFailedStartSaysWhy(t *testing.T) {
 	endToEnd(t)
 	db := postgrestest.New(t)
 	taken := holdPort(t)
-	dead := FreeAddr(t) // nothing listens here
+	dead := RefusedAddr(t)
 
 	tests := []struct {
 		name string
