@@ -10,18 +10,28 @@ import (
 	"time"
 )
 
-// FreeAddr returns a loopback address with a port nobody listens on now.
+// FreeAddr returns a loopback address with a port nobody listens on now,
+// and that no other caller of FreeAddr on this machine is handed while
+// this process runs.
+//
 // The port comes from below the kernel's ephemeral range: a port the
 // kernel hands out for 127.0.0.1:0 is also what it gives the next outgoing
 // connection (to PostgreSQL, Redis, the broker), which could take it before
 // the process the test starts binds it. Below that range only explicit
-// binds compete, and a random pick makes two tests' picks unlikely to meet.
+// binds compete, and those of other tests are ruled out: a process never
+// hands out a port twice, and it holds a lock on each port it handed out
+// (reservePort), which every test binary of the suite, running in
+// parallel, respects.
 func FreeAddr() (string, error) {
 	low := ephemeralLow()
 	from := max(low-12000, 10000)
 	var lastErr error
 	for range 50 {
 		port := from + rand.IntN(low-from)
+		if !reservePort(port) {
+			lastErr = fmt.Errorf("port %d handed to another test", port)
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			lastErr = err
@@ -32,6 +42,23 @@ func FreeAddr() (string, error) {
 		return addr, nil
 	}
 	return "", fmt.Errorf("testfix: free port below %d: %w", low, lastErr)
+}
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{} // ports FreeAddr reserved in this process
+)
+
+// reservePort reserves port for this process's lifetime: false when it
+// was reserved already, here or by another process.
+func reservePort(port int) bool {
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	if handed[port] || !lockPort(port) {
+		return false
+	}
+	handed[port] = true
+	return true
 }
 
 // ephemeralLow is the lowest port of the kernel's ephemeral range, read

@@ -5,9 +5,38 @@ package testfix
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 )
+
+// lockPort takes an exclusive lock on a file named after port in a
+// directory every process using FreeAddr shares (test binaries, the bench
+// harness), and keeps it until the process exits: the kernel drops the
+// lock with the process, even on a crash. A port another process holds is
+// refused.
+func lockPort(port int) bool {
+	dir := portLockDir()
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true // no shared directory: the in-binary check still holds
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	heldPorts = append(heldPorts, f) // held, not closed: closing would drop the lock
+	return true
+}
+
+func portLockDir() string { return filepath.Join(os.TempDir(), "trackops-ports") }
+
+// heldPorts keeps the lock files open; guarded by handedMu.
+var heldPorts []*os.File
 
 // RefusedAddr returns a loopback address whose connections are refused
 // for as long as the test runs, and the function that releases it. A port
