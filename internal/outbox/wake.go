@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/trackops/trackops/internal/postgres"
@@ -21,12 +22,28 @@ import (
 // have looked at the flag just before) and keeps polling for listenGrace
 // before it sleeps until a notification. At low rates a notification wakes
 // it at once, as before.
+//
+// The lock's hold time is the commit's WAL flush, so how many notifying
+// commits a second it allows is the disk's: about a thousand on a fast
+// SSD, a few hundred where a flush takes a few milliseconds. Where that is
+// below busyRate, writers queue for the lock and the rate the relay reads
+// at can never reach busyRate: the notifications would cap the write rate
+// for good. So while listening, and reading at contendedRate or more, the
+// relay also looks for commits waiting for that lock (pg_locks). Seen in
+// contendedWindows of the last lockWindows windows, the rate of the window
+// becomes the relay's busy rate for as long as it holds the cursor: it
+// stops listening, and listens again only once the rate stays below half
+// of that.
 const (
 	busyRate    = 500 // events/s
 	rateWindow  = 100 * time.Millisecond
 	busyPoll    = 5 * time.Millisecond
 	calmAfter   = time.Second
 	listenGrace = 100 * time.Millisecond
+
+	contendedRate    = 20 // events/s
+	lockWindows      = 10
+	contendedWindows = 5
 )
 
 // wakeState is whether writers notify the relay and the rate it reads at.
@@ -36,6 +53,23 @@ type wakeState struct {
 	listenAt    time.Time // when listening was set again
 	windowStart time.Time
 	windowRows  int
+
+	// busyAt is the busy rate learned from lock waits; 0 is busyRate.
+	busyAt float64
+	// contended holds, bit i for the i-th last window checked while
+	// listening, whether a notifying commit was waiting for the lock.
+	contended uint16
+	// lockWaiters counts commits waiting for the NOTIFY lock; nil is
+	// notifyLockWaiters (tests replace it).
+	lockWaiters func(context.Context, postgres.Querier) (int, error)
+}
+
+// busy is the rate from which the relay polls instead of listening.
+func (w *wakeState) busy() float64 {
+	if w.busyAt > 0 {
+		return w.busyAt
+	}
+	return busyRate
 }
 
 // found counts n rows read; reread is true when listening was just set
@@ -60,12 +94,16 @@ func (w *wakeState) roll(ctx context.Context, db postgres.Querier, now time.Time
 	rate := float64(w.windowRows) / elapsed.Seconds()
 	w.windowStart, w.windowRows = now, 0
 	if w.listening {
-		if rate >= busyRate {
+		if rate >= w.busy() {
+			return false, w.setListening(ctx, db, false, now)
+		}
+		if rate >= contendedRate && w.lockContended(ctx, db) {
+			w.busyAt, w.contended = rate, 0
 			return false, w.setListening(ctx, db, false, now)
 		}
 		return false, nil
 	}
-	if rate >= busyRate/2 {
+	if rate >= w.busy()/2 {
 		w.calmSince = time.Time{}
 		return false, nil
 	}
@@ -77,6 +115,36 @@ func (w *wakeState) roll(ctx context.Context, db postgres.Querier, now time.Time
 	}
 	w.calmSince = time.Time{}
 	return true, w.setListening(ctx, db, true, now)
+}
+
+// lockContended records whether notifying commits wait for the NOTIFY
+// lock now, and reports whether they did in contendedWindows of the last
+// lockWindows windows checked. A failed check counts as no wait: it only
+// keeps the relay listening, as it was.
+func (w *wakeState) lockContended(ctx context.Context, db postgres.Querier) bool {
+	count := w.lockWaiters
+	if count == nil {
+		count = notifyLockWaiters
+	}
+	n, err := count(ctx, db)
+	w.contended = (w.contended << 1) & (1<<lockWindows - 1)
+	if err == nil && n > 0 {
+		w.contended |= 1
+	}
+	return bits.OnesCount16(w.contended) >= contendedWindows
+}
+
+// notifyLockWaiters counts the transactions waiting for the cluster-wide
+// lock a notifying commit holds through its WAL flush: in pg_locks, the
+// object lock on pg_database with no object id.
+func notifyLockWaiters(ctx context.Context, db postgres.Querier) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'object' AND classid = 'pg_database'::regclass AND objid = 0 AND NOT granted`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count NOTIFY lock waiters: %w", err)
+	}
+	return n, nil
 }
 
 // setListening records in the database whether writers notify.

@@ -2,9 +2,13 @@ package outbox
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -110,5 +114,128 @@ func TestPollDeadlineKeepsTheEarlierPoll(t *testing.T) {
 				t.Fatalf("after clear: wait %v, want a fresh 5ms", got)
 			}
 		})
+	}
+}
+
+// TestWakeStateLearnsTheRateTheNotifyLockAllows: on a disk whose flushes
+// let fewer notifying commits through than busyRate, writers queue for the
+// NOTIFY lock and the relay never reads at busyRate. It must see the queue
+// (lock waiters in most windows), stop listening at the rate it reads, and
+// keep that rate as its busy rate; an occasional waiter is not a queue.
+func TestWakeStateLearnsTheRateTheNotifyLockAllows(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	const perWindow = 30 // 300 events/s, below busyRate
+	tests := []struct {
+		name          string
+		windows       []int
+		waiters       []int // per check, in turn (repeated)
+		wantListening bool
+		wantSwitches  int
+		wantBusyAt    float64
+		wantChecks    int // -1: any
+	}{
+		{"queued for the lock", repeat([]int{perWindow}, 20), []int{1}, false, 1, 300, 5},
+		{"queued in most windows", repeat([]int{perWindow}, 20), []int{2, 0, 1, 1, 0, 3, 1}, false, 1, 300, -1},
+		{"a waiter now and then", repeat([]int{perWindow}, 40), []int{1, 0, 0, 0}, true, 0, 0, 40},
+		{"no waiters", repeat([]int{perWindow}, 20), []int{0}, true, 0, 0, 20},
+		{"too few events to look", repeat([]int{1}, 20), []int{1}, true, 0, 0, 0},
+		{"queued, then calm below half the learned rate", append(repeat([]int{perWindow}, 5), repeat([]int{1}, 12)...), []int{1}, true, 2, 300, 5},
+		{"queued, then still above half the learned rate", append(repeat([]int{perWindow}, 5), repeat([]int{20}, 12)...), []int{1}, false, 1, 300, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checks := 0
+			w := wakeState{lockWaiters: func(context.Context, postgres.Querier) (int, error) {
+				n := tt.waiters[checks%len(tt.waiters)]
+				checks++
+				return n, nil
+			}}
+			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			if err := w.setListening(ctx, db.Pool, true, start); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.roll(ctx, db.Pool, start); err != nil {
+				t.Fatal(err)
+			}
+			switches, was := 0, w.listening
+			now := start
+			for _, n := range tt.windows {
+				w.windowRows += n
+				now = now.Add(rateWindow)
+				if _, err := w.roll(ctx, db.Pool, now); err != nil {
+					t.Fatal(err)
+				}
+				if w.listening != was {
+					switches, was = switches+1, w.listening
+				}
+			}
+			if w.listening != tt.wantListening || switches != tt.wantSwitches {
+				t.Errorf("listening %v after %d switches, want %v after %d", w.listening, switches, tt.wantListening, tt.wantSwitches)
+			}
+			if w.busyAt != tt.wantBusyAt {
+				t.Errorf("learned busy rate %v, want %v", w.busyAt, tt.wantBusyAt)
+			}
+			if tt.wantChecks >= 0 && checks != tt.wantChecks {
+				t.Errorf("looked for lock waiters %d times, want %d", checks, tt.wantChecks)
+			}
+		})
+	}
+}
+
+// TestNotifyLockWaitersCountsCommitsQueuedForTheLock makes notifying
+// commits hold the NOTIFY lock for 100 ms each (commit_delay stands in for
+// a slow disk's flush) and checks that the relay's query sees the ones
+// queued behind, and none once they are through.
+func TestNotifyLockWaitersCountsCommitsQueuedForTheLock(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE slow_writes (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	// The lock is the cluster's, so other tests' notifying commits may be
+	// counted too; they hold it for a flush, not for 100 ms, so they are
+	// unlikely to make up the waiters this test asks for on their own.
+	const writers = 3
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Go(func() {
+			conn, err := pgx.Connect(ctx, db.URL)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, `SET commit_delay = 100000; SET commit_siblings = 0`)
+			if err == nil {
+				_, err = conn.Exec(ctx, `BEGIN; INSERT INTO slow_writes VALUES (1); SELECT pg_notify('slow_writes', ''); COMMIT`)
+			}
+			errs <- err
+		})
+	}
+	most := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		n, err := notifyLockWaiters(ctx, db.Pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, n)
+		if most >= writers-1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most < writers-1 {
+		t.Fatalf("saw at most %d commits waiting for the NOTIFY lock, want %d", most, writers-1)
 	}
 }

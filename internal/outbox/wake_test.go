@@ -3,13 +3,18 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/outbox"
+	"github.com/trackops/trackops/internal/postgres"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
 )
 
@@ -94,6 +99,94 @@ func TestWritersNotifyOnlyWhileTheRelayListens(t *testing.T) {
 		ids[id] = true
 	}
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids)+2, 20*time.Second)
+	for _, rec := range recs {
+		delete(ids, kafka.Header(rec, events.HeaderEventID))
+	}
+	if len(ids) > 0 {
+		t.Fatalf("%d of the events never reached Kafka", len(ids))
+	}
+}
+
+// TestRelayStopsListeningWhenNotifyingCommitsQueue stands in for a slow
+// disk: every writer's commit holds the cluster-wide NOTIFY lock for 20 ms
+// (commit_delay), so while writers notify, at most 50 of their commits a
+// second get through — far below the rate at which the relay stops
+// listening on its own. The relay must see the queue at the lock and stop
+// listening, and listen again once the writers stop; nothing is lost.
+func TestRelayStopsListeningWhenNotifyingCommitsQueue(t *testing.T) {
+	t.Parallel()
+	db := postgrestest.New(t)
+	ctx := context.Background()
+	broker := kafkatest.New(t)
+	rctx, cancel := context.WithCancel(ctx)
+	relay := outbox.NewRelay(db.Pool, newProducer(t, broker), outbox.RelayConfig{BatchSize: 100, PollInterval: time.Hour, Logger: quiet})
+	done := make(chan struct{})
+	go func() { _ = relay.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	listening := func() bool {
+		t.Helper()
+		var on bool
+		if err := db.Pool.QueryRow(ctx, `SELECT listening FROM outbox_relay`).Scan(&on); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	waitFor := func(what string, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); listening() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the relay never %s", what)
+			}
+		}
+	}
+	// A relay starts busy, not listening, and listens once calm.
+	waitFor("started", false)
+	waitFor("listened", true)
+
+	const writers = 4
+	wctx, stopWriting := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			conn, err := pgx.Connect(ctx, db.URL)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			if _, err := conn.Exec(ctx, `SET commit_delay = 20000; SET commit_siblings = 0`); err != nil {
+				errs <- err
+				return
+			}
+			for seq := 0; wctx.Err() == nil; seq++ {
+				ev, err := events.New(events.OrderStatusUpdated, events.AggregateOrder, fmt.Sprintf("slow-%d", w), seqData{Seq: seq}, "")
+				if err == nil {
+					err = postgres.WithTx(ctx, conn, func(tx pgx.Tx) error { return outbox.Write(ctx, tx, ev) })
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				ids[ev.ID] = true
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor("stopped listening while writers queued for the NOTIFY lock", false)
+	stopWriting()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor("listened again once the writers stopped", true)
+
+	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 20*time.Second)
 	for _, rec := range recs {
 		delete(ids, kafka.Header(rec, events.HeaderEventID))
 	}
