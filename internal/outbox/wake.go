@@ -30,10 +30,10 @@ import (
 // at can never reach busyRate: the notifications would cap the write rate
 // for good. So while listening, and reading at contendedRate or more, the
 // relay also looks for commits waiting for that lock (pg_locks). Seen in
-// contendedWindows of the last lockWindows windows, the rate of the window
-// becomes the relay's busy rate for as long as it holds the cursor: it
-// stops listening, and listens again only once the rate stays below half
-// of that.
+// contendedWindows of the last lockWindows windows it looked in, the
+// window's rate becomes the relay's busy rate for as long as it holds the
+// cursor: it stops listening, and listens again only once the rate stays
+// below half of that.
 const (
 	busyRate    = 500 // events/s
 	rateWindow  = 100 * time.Millisecond
