@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -36,26 +37,8 @@ func TestWakeStateFollowsTheRateNotItsBursts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			w := wakeState{}
-			if err := w.setListening(ctx, db.Pool, false, start); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.roll(ctx, db.Pool, start); err != nil { // opens the first window
-				t.Fatal(err)
-			}
-			switches, was := 0, w.listening
-			now := start
-			for _, n := range tt.windows {
-				w.windowRows += n
-				now = now.Add(rateWindow)
-				if _, err := w.roll(ctx, db.Pool, now); err != nil {
-					t.Fatal(err)
-				}
-				if w.listening != was {
-					switches, was = switches+1, w.listening
-				}
-			}
+			switches := driveWindows(t, db.Pool, &w, false, tt.windows)
 			if w.listening != tt.wantListening || switches != tt.wantSwitches {
 				t.Errorf("listening %v after %d switches, want %v after %d", w.listening, switches, tt.wantListening, tt.wantSwitches)
 			}
@@ -65,6 +48,33 @@ func TestWakeStateFollowsTheRateNotItsBursts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// driveWindows starts w listening or not on a synthetic clock, reads
+// windows[i] rows in the i-th rateWindow after, and returns how many times
+// listening changed.
+func driveWindows(t *testing.T, db postgres.Querier, w *wakeState, listening bool, windows []int) (switches int) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := w.setListening(ctx, db, listening, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.roll(ctx, db, now); err != nil { // opens the first window
+		t.Fatal(err)
+	}
+	was := w.listening
+	for _, n := range windows {
+		w.windowRows += n
+		now = now.Add(rateWindow)
+		if _, err := w.roll(ctx, db, now); err != nil {
+			t.Fatal(err)
+		}
+		if w.listening != was {
+			switches, was = switches+1, w.listening
+		}
+	}
+	return switches
 }
 
 func repeat(pattern []int, times int) []int {
@@ -125,7 +135,6 @@ func TestPollDeadlineKeepsTheEarlierPoll(t *testing.T) {
 func TestWakeStateLearnsTheRateTheNotifyLockAllows(t *testing.T) {
 	t.Parallel()
 	db := postgrestest.New(t)
-	ctx := context.Background()
 	const perWindow = 30 // 300 events/s, below busyRate
 	tests := []struct {
 		name          string
@@ -152,25 +161,7 @@ func TestWakeStateLearnsTheRateTheNotifyLockAllows(t *testing.T) {
 				checks++
 				return n, nil
 			}}
-			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			if err := w.setListening(ctx, db.Pool, true, start); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.roll(ctx, db.Pool, start); err != nil {
-				t.Fatal(err)
-			}
-			switches, was := 0, w.listening
-			now := start
-			for _, n := range tt.windows {
-				w.windowRows += n
-				now = now.Add(rateWindow)
-				if _, err := w.roll(ctx, db.Pool, now); err != nil {
-					t.Fatal(err)
-				}
-				if w.listening != was {
-					switches, was = switches+1, w.listening
-				}
-			}
+			switches := driveWindows(t, db.Pool, &w, true, tt.windows)
 			if w.listening != tt.wantListening || switches != tt.wantSwitches {
 				t.Errorf("listening %v after %d switches, want %v after %d", w.listening, switches, tt.wantListening, tt.wantSwitches)
 			}
@@ -182,6 +173,21 @@ func TestWakeStateLearnsTheRateTheNotifyLockAllows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// connectWithSlowCommits opens a session whose commits wait delay before
+// their WAL flush (commit_delay, at most 100 ms): a slow disk, as the
+// NOTIFY lock sees it, on a fast one.
+func connectWithSlowCommits(ctx context.Context, url string, delay time.Duration) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`SET commit_delay = %d; SET commit_siblings = 0`, delay.Microseconds())); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("slow commits: %w", err)
+	}
+	return conn, nil
 }
 
 // TestNotifyLockWaitersCountsCommitsQueuedForTheLock makes notifying
@@ -203,16 +209,13 @@ func TestNotifyLockWaitersCountsCommitsQueuedForTheLock(t *testing.T) {
 	errs := make(chan error, writers)
 	for range writers {
 		wg.Go(func() {
-			conn, err := pgx.Connect(ctx, db.URL)
+			conn, err := connectWithSlowCommits(ctx, db.URL, 100*time.Millisecond)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer conn.Close(ctx)
-			_, err = conn.Exec(ctx, `SET commit_delay = 100000; SET commit_siblings = 0`)
-			if err == nil {
-				_, err = conn.Exec(ctx, `BEGIN; INSERT INTO slow_writes VALUES (1); SELECT pg_notify('slow_writes', ''); COMMIT`)
-			}
+			_, err = conn.Exec(ctx, `BEGIN; INSERT INTO slow_writes VALUES (1); SELECT pg_notify('slow_writes', ''); COMMIT`)
 			errs <- err
 		})
 	}

@@ -152,16 +152,12 @@ func TestRelayStopsListeningWhenNotifyingCommitsQueue(t *testing.T) {
 	errs := make(chan error, writers)
 	for w := range writers {
 		wg.Go(func() {
-			conn, err := pgx.Connect(ctx, db.URL)
+			conn, err := outbox.ConnectWithSlowCommits(ctx, db.URL, 20*time.Millisecond)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer conn.Close(ctx)
-			if _, err := conn.Exec(ctx, `SET commit_delay = 20000; SET commit_siblings = 0`); err != nil {
-				errs <- err
-				return
-			}
 			for seq := 0; wctx.Err() == nil; seq++ {
 				ev, err := events.New(events.OrderStatusUpdated, events.AggregateOrder, fmt.Sprintf("slow-%d", w), seqData{Seq: seq}, "")
 				if err == nil {
