@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/trackops/trackops/internal/cache"
 	"github.com/trackops/trackops/internal/cache/cachetest"
@@ -18,11 +19,27 @@ import (
 )
 
 // raw reads what Redis holds at key: kind 'V', 'T' or 0 for nothing.
+// A failed read is retried for up to 5 s and fails the test if it
+// persists: the test stores' clients time out after 100 ms, which a busy
+// machine can exceed, and a client whose dials failed while its server was
+// down answers with the last dial error for a while after it is back. Only
+// a missing key is "nothing".
 func raw(t *testing.T, st *cache.Store, key string) (kind byte, version int64, value string) {
 	t.Helper()
-	b, err := st.Client().Get(context.Background(), key).Bytes()
-	if err != nil {
-		return 0, 0, ""
+	var b []byte
+	var err error
+	for attempt := 0; ; attempt++ {
+		b, err = st.Client().Get(context.Background(), key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return 0, 0, ""
+		}
+		if err == nil {
+			break
+		}
+		if attempt == 100 {
+			t.Fatalf("read %s from redis: %v", key, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	var v int64
 	if _, err := fmt.Sscanf(string(b[:20]), "%d", &v); err != nil {
