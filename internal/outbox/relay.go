@@ -279,7 +279,7 @@ func (r *Relay) publishLoop(ctx, bctx context.Context, s *session, q *commitQueu
 	// A new holder starts as busy, whatever its predecessor left: it reads
 	// at once, and asks writers to notify once the rate it reads at is low
 	// or it found nothing for a while.
-	var w wakeState
+	w := wakeState{log: r.cfg.Logger}
 	if err := w.setListening(ctx, r.pool, false, time.Now()); err != nil {
 		return err
 	}

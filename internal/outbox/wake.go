@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/bits"
 	"time"
 
@@ -62,6 +63,8 @@ type wakeState struct {
 	// lockWaiters counts commits waiting for the NOTIFY lock; nil is
 	// notifyLockWaiters (tests replace it).
 	lockWaiters func(context.Context, postgres.Querier) (int, error)
+	// log says when the relay learns a busy rate; nil says nothing.
+	log *slog.Logger
 }
 
 // busy is the rate from which the relay polls instead of listening.
@@ -99,6 +102,11 @@ func (w *wakeState) roll(ctx context.Context, db postgres.Querier, now time.Time
 		}
 		if rate >= contendedRate && w.lockContended(ctx, db) {
 			w.busyAt, w.contended = rate, 0
+			if w.log != nil {
+				// A sign of slow WAL flushes an operator may want to know of.
+				w.log.Warn("outbox relay: commits queue for PostgreSQL's NOTIFY lock (slow WAL flushes?); writers stop notifying from this rate and the relay polls",
+					"events_per_s", int(rate))
+			}
 			return false, w.setListening(ctx, db, false, now)
 		}
 		return false, nil

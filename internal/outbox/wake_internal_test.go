@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,17 +158,21 @@ func TestWakeStateLearnsTheRateTheNotifyLockAllows(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			checks := 0
+			var logged strings.Builder
 			w := wakeState{lockWaiters: func(context.Context, postgres.Querier) (int, error) {
 				n := tt.waiters[checks%len(tt.waiters)]
 				checks++
 				return n, nil
-			}}
+			}, log: slog.New(slog.NewTextHandler(&logged, nil))}
 			switches := driveWindows(t, db.Pool, &w, true, tt.windows)
 			if w.listening != tt.wantListening || switches != tt.wantSwitches {
 				t.Errorf("listening %v after %d switches, want %v after %d", w.listening, switches, tt.wantListening, tt.wantSwitches)
 			}
 			if w.busyAt != tt.wantBusyAt {
 				t.Errorf("learned busy rate %v, want %v", w.busyAt, tt.wantBusyAt)
+			}
+			if warned := strings.Contains(logged.String(), "NOTIFY lock"); warned != (tt.wantBusyAt > 0) {
+				t.Errorf("warned of the NOTIFY lock: %v, want %v; log:\n%s", warned, tt.wantBusyAt > 0, logged.String())
 			}
 			if tt.wantChecks >= 0 && checks != tt.wantChecks {
 				t.Errorf("looked for lock waiters %d times, want %d", checks, tt.wantChecks)
