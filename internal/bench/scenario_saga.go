@@ -273,12 +273,10 @@ func readSplit(ctx context.Context, db postgres.Querier, since time.Time) ([]spl
 		if err := rows.Scan(&i, &p50, &p99, &slo); err != nil {
 			return nil, fmt.Errorf("saga split: %w", err)
 		}
-		h := splitHop{sagaHop: sagaHop{p50: orNaN(p50), p99: orNaN(p99)}, slow: orNaN(slo)}
 		if i < 1 || i > len(sagaSplitHops) {
 			return nil, fmt.Errorf("saga split: hop %d", i)
 		}
-		h.step = sagaSplitHops[i-1]
-		hops = append(hops, h)
+		hops = append(hops, splitHop{sagaHop: sagaHop{step: sagaSplitHops[i-1], p50: orNaN(p50), p99: orNaN(p99)}, slow: orNaN(slo)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("saga split: %w", err)

@@ -124,25 +124,23 @@ func TestRelayStopsListeningWhenNotifyingCommitsQueue(t *testing.T) {
 	go func() { _ = relay.Run(rctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	listening := func() bool {
+	// becomes waits until outbox_relay.listening is want.
+	becomes := func(what string, want bool) {
 		t.Helper()
-		var on bool
-		if err := db.Pool.QueryRow(ctx, `SELECT listening FROM outbox_relay`).Scan(&on); err != nil {
-			t.Fatal(err)
-		}
-		return on
-	}
-	waitFor := func(what string, want bool) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); listening() != want; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the relay never %s", what)
+		waitFor(t, what, func() int32 {
+			var on bool
+			if err := db.Pool.QueryRow(ctx, `SELECT listening FROM outbox_relay`).Scan(&on); err != nil {
+				t.Fatal(err)
 			}
-		}
+			if on == want {
+				return 1
+			}
+			return 0
+		})
 	}
 	// A relay starts busy, not listening, and listens once calm.
-	waitFor("started", false)
-	waitFor("listened", true)
+	becomes("the relay to start, not listening", false)
+	becomes("the relay to listen", true)
 
 	const writers = 4
 	wctx, stopWriting := context.WithCancel(ctx)
@@ -173,14 +171,14 @@ func TestRelayStopsListeningWhenNotifyingCommitsQueue(t *testing.T) {
 			}
 		})
 	}
-	waitFor("stopped listening while writers queued for the NOTIFY lock", false)
+	becomes("the relay to stop listening while writers queue for the NOTIFY lock", false)
 	stopWriting()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor("listened again once the writers stopped", true)
+	becomes("the relay to listen again once the writers stopped", true)
 
 	recs := kafkatest.Read(t, broker, events.OrderStatusUpdated, len(ids), 20*time.Second)
 	for _, rec := range recs {

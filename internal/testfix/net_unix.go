@@ -19,7 +19,7 @@ import (
 func lockPort(port int) bool {
 	dir := portLockDir()
 	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return true // no shared directory: the in-binary check still holds
+		return true // no shared directory: the in-process check still holds
 	}
 	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
