@@ -143,7 +143,7 @@ func benchCommand(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "%s\n", bench.MarshalResult(r))
 	}
 	prog.Done()
-	doc.Machine.LoadAvgEnd = bench.LoadAverage()
+	doc.Machine.End()
 	if *out != "" {
 		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 			return err
@@ -176,7 +176,7 @@ func sweepCommand(ctx context.Context, env *Env, cfg bench.Config, scenarios []s
 		b, _ := json.MarshalIndent(sw, "", "  ")
 		fmt.Fprintf(env.Stdout, "%s\n", b)
 	}
-	doc.Machine.LoadAvgEnd = bench.LoadAverage()
+	doc.Machine.End()
 	if out != "" {
 		if err := writeJSON(out, doc); err != nil {
 			return err

@@ -81,10 +81,10 @@ func renderPoints(d *Document) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run of %s (`bench/results/%s`) on %s.\n", d.GeneratedAt.UTC().Format("2006-01-02 15:04 MST"), PointsFile, machineLine(d.Machine))
 	b.WriteString(loadWarning(d.Machine))
-	b.WriteString("\n| scenario | comparison | TrackOps | ceiling | ratio | peak RSS |\n|---|---|---|---|---|---|\n")
+	b.WriteString("\n| scenario | comparison | TrackOps | ceiling | ratio | peak RSS | CPU steal |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range d.Results {
 		if r.Status == StatusError {
-			fmt.Fprintf(&b, "| %s | failed: %s | | | | |\n", r.Scenario, cell(truncate(r.Error, 160)))
+			fmt.Fprintf(&b, "| %s | failed: %s | | | | | %s |\n", r.Scenario, cell(truncate(r.Error, 160)), percent(r.StealPercent))
 			continue
 		}
 		for _, c := range r.Comparisons {
@@ -95,7 +95,7 @@ func renderPoints(d *Document) string {
 					ratio += " (p99)"
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.0f MiB |\n", r.Scenario, cell(c.Name), measure(c.TrackOps), measure(c.Ceiling), ratio, r.PeakRSSMiB)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.0f MiB | %s |\n", r.Scenario, cell(c.Name), measure(c.TrackOps), measure(c.Ceiling), ratio, r.PeakRSSMiB, percent(r.StealPercent))
 		}
 	}
 	return b.String()
@@ -119,16 +119,16 @@ func renderSweeps(d *SweepDocument) string {
 			continue
 		}
 		fmt.Fprintf(&b, "![%[1]s: latency by offered rate](bench/%[1]s-latency.svg)\n![%[1]s: CPU per event by offered rate](bench/%[1]s-cpu.svg)\n\n", sw.Scenario)
-		b.WriteString("| offered/s | delivered/s | p50 ms | p90 ms | p99 ms | max ms | TrackOps CPU µs/event | PostgreSQL CPU µs/event | not delivered | load average |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| offered/s | delivered/s | p50 ms | p90 ms | p99 ms | max ms | TrackOps CPU µs/event | PostgreSQL CPU µs/event | not delivered | load average | CPU steal |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, s := range sw.Steps {
 			mark := ""
 			if s.Saturated {
 				mark = " ⚠"
 			}
-			fmt.Fprintf(&b, "| %s%s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", count(s.Offered), mark, count(s.Delivered),
+			fmt.Fprintf(&b, "| %s%s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", count(s.Offered), mark, count(s.Delivered),
 				num(s.Latency.P50), num(s.Latency.P90), num(s.Latency.P99), num(s.Latency.Max),
-				count(s.TrackOpsCPUus), count(s.PostgresCPUus), s.Sent-s.Arrived, s.LoadAverage)
+				count(s.TrackOpsCPUus), count(s.PostgresCPUus), s.Sent-s.Arrived, s.LoadAverage, percent(s.StealPercent))
 		}
 		if sw.SaturatedAt > 0 {
 			fmt.Fprintf(&b, "\nSaturated at **%s/s** offered (⚠: delivered under %.0f %% of the offered rate, events left undelivered or errors, or p99 over %s).\n",
@@ -141,22 +141,37 @@ func renderSweeps(d *SweepDocument) string {
 }
 
 func machineLine(m Machine) string {
-	return fmt.Sprintf("%d CPUs, %s/%s, %s; load average %s at start, %s at end", m.CPUs, m.GOOS, m.GOARCH, m.GoVersion,
+	line := fmt.Sprintf("%d CPUs, %s/%s, %s; load average %s at start, %s at end", m.CPUs, m.GOOS, m.GOARCH, m.GoVersion,
 		orDash(m.LoadAvgAtGo), orDash(m.LoadAvgEnd))
+	if m.StealPercent != nil {
+		line += "; CPU steal " + percent(m.StealPercent) + " over the run"
+	}
+	return line
+}
+
+// percent renders a share in percent; a dash when unknown.
+func percent(p *float64) string {
+	if p == nil {
+		return "—"
+	}
+	return strconv.FormatFloat(*p, 'f', 1, 64) + " %"
 }
 
 // loadWarning flags a run that started on a machine already busier than its
-// CPU count: its absolute figures say more about the machine than about
+// CPU count, or whose host took a good part of its CPU time for other
+// guests: its absolute figures say more about the machine than about
 // TrackOps.
 func loadWarning(m Machine) string {
-	f := strings.Fields(m.LoadAvgAtGo)
-	if len(f) == 0 || m.CPUs == 0 {
-		return ""
+	var w string
+	if f := strings.Fields(m.LoadAvgAtGo); len(f) > 0 && m.CPUs > 0 {
+		if l, err := strconv.ParseFloat(f[0], 64); err == nil && l > float64(m.CPUs) {
+			w += fmt.Sprintf("\n> **Loaded machine:** the load average at start (%s) was above the CPU count (%d); absolute figures are not representative, ratios less affected.\n", f[0], m.CPUs)
+		}
 	}
-	if l, err := strconv.ParseFloat(f[0], 64); err == nil && l > float64(m.CPUs) {
-		return fmt.Sprintf("\n> **Loaded machine:** the load average at start (%s) was above the CPU count (%d); absolute figures are not representative, ratios less affected.\n", f[0], m.CPUs)
+	if m.StealPercent != nil && *m.StealPercent >= stealWarnAt {
+		w += fmt.Sprintf("\n> **Shared host:** the hypervisor gave %s of this machine's CPU time to other guests over the run (steal); absolute figures are not representative, and the ceilings, measured at other moments of the run, may have met a different share.\n", percent(m.StealPercent))
 	}
-	return ""
+	return w
 }
 
 func measure(m Measure) string {

@@ -43,6 +43,9 @@ type Result struct {
 	PeakRSSMiB   float64  `json:"peak_rss_mib"`
 	Notes        []string `json:"notes,omitempty"`
 	ElapsedS     float64  `json:"elapsed_s"`
+	// StealPercent is the share of the machine's CPU time the hypervisor
+	// gave to other guests while the scenario ran; absent where unknown.
+	StealPercent *float64 `json:"cpu_steal_percent,omitempty"`
 }
 
 // Comparison is one figure of TrackOps next to its ceiling, measured in the
@@ -126,7 +129,7 @@ func (c Config) logf(scenario, format string, args ...any) {
 // the summary, not as an error, so `bench all` goes on to the next one.
 func Run(ctx context.Context, cfg Config, scenario string) Result {
 	cfg.defaults()
-	start := time.Now()
+	start, cpu0 := time.Now(), readCPUTimes()
 	var r Result
 	switch scenario {
 	case "api-create":
@@ -151,7 +154,8 @@ func Run(ctx context.Context, cfg Config, scenario string) Result {
 	}
 	r.PeakRSSMiB = round3(float64(r.PeakRSSBytes) / (1 << 20))
 	r.ElapsedS = round3(time.Since(start).Seconds())
-	cfg.logf(scenario, "done in %.1fs: %s", r.ElapsedS, r.Status)
+	r.StealPercent = stealPercent(cpu0, readCPUTimes())
+	cfg.logf(scenario, "done in %.1fs: %s%s", r.ElapsedS, r.Status, stealNote(r.StealPercent))
 	return r
 }
 
@@ -170,13 +174,35 @@ type Machine struct {
 	GoVersion   string `json:"go_version"`
 	LoadAvgAtGo string `json:"load_average_at_start"`
 	LoadAvgEnd  string `json:"load_average_at_end"`
+	// StealPercent is the share of the machine's CPU time the hypervisor
+	// gave to other guests over the whole run; absent where unknown.
+	StealPercent *float64 `json:"cpu_steal_percent,omitempty"`
+
+	cpuAtStart cpuTimes
 }
 
-// DescribeMachine reads what is known about this machine now.
+// DescribeMachine reads what is known about this machine now, at the start
+// of a run.
 func DescribeMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
 	m.LoadAvgAtGo = LoadAverage()
+	m.cpuAtStart = readCPUTimes()
 	return m
+}
+
+// End records the load average at the end of the run and the CPU steal
+// over it.
+func (m *Machine) End() {
+	m.LoadAvgEnd = LoadAverage()
+	m.StealPercent = stealPercent(m.cpuAtStart, readCPUTimes())
+}
+
+// stealNote is a progress line's mention of the CPU steal, when known.
+func stealNote(p *float64) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (CPU steal %.1f %%)", *p)
 }
 
 // LoadAverage is the 1, 5 and 15 minute load averages, when known.

@@ -83,6 +83,9 @@ type SweepStep struct {
 	PostgresCPUus float64 `json:"postgres_cpu_us_per_event"`
 	Saturated     bool    `json:"saturated"`
 	LoadAverage   string  `json:"load_average"`
+	// StealPercent is the share of the machine's CPU time the hypervisor
+	// gave to other guests during the step; absent where unknown.
+	StealPercent *float64 `json:"cpu_steal_percent,omitempty"`
 }
 
 // sweepPath is what a sweep needs of one scenario: fire sends one event
@@ -147,8 +150,8 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 		cfg.logf(scenario, "sweep: %d/s for %s", rate, step)
 		st := runStep(ctx, cfg, path, t, &seq, rate, step)
 		sw.Steps = append(sw.Steps, st)
-		cfg.logf(scenario, "sweep: %d/s offered, %.0f/s delivered, p50 %.1fms p99 %.1fms, %.0f µs CPU/event (TrackOps), %.0f µs (PostgreSQL)%s",
-			rate, st.Delivered, st.Latency.P50, st.Latency.P99, st.TrackOpsCPUus, st.PostgresCPUus, map[bool]string{true: ": saturated"}[st.Saturated])
+		cfg.logf(scenario, "sweep: %d/s offered, %.0f/s delivered, p50 %.1fms p99 %.1fms, %.0f µs CPU/event (TrackOps), %.0f µs (PostgreSQL)%s%s",
+			rate, st.Delivered, st.Latency.P50, st.Latency.P99, st.TrackOpsCPUus, st.PostgresCPUus, stealNote(st.StealPercent), map[bool]string{true: ": saturated"}[st.Saturated])
 		if st.Saturated {
 			sw.SaturatedAt = st.Offered
 			break
@@ -161,7 +164,7 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *atomic.Int64, rate int, step time.Duration) SweepStep {
 	st := SweepStep{Offered: float64(rate)}
 	pid := path.rig.proc.Pid()
-	cpu0, pg0 := processCPU(pid), postgresCPU(ctx, path.rig.db)
+	cpu0, pg0, machine0 := processCPU(pid), postgresCPU(ctx, path.rig.db), readCPUTimes()
 	keys, errs := openLoop(ctx, rate, step, func(ctx context.Context, scheduled time.Time) error {
 		return path.fire(ctx, seq.Add(1), scheduled)
 	}, t)
@@ -194,6 +197,7 @@ func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *
 		st.PostgresCPUus = round3(usPerEvent(cpuDelta(pg0, pg1), n))
 	}
 	st.LoadAverage = LoadAverage()
+	st.StealPercent = stealPercent(machine0, readCPUTimes())
 	st.Saturated = st.Delivered < saturationShare*st.Offered || st.Arrived < len(keys) ||
 		st.Latency.P99 > float64(saturationP99.Milliseconds()) || st.Errors > 0
 	return st
