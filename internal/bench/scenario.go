@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/trackops/trackops/internal/cpusteal"
 )
 
 // Scenarios lists the benchmark scenarios in the order `bench all` runs them.
@@ -129,7 +131,7 @@ func (c Config) logf(scenario, format string, args ...any) {
 // the summary, not as an error, so `bench all` goes on to the next one.
 func Run(ctx context.Context, cfg Config, scenario string) Result {
 	cfg.defaults()
-	start, cpu0 := time.Now(), readCPUTimes()
+	start, steal0 := time.Now(), cpusteal.Read()
 	var r Result
 	switch scenario {
 	case "api-create":
@@ -154,7 +156,7 @@ func Run(ctx context.Context, cfg Config, scenario string) Result {
 	}
 	r.PeakRSSMiB = round3(float64(r.PeakRSSBytes) / (1 << 20))
 	r.ElapsedS = round3(time.Since(start).Seconds())
-	r.StealPercent = stealPercent(cpu0, readCPUTimes())
+	r.StealPercent = cpusteal.Since(steal0)
 	cfg.logf(scenario, "done in %.1fs: %s%s", r.ElapsedS, r.Status, stealNote(r.StealPercent))
 	return r
 }
@@ -178,7 +180,7 @@ type Machine struct {
 	// gave to other guests over the whole run; absent where unknown.
 	StealPercent *float64 `json:"cpu_steal_percent,omitempty"`
 
-	cpuAtStart cpuTimes
+	stealAtStart cpusteal.Reading
 }
 
 // DescribeMachine reads what is known about this machine now, at the start
@@ -186,7 +188,7 @@ type Machine struct {
 func DescribeMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
 	m.LoadAvgAtGo = LoadAverage()
-	m.cpuAtStart = readCPUTimes()
+	m.stealAtStart = cpusteal.Read()
 	return m
 }
 
@@ -194,15 +196,7 @@ func DescribeMachine() Machine {
 // over it.
 func (m *Machine) End() {
 	m.LoadAvgEnd = LoadAverage()
-	m.StealPercent = stealPercent(m.cpuAtStart, readCPUTimes())
-}
-
-// stealNote is a progress line's mention of the CPU steal, when known.
-func stealNote(p *float64) string {
-	if p == nil {
-		return ""
-	}
-	return fmt.Sprintf(" (CPU steal %.1f %%)", *p)
+	m.StealPercent = cpusteal.Since(m.stealAtStart)
 }
 
 // LoadAverage is the 1, 5 and 15 minute load averages, when known.

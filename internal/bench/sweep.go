@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/trackops/trackops/internal/cpusteal"
 	"github.com/trackops/trackops/internal/events"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/order"
@@ -164,7 +165,7 @@ func RunSweep(ctx context.Context, cfg Config, scenario string, rates []int, ste
 func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *atomic.Int64, rate int, step time.Duration) SweepStep {
 	st := SweepStep{Offered: float64(rate)}
 	pid := path.rig.proc.Pid()
-	cpu0, pg0, machine0 := processCPU(pid), postgresCPU(ctx, path.rig.db), readCPUTimes()
+	cpu0, pg0, machine0 := processCPU(pid), postgresCPU(ctx, path.rig.db), cpusteal.Read()
 	keys, errs := openLoop(ctx, rate, step, func(ctx context.Context, scheduled time.Time) error {
 		return path.fire(ctx, seq.Add(1), scheduled)
 	}, t)
@@ -197,7 +198,7 @@ func runStep(ctx context.Context, cfg Config, path *sweepPath, t *tracker, seq *
 		st.PostgresCPUus = round3(usPerEvent(cpuDelta(pg0, pg1), n))
 	}
 	st.LoadAverage = LoadAverage()
-	st.StealPercent = stealPercent(machine0, readCPUTimes())
+	st.StealPercent = cpusteal.Since(machine0)
 	st.Saturated = st.Delivered < saturationShare*st.Offered || st.Arrived < len(keys) ||
 		st.Latency.P99 > float64(saturationP99.Milliseconds()) || st.Errors > 0
 	return st

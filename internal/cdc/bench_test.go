@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trackops/trackops/internal/cpusteal"
 	"github.com/trackops/trackops/internal/kafka"
 	"github.com/trackops/trackops/internal/kafka/kafkatest"
 	"github.com/trackops/trackops/internal/postgres/postgrestest"
@@ -65,7 +66,7 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	start := c.stats.events.Load()
 	b.ResetTimer()
 	b.StopTimer()
-	cpu0 := testfix.SelfCPU()
+	cpu0, steal0 := testfix.SelfCPU(), cpusteal.Read()
 	if _, err := db.Pool.Exec(ctx, benchInsert, 1, b.N); err != nil {
 		b.Fatal(err)
 	}
@@ -85,6 +86,15 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64((testfix.SelfCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/change")
+	reportSteal(b, steal0)
+}
+
+// reportSteal adds the machine's CPU steal since start to a benchmark's
+// figures: on a shared host it moves them from one run to the next.
+func reportSteal(b *testing.B, start cpusteal.Reading) {
+	if p := cpusteal.Since(start); p != nil {
+		b.ReportMetric(*p, "steal-%")
+	}
 }
 
 // BenchmarkPgRecvlogical is the ceiling: PostgreSQL's own pg_recvlogical
@@ -114,6 +124,7 @@ func BenchmarkPgRecvlogical(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	steal0 := cpusteal.Read()
 	cmd := exec.Command(bin, "-d", db.URL, "-S", slot, "--start", "-E", end, "-f", "/dev/null",
 		"-o", "proto_version=1", "-o", "publication_names=bench_pub", "--no-loop")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -121,4 +132,5 @@ func BenchmarkPgRecvlogical(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	reportSteal(b, steal0)
 }

@@ -1,11 +1,11 @@
-package bench
+package cpusteal
 
 import (
 	"runtime"
 	"testing"
 )
 
-func TestParseCPUTimes(t *testing.T) {
+func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name         string
@@ -24,26 +24,26 @@ func TestParseCPUTimes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseCPUTimes(tt.line)
+			got, err := Parse(tt.line)
 			if tt.wantErr {
 				if err == nil || got.known {
-					t.Fatalf("parseCPUTimes(%q) = %+v, %v; want an error", tt.line, got, err)
+					t.Fatalf("Parse(%q) = %+v, %v; want an error", tt.line, got, err)
 				}
 				return
 			}
 			if err != nil || !got.known || got.total != tt.total || got.steal != tt.steal {
-				t.Fatalf("parseCPUTimes(%q) = %+v, %v; want total %d, steal %d", tt.line, got, err, tt.total, tt.steal)
+				t.Fatalf("Parse(%q) = %+v, %v; want total %d, steal %d", tt.line, got, err, tt.total, tt.steal)
 			}
 		})
 	}
 }
 
-func TestStealPercent(t *testing.T) {
+func TestPercent(t *testing.T) {
 	t.Parallel()
-	at := func(total, steal uint64) cpuTimes { return cpuTimes{total: total, steal: steal, known: true} }
+	at := func(total, steal uint64) Reading { return Reading{total: total, steal: steal, known: true} }
 	tests := []struct {
 		name     string
-		from, to cpuTimes
+		from, to Reading
 		want     float64 // -1: unknown
 	}{
 		{name: "a fifth stolen", from: at(1000, 100), to: at(2000, 300), want: 20},
@@ -52,42 +52,38 @@ func TestStealPercent(t *testing.T) {
 		{name: "none", from: at(500, 7), to: at(900, 7), want: 0},
 		{name: "no time passed", from: at(500, 7), to: at(500, 7), want: -1},
 		{name: "counters reset", from: at(500, 70), to: at(900, 7), want: -1},
-		{name: "start unknown", from: cpuTimes{}, to: at(900, 7), want: -1},
-		{name: "end unknown", from: at(500, 7), to: cpuTimes{}, want: -1},
+		{name: "start unknown", from: Reading{}, to: at(900, 7), want: -1},
+		{name: "end unknown", from: at(500, 7), to: Reading{}, want: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := stealPercent(tt.from, tt.to)
+			got := Percent(tt.from, tt.to)
 			switch {
 			case tt.want < 0 && got != nil:
-				t.Fatalf("stealPercent = %v; want unknown", *got)
+				t.Fatalf("Percent = %v; want unknown", *got)
 			case tt.want >= 0 && (got == nil || *got != tt.want):
-				t.Fatalf("stealPercent = %v; want %v", got, tt.want)
+				t.Fatalf("Percent = %v; want %v", got, tt.want)
 			}
 		})
 	}
 }
 
-// TestMachineRecordsStealOverTheRun reads the real /proc/stat: on Linux a
-// run's machine line always knows its steal, even when the host took none.
-func TestMachineRecordsStealOverTheRun(t *testing.T) {
+// TestReadFromTheMachine reads the real /proc/stat: on Linux the steal
+// over any stretch of time is known, even when the host took none.
+func TestReadFromTheMachine(t *testing.T) {
 	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("/proc/stat is Linux's")
 	}
-	m := DescribeMachine()
-	for i := 0; i < 1e6; i++ { // let the clock tick at least once
-		if readCPUTimes().total > m.cpuAtStart.total {
-			break
-		}
+	start := Read()
+	if !start.Known() {
+		t.Fatal("no reading from /proc/stat")
+	}
+	for i := 0; i < 1e6 && Read().total == start.total; i++ { // let the clock tick
 		runtime.Gosched()
 	}
-	m.End()
-	if m.StealPercent == nil || *m.StealPercent < 0 || *m.StealPercent > 100 {
-		t.Fatalf("steal over the run = %v; want a share between 0 and 100 %%", m.StealPercent)
-	}
-	if m.LoadAvgEnd == "" {
-		t.Error("no load average at the end")
+	if p := Since(start); p == nil || *p < 0 || *p > 100 {
+		t.Fatalf("steal since the start = %v; want a share between 0 and 100 %%", p)
 	}
 }
