@@ -61,6 +61,7 @@ var layers = map[string]int{
 	"internal/cache":      layerInfrastructure,
 	"internal/cdc":        layerInfrastructure,
 	"internal/config":     layerInfrastructure,
+	"internal/cpusteal":   layerInfrastructure,
 	"internal/httpapi":    layerInfrastructure,
 	"internal/inbox":      layerInfrastructure,
 	"internal/kafka":      layerInfrastructure,
