@@ -43,16 +43,7 @@ func openPrivate(t *testing.T, srv interface{ URL() string }, maxPending int) *c
 // loop would find.
 func mustProbe(t *testing.T, s *cache.Stores) {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		err := s.Probe(context.Background())
-		if err == nil {
-			break
-		}
-		if attempt == 50 {
-			t.Fatalf("probe after recovery: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	untilNoError(t, "probe after recovery", func() error { return s.Probe(context.Background()) })
 	if s.Status() != cache.StatusUp {
 		t.Fatalf("status %s after a successful probe", s.Status())
 	}

@@ -57,6 +57,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// untilNoError calls f until it succeeds, for 5 s at most, and fails the
+// test with f's last error after that.
+func untilNoError(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func nearHits(s *cache.Stores) uint64 {
 	for _, st := range s.Stats(context.Background()).Stores {
 		if st.Near != nil {

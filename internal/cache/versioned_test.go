@@ -27,19 +27,18 @@ import (
 func raw(t *testing.T, st *cache.Store, key string) (kind byte, version int64, value string) {
 	t.Helper()
 	var b []byte
-	var err error
-	for attempt := 0; ; attempt++ {
+	found := true
+	untilNoError(t, "read "+key+" from redis", func() error {
+		var err error
 		b, err = st.Client().Get(context.Background(), key).Bytes()
 		if errors.Is(err, redis.Nil) {
-			return 0, 0, ""
+			found = false
+			return nil
 		}
-		if err == nil {
-			break
-		}
-		if attempt == 100 {
-			t.Fatalf("read %s from redis: %v", key, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if !found {
+		return 0, 0, ""
 	}
 	var v int64
 	if _, err := fmt.Sscanf(string(b[:20]), "%d", &v); err != nil {

@@ -86,15 +86,7 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64((testfix.SelfCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/change")
-	reportSteal(b, steal0)
-}
-
-// reportSteal adds the machine's CPU steal since start to a benchmark's
-// figures: on a shared host it moves them from one run to the next.
-func reportSteal(b *testing.B, start cpusteal.Reading) {
-	if p := cpusteal.Since(start); p != nil {
-		b.ReportMetric(*p, "steal-%")
-	}
+	cpusteal.Report(b, steal0) // on a shared host it moves the figures from run to run
 }
 
 // BenchmarkPgRecvlogical is the ceiling: PostgreSQL's own pg_recvlogical
@@ -132,5 +124,5 @@ func BenchmarkPgRecvlogical(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	reportSteal(b, steal0)
+	cpusteal.Report(b, steal0)
 }

@@ -76,3 +76,11 @@ func Percent(from, to Reading) *float64 {
 
 // Since is the steal from start until now, as Percent says.
 func Since(start Reading) *float64 { return Percent(start, Read()) }
+
+// Report adds the steal since start to a benchmark's figures as
+// "steal-%" (b is a *testing.B), when it is known.
+func Report(b interface{ ReportMetric(float64, string) }, start Reading) {
+	if p := Since(start); p != nil {
+		b.ReportMetric(*p, "steal-%")
+	}
+}

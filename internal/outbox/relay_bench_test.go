@@ -70,9 +70,7 @@ func BenchmarkRelayBacklog(b *testing.B) {
 			cancel()
 			<-done
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-			if p := cpusteal.Since(steal0); p != nil {
-				b.ReportMetric(*p, "steal-%") // on a shared host it moves the figures from run to run
-			}
+			cpusteal.Report(b, steal0) // on a shared host it moves the figures from run to run
 		})
 	}
 }

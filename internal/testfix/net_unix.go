@@ -17,11 +17,10 @@ import (
 // lock with the process, even on a crash. A port another process holds is
 // refused.
 func lockPort(port int) bool {
-	dir := portLockDir()
-	if err := os.MkdirAll(dir, 0o777); err != nil {
+	if portLockDirReady() != nil {
 		return true // no shared directory: the in-process check still holds
 	}
-	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(filepath.Join(portLockDir(), fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return true
 	}
@@ -34,6 +33,9 @@ func lockPort(port int) bool {
 }
 
 func portLockDir() string { return filepath.Join(os.TempDir(), "trackops-ports") }
+
+// portLockDirReady creates the lock directory, once per process.
+var portLockDirReady = sync.OnceValue(func() error { return os.MkdirAll(portLockDir(), 0o777) })
 
 // heldPorts keeps the lock files open; guarded by handedMu.
 var heldPorts []*os.File
