@@ -162,28 +162,40 @@ func TestCDCManyMultiItemOrders(t *testing.T) {
 	}
 
 	// The saga's transition of each order, with its actor from the history row.
-	decided := map[string]string{}
-	for _, topic := range []string{"ORDER_STATUS_UPDATED", "ORDER_CANCELLED"} {
-		for _, r := range readTopicToEnd(t, cfg.KafkaAddr, adm, topic) {
-			var ev struct {
-				Data struct {
-					OrderID   string `json:"order_id"`
-					NewStatus string `json:"new_status"`
-					Actor     string `json:"actor"`
-					Version   int    `json:"version"`
-				} `json:"data"`
-			}
-			if err := json.Unmarshal(r.Value, &ev); err != nil {
-				t.Fatal(err)
-			}
-			if ev.Data.Version == 2 && ev.Data.Actor == "system:order-saga" {
-				status := ev.Data.NewStatus
-				if topic == "ORDER_CANCELLED" {
-					status = "CANCELLED"
+	// The change stream publishes an order's decision after its commit, so
+	// the last decisions may reach Kafka a moment after the database shows
+	// no PENDING order: read the topics again until every order's decision
+	// is there, for 30 s at most, then compare.
+	sagaDecisions := func() map[string]string {
+		decided := map[string]string{}
+		for _, topic := range []string{"ORDER_STATUS_UPDATED", "ORDER_CANCELLED"} {
+			for _, r := range readTopicToEnd(t, cfg.KafkaAddr, adm, topic) {
+				var ev struct {
+					Data struct {
+						OrderID   string `json:"order_id"`
+						NewStatus string `json:"new_status"`
+						Actor     string `json:"actor"`
+						Version   int    `json:"version"`
+					} `json:"data"`
 				}
-				decided[ev.Data.OrderID] = status
+				if err := json.Unmarshal(r.Value, &ev); err != nil {
+					t.Fatal(err)
+				}
+				if ev.Data.Version == 2 && ev.Data.Actor == "system:order-saga" {
+					status := ev.Data.NewStatus
+					if topic == "ORDER_CANCELLED" {
+						status = "CANCELLED"
+					}
+					decided[ev.Data.OrderID] = status
+				}
 			}
 		}
+		return decided
+	}
+	decided := sagaDecisions()
+	for deadline := time.Now().Add(30 * time.Second); len(decided) < len(want) && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		decided = sagaDecisions()
 	}
 	for id := range want {
 		if decided[id] != final[id] {
